@@ -1,0 +1,60 @@
+"""The typed model config and the registries of families and cores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A config that names something unknown or holds a value out of range."""
+
+
+FAMILIES = ("explicit", "recursive", "deq")
+ARCHS = {"conv1d": 1, "conv2d": 2, "transformer": 1}  # arch -> spatial dims it serves
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str  # explicit | recursive | deq
+    arch: str  # conv1d | conv2d | transformer
+    in_channels: int  # input channels after the task's encoding
+    width: int = 64  # latent channels
+    depth: int = 2  # residual units inside one block (one iteration / one explicit layer)
+    layers: int = 20  # explicit: number of distinct blocks; others: the training iteration count
+    heads: int = 4  # transformer only
+    kernel: int = 3  # conv kernel size
+    norm: bool = False  # group norm inside the block (DEQs use it for a stable fixed point)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"unknown family {self.family!r}; known families: {', '.join(FAMILIES)}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
+        for name, lo, hi in (("in_channels", 1, 16), ("width", 4, 1024), ("depth", 1, 16),
+                             ("layers", 1, 256), ("heads", 1, 64)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"config field {name} must be an integer in {lo}..{hi}, got {v!r}")
+        if self.kernel not in (1, 3, 5, 7):
+            raise ConfigError(f"config field kernel must be one of 1, 3, 5, 7, got {self.kernel!r}")
+        if self.arch == "transformer" and self.width % self.heads:
+            raise ConfigError(f"transformer width {self.width} must be divisible by heads {self.heads}")
+        if not isinstance(self.norm, bool):
+            raise ConfigError(f"config field norm must be true or false, got {self.norm!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Build from a dict; unknown keys are an error, not silently dropped."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        missing = [k for k in ("family", "arch", "in_channels") if k not in d]
+        if missing:
+            raise ConfigError(f"config is missing required keys {missing}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

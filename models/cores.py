@@ -1,0 +1,123 @@
+"""Cores: the block that one iteration (or one explicit layer) applies, for each architecture.
+
+Every block maps (z, e) -> z' where z is the latent state and e the injected input encoding
+(the "recall" of the easy-to-hard literature, the "input injection" of DEQs), both with shape
+(B, W, *spatial). Convolutions keep the spatial shape, so a block trained on small problems runs on
+large ones unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ModelConfig
+
+
+def _conv(dims: int, cin: int, cout: int, k: int, bias: bool = True) -> nn.Module:
+    cls = nn.Conv1d if dims == 1 else nn.Conv2d
+    return cls(cin, cout, k, padding=k // 2, bias=bias)
+
+
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return nn.GroupNorm(min(8, cfg.width), cfg.width) if cfg.norm else nn.Identity()
+
+
+class ConvBlock(nn.Module):
+    """z' = act(A z + e) followed by `depth` residual units of two convolutions each."""
+
+    def __init__(self, cfg: ModelConfig, dims: int):
+        super().__init__()
+        w, k = cfg.width, cfg.kernel
+        self.mix = _conv(dims, w, w, k, bias=False)
+        self.mix_norm = _norm(cfg)
+        self.units = nn.ModuleList(
+            nn.ModuleList([_conv(dims, w, w, k), _norm(cfg), _conv(dims, w, w, k), _norm(cfg)])
+            for _ in range(cfg.depth)
+        )
+
+    def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.mix_norm(self.mix(z) + e))
+        for c1, n1, c2, n2 in self.units:
+            h = F.relu(h + n2(c2(F.relu(n1(c1(h))))))
+        return h
+
+
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block over positions, on (B, W, L) tensors.
+
+    Attention is causal (a position sees itself and what came before, the direction the algorithms
+    flow) and carries no absolute position embedding, so the block applies at any length; a
+    depthwise causal convolution before attention gives it the relative order of neighbours.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.heads = cfg.heads
+        self.local = nn.Conv1d(w, w, cfg.kernel, groups=w, padding=cfg.kernel - 1)
+        self.ln1 = nn.LayerNorm(w)
+        self.qkv = nn.Linear(w, 3 * w)
+        self.proj = nn.Linear(w, w)
+        self.ln2 = nn.LayerNorm(w)
+        self.mlp = nn.Sequential(nn.Linear(w, 4 * w), nn.GELU(), nn.Linear(4 * w, w))
+
+    def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        L = z.shape[-1]
+        h = z + e
+        h = h + self.local(h)[..., :L]  # causal: output i sees inputs i-k+1..i
+        h = h.transpose(1, 2)  # (B, L, W)
+        B, _, W = h.shape
+        q, k, v = self.qkv(self.ln1(h)).split(W, dim=-1)
+        q, k, v = (t.view(B, L, self.heads, W // self.heads).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, L, W/heads)
+        h = h + self.proj(a.transpose(1, 2).reshape(B, L, W))
+        h = h + self.mlp(self.ln2(h))
+        return h.transpose(1, 2)  # (B, W, L)
+
+
+def make_block(cfg: ModelConfig) -> nn.Module:
+    if cfg.arch == "transformer":
+        return TransformerBlock(cfg)
+    return ConvBlock(cfg, dims=1 if cfg.arch == "conv1d" else 2)
+
+
+class Encoder(nn.Module):
+    """Task encoding (B, C_in, *spatial) -> injected input e (B, W, *spatial)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dims = 2 if cfg.arch == "conv2d" else 1
+        self.conv = _conv(dims, cfg.in_channels, cfg.width, cfg.kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Readout(nn.Module):
+    """Latent (B, W, *spatial) -> logits (B, 2, *spatial): one two-way prediction per output cell."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dims = 2 if cfg.arch == "conv2d" else 1
+        half = max(cfg.width // 2, 2)
+        self.c1 = _conv(dims, cfg.width, half, cfg.kernel)
+        self.c2 = _conv(dims, half, 2, cfg.kernel)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.c2(F.relu(self.c1(z)))
+
+
+def init_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """Deterministic init from an explicit generator (no global RNG)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            with torch.no_grad():
+                m.weight.uniform_(-bound * math.sqrt(3), bound * math.sqrt(3), generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=generator)

@@ -1,0 +1,1 @@
+"""TTC Lab engine: instrumented runs, checkpoints, training, memory, figures and the CLI."""

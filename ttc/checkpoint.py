@@ -1,0 +1,187 @@
+"""Checkpoint I/O: safetensors weights with self-describing metadata, and a .json card beside them.
+
+A checkpoint is validated before any model is built: header size and JSON, the required metadata with
+known values, tensor names, shapes and dtypes against the config, finite values, total size. Loading
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from models import ConfigError, IterativeModel, ModelConfig, build_model
+from tasks import TASKS, TaskError, get_task
+
+FORMAT = "ttc-checkpoint/1"
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 1024 * 1024
+_FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a valid TTC checkpoint; the message says what is wrong."""
+
+
+@dataclass
+class Checkpoint:
+    model: IterativeModel
+    task: str
+    config: ModelConfig
+    card: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem if self.path else f"{self.task}-{self.family}-{self.arch}"
+
+
+def checkpoint_name(task: str, family: str, arch: str) -> str:
+    """{task}-{family}[-{arch}]: the arch is left out when it is the task's default core."""
+    default = "conv2d" if task == "mazes" else "conv1d"
+    return f"{task}-{family}" + ("" if arch == default else f"-{arch}")
+
+
+def save_checkpoint(path: str | Path, model: IterativeModel, task: str, card: dict | None = None) -> Path:
+    """Write path (.safetensors) and its .json card; returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    card = dict(card or {})
+    card.update(task=task, family=model.config.family, arch=model.config.arch,
+                config=model.config.to_dict(), params=model.num_params())
+    meta = {"format": FORMAT, "task": task, "family": model.config.family, "arch": model.config.arch,
+            "config": json.dumps(model.config.to_dict()), "card": json.dumps(card)}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    data = st_save(state, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".safetensors.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def read_header(data: bytes) -> tuple[dict, dict]:
+    """(tensor entries, metadata) from a safetensors byte string, checked for sanity."""
+    if len(data) < 8:
+        raise CheckpointError(f"file too short to be safetensors ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES:
+        raise CheckpointError(f"header of {n} bytes exceeds the {MAX_HEADER_BYTES}-byte limit (not a TTC checkpoint)")
+    if 8 + n > len(data):
+        raise CheckpointError(f"file truncated: header claims {n} bytes, file holds {len(data) - 8}")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError("header __metadata__ must map strings to strings")
+    body = len(data) - 8 - n
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise CheckpointError(f"tensor entry {name!r} is malformed")
+        offs = entry["data_offsets"]
+        if (not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)
+                or not 0 <= offs[0] <= offs[1] <= body):
+            raise CheckpointError(f"tensor {name!r} has data offsets {offs!r} outside the file's {body} data bytes")
+    return header, meta
+
+
+def _parse_meta(meta: dict) -> tuple[str, ModelConfig, dict]:
+    missing = [k for k in ("task", "family", "arch", "config") if k not in meta]
+    if missing:
+        raise CheckpointError(f"metadata is missing {missing}; a TTC checkpoint needs task, family, arch, config")
+    if meta["task"] not in TASKS:
+        raise CheckpointError(f"metadata task {meta['task']!r} is unknown; known tasks: {', '.join(TASKS)}")
+    try:
+        cfg_dict = json.loads(meta["config"])
+        cfg = ModelConfig.from_dict(cfg_dict)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"metadata config is not valid JSON: {e}") from None
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"metadata config is invalid: {e}") from None
+    if cfg.family != meta["family"] or cfg.arch != meta["arch"]:
+        raise CheckpointError(f"metadata family/arch {meta['family']}/{meta['arch']} disagree with the config's "
+                              f"{cfg.family}/{cfg.arch}")
+    task = get_task(meta["task"])
+    if cfg.in_channels != task.in_channels:
+        raise CheckpointError(f"config in_channels {cfg.in_channels} does not fit task {task.name} "
+                              f"({task.in_channels} channels)")
+    dims = 2 if cfg.arch == "conv2d" else 1
+    if dims != task.spatial_dims:
+        raise CheckpointError(f"arch {cfg.arch} does not serve task {task.name}")
+    try:
+        card = json.loads(meta.get("card", "{}"))
+    except json.JSONDecodeError:
+        card = {}
+    return task.name, cfg, card if isinstance(card, dict) else {}
+
+
+def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
+    """Validate and load a checkpoint from bytes (an upload, or a file's contents)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise CheckpointError(f"file of {len(data)} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
+    header, meta = read_header(data)
+    task, cfg, card = _parse_meta(meta)
+    model = build_model(cfg)
+    expected = model.state_dict()
+    names, want = set(header), set(expected)
+    if names != want:
+        extra, miss = sorted(names - want)[:5], sorted(want - names)[:5]
+        raise CheckpointError(f"tensor names do not match the config: missing {miss}, unexpected {extra}")
+    for k, entry in header.items():
+        if entry["dtype"] not in _FLOAT_DTYPES:
+            raise CheckpointError(f"tensor {k!r} has dtype {entry['dtype']}; accepted: {', '.join(_FLOAT_DTYPES)}")
+        if list(entry["shape"]) != list(expected[k].shape):
+            raise CheckpointError(f"tensor {k!r} has shape {entry['shape']}, the config needs {list(expected[k].shape)}")
+    try:
+        tensors = st_load(data)
+    except Exception as e:  # safetensors raises its own error types for corrupt bodies
+        raise CheckpointError(f"tensor data unreadable: {e}") from None
+    for k, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise CheckpointError(f"tensor {k!r} holds NaN or infinite values")
+    model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
+    model.eval()
+    return Checkpoint(model=model, task=task, config=cfg, card=card, path=name)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Validate and load a .safetensors checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint {str(path)!r} must be a .safetensors file (pickles are never loaded)")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"checkpoint of {size} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
+    return load_checkpoint_bytes(path.read_bytes(), name=str(path))
+
+
+def list_checkpoints(folder: str | Path = "checkpoints") -> list[Path]:
+    return sorted(Path(folder).glob("*.safetensors"))
+
+
+def checkpoint_task(ck: Checkpoint, task: str) -> None:
+    """Raise if the checkpoint was trained for another task than the data's."""
+    if ck.task != task:
+        raise TaskError(f"checkpoint is for task {ck.task!r} but the data is {task!r}")

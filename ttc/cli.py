@@ -1,0 +1,250 @@
+"""`python -m ttc`: data, eval, train (and the commands other modules register).
+
+Bad input (unknown names, out-of-range values, malformed files) ends with one line on stderr,
+`error: ...`, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from models import ConfigError
+from models.solvers import SolverError
+from tasks import TASKS, TaskError, get_task, load_npz, save_npz
+
+from .checkpoint import CheckpointError, checkpoint_task, load_checkpoint
+from .probe import MAX_ITERS, probe, summarize
+
+MAX_N = 100_000
+MAX_COST = 2e12  # cells x iterations x width^2 x problems, a coarse multiply-accumulate count
+
+
+class UsageError(ValueError):
+    """A command-line value out of range."""
+
+
+USER_ERRORS = (UsageError, TaskError, ConfigError, CheckpointError, SolverError, ValueError)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too by default)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def _int_in(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in {lo}..{hi}, got {s!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in {lo}..{hi}, got {v}")
+        return v
+    return parse
+
+
+def _float_in(name: str, lo: float, hi: float) -> Callable[[str], float]:
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number in ({lo}, {hi}), got {s!r}") from None
+        if not (math.isfinite(v) and lo < v < hi):
+            raise argparse.ArgumentTypeError(f"{name} must be in ({lo}, {hi}), got {s}")
+        return v
+    return parse
+
+
+def _size_help() -> str:
+    return "; ".join(f"{t.name}: {t.sizes.describe()}" for t in TASKS.values())
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="generate problems as .npz", description=f"Sizes: {_size_help()}.")
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--size", required=True, type=int, help=f"problem size ({_size_help()})")
+    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
+    p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
+    p.add_argument("--out", required=True, help="output .npz path")
+    p.set_defaults(run=cmd_data)
+
+
+def cmd_data(a) -> int:
+    task = get_task(a.task)
+    x, y = task.generate(a.size, a.n, a.seed)
+    save_npz(a.out, task.name, a.size, x, y)
+    return 0
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate a checkpoint, accuracy and residual per iteration",
+        description=f"Ranges: --size per task ({_size_help()}); --n 1..{MAX_N}; --iters 1..{MAX_ITERS}; "
+                    f"--tol in (0, 1); problems x cells x iterations is capped (see README).")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
+    p.add_argument("--size", type=int, help="problem size (ignored with --data)")
+    p.add_argument("--iters", type=_int_in("--iters", 1, MAX_ITERS), required=True,
+                   help=f"iteration budget, 1..{MAX_ITERS} (explicit models always run their depth)")
+    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
+    p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
+    p.add_argument("--data", help=".npz of problems (keys task, size, inputs, targets) instead of generating")
+    p.add_argument("--solver", choices=["anderson", "fixed_point", "broyden"], default=None,
+                   help="DEQ solver (default: the checkpoint's)")
+    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None, help="DEQ solver tolerance")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=256, help="problems per forward batch")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the eval contract)")
+    p.set_defaults(run=cmd_eval)
+
+
+def run_cost(task, size: int, n: int, iters: int, width: int) -> float:
+    cells = int(np.prod(task.target_shape(size)))
+    return float(n) * cells * iters * width * width
+
+
+def evaluate(ck, task, x: np.ndarray, y: np.ndarray, iters: int, device: str, batch: int,
+             solver_opts: dict) -> dict:
+    """Run the problems in batches and merge the per-iteration traces (weighted by batch size)."""
+    merged: list[dict] = []
+    n = len(x)
+    for s in range(0, n, batch):
+        recs = list(probe(ck.model, task, x[s:s + batch], y[s:s + batch], iters, device=device, **solver_opts))
+        w = len(x[s:s + batch]) / n
+        for i, r in enumerate(recs):
+            if i == len(merged):
+                merged.append({"acc": 0.0, "res": 0.0, "res_w": 0.0, "nfe": 0, "sec": 0.0, "k": r.k})
+            m = merged[i]
+            m["acc"] += w * r.accuracy
+            if not math.isnan(r.residual):
+                m["res"] += w * r.residual
+                m["res_w"] += w
+            m["nfe"] += r.nfe
+            m["sec"] = r.elapsed
+        merged[-1]["total_sec"] = merged[-1].get("total_sec", 0.0)
+    acc = [m["acc"] for m in merged]
+    best = int(np.argmax(acc))
+    return {"accuracy": acc, "final_accuracy": acc[-1], "best_accuracy": acc[best], "best_iter": merged[best]["k"],
+            "residual": [m["res"] / m["res_w"] if m["res_w"] > 0 else None for m in merged],
+            "nfe": merged[-1]["nfe"]}
+
+
+def cmd_eval(a) -> int:
+    import time
+
+    ck = load_checkpoint(a.checkpoint)
+    if a.data:
+        task_name, size, x, y = load_npz(a.data)
+        checkpoint_task(ck, task_name)
+        task = get_task(task_name)
+    else:
+        task = get_task(ck.task)
+        if a.size is None:
+            raise UsageError(f"--size is required without --data ({_size_help()})")
+        size = task.sizes.check(task.name, a.size)
+        x, y = task.generate(size, a.n, a.seed)
+    if ck.family != "deq" and (a.solver or a.tol):
+        raise UsageError(f"--solver/--tol apply to DEQ checkpoints only; this one is {ck.family}")
+    cost = run_cost(task, size, len(x), a.iters, ck.config.width)
+    if cost > MAX_COST:
+        raise UsageError(f"run cost {cost:.2g} exceeds the cap {MAX_COST:.2g} (problems x cells x iterations x "
+                         f"width^2); lower --n, --size or --iters")
+    opts = {}
+    if ck.family == "deq":
+        opts = {k: v for k, v in (("method", a.solver), ("tol", a.tol)) if v is not None}
+    t0 = time.perf_counter()
+    out = evaluate(ck, task, x, y, a.iters, a.device, a.batch, opts)
+    seconds = time.perf_counter() - t0
+    result = {"task": task.name, "family": ck.family, "arch": ck.arch, "params": ck.model.num_params(),
+              "size": size, "n": int(len(x)), "iters": a.iters, "device": a.device, **out, "seconds": seconds}
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print(f"{ck.name}: {task.name} size {size}, n={len(x)}, {a.iters} iterations on {a.device}")
+        print(f"best accuracy {out['best_accuracy']:.4f} at iteration {out['best_iter']}, final "
+              f"{out['final_accuracy']:.4f}, nfe {out['nfe']}, {seconds:.2f}s")
+    return 0
+
+
+def add_train(sub) -> None:
+    from .train import TrainConfig
+
+    p = sub.add_parser("train", help="train a model and write a checkpoint with its card")
+    d = TrainConfig()
+    for name, val in vars(d).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(val, list):
+            p.add_argument(flag, type=lambda s: [int(v) for v in s.split(",")], default=val,
+                           help=f"comma-separated integers (default {','.join(map(str, val)) or 'none'})")
+        elif isinstance(val, bool) or val is None:
+            p.add_argument(flag, type=lambda s: {"true": True, "false": False}[s.lower()], default=val,
+                           help="true or false")
+        else:
+            p.add_argument(flag, type=type(val), default=val, help=f"default {val}")
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+
+def cmd_train(a) -> int:
+    from dataclasses import fields
+
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    cfg.model_config()  # validates names and ranges before any work
+    get_task(cfg.task)
+    for s in cfg.sizes + cfg.eval_sizes:
+        get_task(cfg.task).sizes.check(cfg.task, s)
+    command = "python -m ttc " + " ".join(shlex.quote(s) for s in sys.argv[1:])
+
+    def show(ev: dict) -> None:
+        if a.quiet:
+            return
+        if ev["event"] == "step":
+            frac = ev["step"] / ev["steps"]
+            bar = "#" * int(30 * frac)
+            sys.stderr.write(f"\r[{bar:<30}] {ev['step']}/{ev['steps']} loss {ev['loss']:.4f} acc {ev['acc']:.3f} "
+                             f"{ev['samples_per_s']:.0f} samples/s {ev['elapsed']:.0f}s")
+        elif ev["event"] == "val":
+            sys.stderr.write(f"\n  val size {ev['val_size']}: best acc {ev['val_acc']:.4f} at iter {ev['val_iter']}\n")
+        else:
+            sys.stderr.write(f"\n  {ev}\n")
+        sys.stderr.flush()
+
+    card = train(cfg, out=a.out, on_event=show, command=command)
+    if not a.quiet:
+        sys.stderr.write(f"\nbest val {card['best_val']}\n")
+    print(json.dumps({k: card[k] for k in ("train_seconds", "best_val", "steps_run") if k in card}))
+    return 0
+
+
+COMMANDS = [add_data, add_eval, add_train]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m ttc", description="TTC Lab: test-time compute for explicit, recursive and DEQ models")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except USER_ERRORS as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130

@@ -1,0 +1,136 @@
+"""Instrumented runs: a model, a batch of problems and a budget -> one record per iteration.
+
+This stream is what the CLI, the tests and the dashboard consume. Records carry per-sample data
+(correctness, residual, convergence) so nothing is averaged away before the caller decides.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models import IterativeModel
+from models.base import tensor_bytes
+from tasks import Task
+
+MAX_ITERS = 5000
+
+
+@dataclass
+class IterRecord:
+    k: int  # 1-based iteration (layer for explicit models, solver step for DEQs)
+    accuracy: float  # exact-match fraction over the batch
+    correct: np.ndarray  # (B,) bool, whole-output match per sample
+    residual: float  # mean over running samples of the relative residual (NaN when none runs)
+    residuals: np.ndarray  # (B,) relative residual per sample (NaN once a sample stopped)
+    nfe: int  # function evaluations spent so far
+    elapsed: float  # seconds since the run started
+    memory_bytes: int  # see memory_kind
+    memory_kind: str  # "cuda_allocated" or "cpu_tensor_bytes" (bytes of the tensors this run holds)
+    converged: np.ndarray  # (B,) bool
+    diverged: np.ndarray  # (B,) bool
+    preds: torch.Tensor  # (B, *spatial) uint8 argmax prediction (on the CPU)
+    confidence: np.ndarray  # (B,) mean over cells of the predicted class probability
+    bit_accuracy: float  # fraction of output cells right
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; accepted: cpu, cuda")
+    return torch.device(device)
+
+
+def _rel_change(z: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
+    num = (z - z_prev).flatten(1).norm(dim=1)
+    return num / (z.flatten(1).norm(dim=1) + 1e-12)
+
+
+def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
+          device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float = 1e-4,
+          **solver_options) -> Iterator[IterRecord]:
+    """Yield one IterRecord per iteration of `model` on the problems.
+
+    For families without a solver (explicit, recursive) the residual is ||z_k - z_{k-1}|| / ||z_k||,
+    a sample is converged once it falls below tol and diverged once z turns non-finite. DEQs report
+    their solver's residual and stops. With early_stop, the run ends once no sample is still running.
+    """
+    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    if not 1 <= iters <= MAX_ITERS:
+        raise ValueError(f"iteration budget {iters} out of range; accepted: 1..{MAX_ITERS}")
+    model = model.to(dev).eval()
+    x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
+    y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
+    B = x.shape[0]
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(dev)
+    z_prev = None
+    conv = torch.zeros(B, dtype=torch.bool, device=dev)
+    div = torch.zeros(B, dtype=torch.bool, device=dev)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for st in model.stream(x, iters, **solver_options):
+            z, logits = st.z, st.logits
+            if st.residual is not None:
+                res = st.residual
+                conv, div = st.converged, st.diverged
+            else:
+                res = _rel_change(z, z_prev if z_prev is not None else torch.zeros_like(z))
+                finite = torch.isfinite(z.flatten(1)).all(dim=1)
+                div = div | ~finite
+                running = ~(conv | div)
+                res = torch.where(running, res, torch.full_like(res, float("nan")))
+                conv = conv | (running & (res < tol))
+            probs = torch.softmax(logits.float(), dim=1)
+            conf, pred = probs.max(dim=1)  # (B, *spatial)
+            right = pred == y
+            correct = right.flatten(1).all(dim=1)
+            if cuda:
+                torch.cuda.synchronize(dev)
+                mem, kind = torch.cuda.memory_allocated(dev), "cuda_allocated"
+            else:
+                mem = tensor_bytes(x, y, z, z_prev, logits) + st.held_bytes
+                kind = "cpu_tensor_bytes"
+            res_np = res.float().cpu().numpy()
+            finite_res = res_np[np.isfinite(res_np)]
+            yield IterRecord(
+                k=st.k, accuracy=float(correct.float().mean()), correct=correct.cpu().numpy(),
+                residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
+                nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
+                converged=conv.cpu().numpy(), diverged=div.cpu().numpy(),
+                preds=pred.to(torch.uint8).cpu(),
+                confidence=conf.flatten(1).mean(dim=1).float().cpu().numpy(),
+                bit_accuracy=float(right.float().mean()),
+            )
+            if early_stop and not bool((~(conv | div)).any()):
+                return
+            z_prev = z
+
+
+def summarize(records: list[IterRecord]) -> dict:
+    """Per-iteration lists and the best/final accuracies of a finished run."""
+    acc = [r.accuracy for r in records]
+    best = int(np.argmax(acc)) if acc else 0
+    last = records[-1]
+    return {
+        "accuracy": acc,
+        "final_accuracy": acc[-1],
+        "best_accuracy": acc[best],
+        "best_iter": records[best].k,
+        "residual": [None if math.isnan(r.residual) else r.residual for r in records],
+        "nfe": last.nfe,
+        "seconds": last.elapsed,
+        "converged": int(last.converged.sum()),
+        "diverged": int(last.diverged.sum()),
+        "memory_kind": last.memory_kind,
+        "memory_bytes": [r.memory_bytes for r in records],
+    }

@@ -1,0 +1,239 @@
+"""The training loop: any task x family x arch, problems generated on the fly from the seed.
+
+Recursive models train with the progressive loss of Bansal et al. (2022): run n iterations without
+gradient, then k with gradient from the detached state, mixed by alpha with the loss at full depth.
+DEQs train through their backward mode (`implicit`, `jfb` or `unrolled`, see models.implicit).
+The loop prints nothing: progress goes to an `on_event` callback. Under `torchrun` it trains with
+DistributedDataParallel (gloo on the CPU, nccl on CUDA) on the same code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models import ModelConfig, build_model
+from tasks import get_task
+
+from .checkpoint import save_checkpoint
+from .probe import probe
+
+
+@dataclass
+class TrainConfig:
+    task: str = "prefix_sums"
+    family: str = "recursive"
+    arch: str = "conv1d"
+    width: int = 64  # latent channels
+    depth: int = 2  # residual units per block
+    layers: int = 20  # explicit: blocks; recursive/DEQ: training iterations (max_iters)
+    heads: int = 4  # transformer heads
+    norm: bool | None = None  # group norm in the block; default: on for DEQs only
+    sizes: list[int] = field(default_factory=lambda: [32])  # training sizes, one drawn per step
+    batch: int = 64
+    steps: int = 2000  # optimiser steps (the run also stops at time_budget seconds, if set)
+    time_budget: float = 0.0  # seconds; 0 = no limit
+    lr: float = 1e-3
+    warmup: int = 100  # linear warm-up steps, then cosine decay to lr * 0.02
+    weight_decay: float = 1e-4
+    clip: float = 1.0  # gradient-norm clip
+    alpha: float = 0.5  # progressive-loss weight (recursive only); 0 = loss at full depth only
+    seed: int = 0
+    val_size: int = 0  # validation size (0: 2x the largest training size)
+    val_iters: int = 0  # validation budget (0: 2x layers)
+    val_every: int = 250
+    val_n: int = 256
+    solver: str = "anderson"  # DEQ forward solver
+    tol: float = 1e-4  # DEQ solver tolerance
+    grad: str = "implicit"  # DEQ backward mode
+    jac_reg: float = 0.0  # DEQ Jacobian regularisation weight
+    eval_sizes: list[int] = field(default_factory=list)  # sizes of the card's accuracy table
+    eval_iters: list[int] = field(default_factory=list)  # budgets of the card's accuracy table
+    eval_n: int = 200
+    eval_seed: int = 10_000  # seeds of test problems, never used in training (training uses seed*1e6+step)
+    threads: int = 0  # torch threads (0: leave as is)
+
+    def model_config(self) -> ModelConfig:
+        task = get_task(self.task)
+        norm = self.family == "deq" if self.norm is None else self.norm
+        return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
+                           depth=self.depth, layers=self.layers, heads=self.heads, norm=norm)
+
+
+class LossModule(nn.Module):
+    """The per-step loss as a module, so DDP sees every forward that produces a gradient."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        m, cfg = self.model, self.cfg
+        if cfg.family == "recursive":
+            logits = m.readout(m.run(x, cfg.layers))
+            loss = F.cross_entropy(logits, y)
+            if cfg.alpha > 0:
+                with torch.no_grad():
+                    z = m.run(x, n) if n > 0 else None
+                z_prog = m.run(x, k, z0=z.detach() if z is not None else None)
+                loss = (1 - cfg.alpha) * loss + cfg.alpha * F.cross_entropy(m.readout(z_prog), y)
+            return loss, logits
+        logits = m(x, cfg.layers)
+        loss = F.cross_entropy(logits, y)
+        if cfg.family == "deq" and cfg.jac_reg > 0:
+            loss = loss + cfg.jac_reg * m.last_jac_loss
+        return loss, logits
+
+
+def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _batch(cfg: TrainConfig, step: int, rank: int, device: torch.device):
+    task = get_task(cfg.task)
+    rng = np.random.default_rng([cfg.seed, step, rank, 7])
+    size = int(rng.choice(cfg.sizes))
+    x, y = task.generate(size, cfg.batch, seed=cfg.seed * 1_000_000 + step * 64 + rank)
+    return task.encode(torch.from_numpy(x)).to(device), torch.from_numpy(y).long().to(device)
+
+
+def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, device) -> tuple[float, int]:
+    """(best exact-match accuracy over the budget, the iteration reaching it) on fresh problems."""
+    task = get_task(cfg.task)
+    x, y = task.generate(size, n, seed=seed)
+    best, best_k = -1.0, 0
+    opts = _solver_opts(cfg)
+    for rec in probe(model, task, x, y, iters, device=device, **opts):
+        if rec.accuracy > best:
+            best, best_k = rec.accuracy, rec.k
+    model.train()
+    return best, best_k
+
+
+def _solver_opts(cfg: TrainConfig) -> dict:
+    return {"method": cfg.solver, "tol": cfg.tol} if cfg.family == "deq" else {}
+
+
+def accuracy_table(model, cfg: TrainConfig, device) -> list[dict]:
+    """The card's table: for every size x budget, exact-match accuracy at that budget and the best
+    accuracy within it, on eval_n problems from eval_seed."""
+    task = get_task(cfg.task)
+    rows = []
+    for size in cfg.eval_sizes:
+        x, y = task.generate(size, cfg.eval_n, seed=cfg.eval_seed)
+        budget = max(cfg.eval_iters) if cfg.family != "explicit" else cfg.layers
+        accs = [r.accuracy for r in probe(model, task, x, y, budget, device=device, **_solver_opts(cfg))]
+        for it in (cfg.eval_iters if cfg.family != "explicit" else [cfg.layers]):
+            upto = accs[: min(it, len(accs))]
+            b = int(np.argmax(upto))
+            rows.append({"size": size, "iters": it, "accuracy": upto[-1], "best_accuracy": upto[b],
+                         "best_iter": b + 1, "n": cfg.eval_n, "seed": cfg.eval_seed})
+    model.train()
+    return rows
+
+
+def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], None] | None = None,
+          command: str = "") -> dict:
+    """Train, keep the best validated weights, write the checkpoint and card; return the card."""
+    emit = on_event or (lambda ev: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    mcfg = cfg.model_config()
+    model = build_model(mcfg, seed=cfg.seed).to(device)
+    if cfg.family == "deq":
+        model.solver = {"method": cfg.solver, "tol": cfg.tol}
+        model.grad = cfg.grad
+        model.jac_reg = cfg.jac_reg > 0
+    model.train()
+    step_mod = LossModule(model, cfg)
+    if world > 1:
+        step_mod = nn.parallel.DistributedDataParallel(step_mod)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    val_size = cfg.val_size or 2 * max(cfg.sizes)
+    val_iters = cfg.val_iters or (cfg.layers if cfg.family == "explicit" else 2 * cfg.layers)
+    best = {"acc": -1.0, "iter": 0, "step": 0, "state": copy.deepcopy(model.state_dict())}
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    seen, step, interrupted, first_loss = 0, 0, False, None
+    try:
+        for step in range(cfg.steps):
+            if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, cfg, cfg.steps)
+            x, y = _batch(cfg, step, rank, device)
+            rng = np.random.default_rng([cfg.seed, step, 11])  # same on every rank
+            n = int(rng.integers(0, cfg.layers))
+            k = int(rng.integers(1, cfg.layers - n + 1))
+            loss, logits = step_mod(x, y, n, k)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
+            opt.step()
+            seen += x.shape[0] * world
+            lv = float(loss)
+            first_loss = lv if first_loss is None else first_loss
+            acc = float((logits.argmax(1) == y).flatten(1).all(1).float().mean())
+            ev = {"event": "step", "step": step + 1, "steps": cfg.steps, "loss": lv, "acc": acc, "grad_norm": gn,
+                  "lr": opt.param_groups[0]["lr"], "elapsed": time.perf_counter() - t0,
+                  "samples_per_s": seen / max(1e-9, time.perf_counter() - t0)}
+            emit(ev)
+            if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+                vacc, vk = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device)
+                history.append({"step": step + 1, "loss": lv, "val_acc": vacc, "val_iter": vk})
+                emit({"event": "val", "step": step + 1, "val_size": val_size, "val_acc": vacc, "val_iter": vk})
+                if vacc >= best["acc"]:
+                    best = {"acc": vacc, "iter": vk, "step": step + 1, "state": copy.deepcopy(model.state_dict())}
+    except KeyboardInterrupt:
+        interrupted = True
+        emit({"event": "interrupted", "step": step})
+    wall = time.perf_counter() - t0
+    if best["acc"] < 0 or interrupted and best["step"] == 0:
+        best["state"] = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best["state"])
+    model.eval()
+    card = {
+        "command": command,
+        "train_config": asdict(cfg),
+        "seed": cfg.seed,
+        "train_sizes": list(cfg.sizes),
+        "steps_run": step + 1 if not interrupted else step,
+        "interrupted": interrupted,
+        "first_loss": first_loss,
+        "train_seconds": round(wall, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads "
+                   f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}".strip(),
+        "world_size": world,
+        "torch": torch.__version__,
+        "best_val": {"size": val_size, "iters": val_iters, "accuracy": best["acc"], "best_iter": best["iter"],
+                     "step": best["step"], "n": cfg.val_n},
+        "history": history,
+    }
+    if rank == 0:
+        if cfg.eval_sizes and not interrupted:
+            emit({"event": "eval_table"})
+            card["accuracy_table"] = accuracy_table(model, cfg, device)
+        if out:
+            save_checkpoint(out, model, cfg.task, card)
+            emit({"event": "saved", "path": out})
+    if world > 1:
+        torch.distributed.barrier()
+    return card
