@@ -57,8 +57,11 @@ class IterativeModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, iters: int | None = None, **options) -> torch.Tensor:
+        iters = self.default_iters if iters is None else iters
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ValueError(f"iters must be a positive integer, got {iters!r}")
         state = None
-        for state in self.stream(x, iters or self.default_iters, **options):
+        for state in self.stream(x, iters, **options):  # noqa: B007 (the last state is the answer)
             pass
         return state.logits
 

@@ -13,6 +13,13 @@ FAMILIES = ("explicit", "recursive", "deq")
 ARCHS = {"conv1d": 1, "conv2d": 2, "transformer": 1}  # arch -> spatial dims it serves
 
 
+def check_arch_dims(arch: str, spatial_dims: int, task: str) -> None:
+    """Raise unless arch serves a task with this many spatial dimensions (conv2d grids, the others strings)."""
+    if ARCHS.get(arch) != spatial_dims:
+        fits = [a for a, d in ARCHS.items() if d == spatial_dims]
+        raise ConfigError(f"arch {arch!r} does not serve task {task}; archs for it: {', '.join(fits)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     family: str  # explicit | recursive | deq
@@ -35,7 +42,7 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"config field {name} must be an integer in {lo}..{hi}, got {v!r}")
-        if self.kernel not in (1, 3, 5, 7):
+        if isinstance(self.kernel, bool) or not isinstance(self.kernel, int) or self.kernel not in (1, 3, 5, 7):
             raise ConfigError(f"config field kernel must be one of 1, 3, 5, 7, got {self.kernel!r}")
         if self.arch == "transformer" and self.width % self.heads:
             raise ConfigError(f"transformer width {self.width} must be divisible by heads {self.heads}")

@@ -23,7 +23,8 @@ def _conv(dims: int, cin: int, cout: int, k: int, bias: bool = True) -> nn.Modul
 
 
 def _norm(cfg: ModelConfig) -> nn.Module:
-    return nn.GroupNorm(min(8, cfg.width), cfg.width) if cfg.norm else nn.Identity()
+    # groups must divide the width: 8 when it can, else the largest divisor of 8 that does (width 12 -> 4)
+    return nn.GroupNorm(math.gcd(8, cfg.width), cfg.width) if cfg.norm else nn.Identity()
 
 
 class ConvBlock(nn.Module):

@@ -13,8 +13,10 @@ MAX_NPZ_BYTES = 512 * 1024 * 1024
 
 
 def save_npz(path: str | Path, task: str, size: int, inputs: np.ndarray, targets: np.ndarray) -> None:
-    np.savez_compressed(path, task=np.array(task), size=np.array(size, dtype=np.int64),
-                        inputs=inputs.astype(np.uint8), targets=targets.astype(np.uint8))
+    # through a file object: given a path, numpy would append ".npz" to any other name
+    with open(path, "wb") as f:
+        np.savez_compressed(f, task=np.array(task), size=np.array(size, dtype=np.int64),
+                            inputs=inputs.astype(np.uint8), targets=targets.astype(np.uint8))
 
 
 def load_npz(path: str | Path) -> tuple[str, int, np.ndarray, np.ndarray]:
@@ -27,7 +29,14 @@ def load_npz(path: str | Path) -> tuple[str, int, np.ndarray, np.ndarray]:
     if path.stat().st_size > MAX_NPZ_BYTES:
         raise TaskError(f"data file {str(path)!r} is larger than {MAX_NPZ_BYTES} bytes")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("it holds a single array, not the keys task, size, inputs, targets")
+        with z:
+            # the uncompressed sizes, before anything is inflated (a small file can hold huge arrays)
+            inflated = sum(i.file_size for i in z.zip.infolist())
+            if inflated > MAX_NPZ_BYTES:
+                raise ValueError(f"it holds {inflated} bytes uncompressed; the limit is {MAX_NPZ_BYTES}")
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise TaskError(f"data file {str(path)!r} is not a readable .npz without pickles: {e}") from None
@@ -39,7 +48,7 @@ def load_npz(path: str | Path) -> tuple[str, int, np.ndarray, np.ndarray]:
         raise TaskError(f"'task' must be a string scalar, got dtype {task_arr.dtype} shape {task_arr.shape}")
     if size_arr.shape != () or size_arr.dtype.kind not in "iu":
         raise TaskError(f"'size' must be an integer scalar, got dtype {size_arr.dtype} shape {size_arr.shape}")
-    task = get_task(str(task_arr))
+    task = get_task(task_arr.item().decode("utf-8", "replace") if task_arr.dtype.kind == "S" else str(task_arr))
     size = task.sizes.check(task.name, int(size_arr))
     inputs, targets = arrays["inputs"], arrays["targets"]
     for key, arr, shape in (("inputs", inputs, task.input_shape(size)), ("targets", targets, task.target_shape(size))):

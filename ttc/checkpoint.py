@@ -17,6 +17,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from models import ConfigError, IterativeModel, ModelConfig, build_model
+from models.config import check_arch_dims
 from tasks import TASKS, TaskError, get_task
 
 FORMAT = "ttc-checkpoint/1"
@@ -125,9 +126,10 @@ def _parse_meta(meta: dict) -> tuple[str, ModelConfig, dict]:
     if cfg.in_channels != task.in_channels:
         raise CheckpointError(f"config in_channels {cfg.in_channels} does not fit task {task.name} "
                               f"({task.in_channels} channels)")
-    dims = 2 if cfg.arch == "conv2d" else 1
-    if dims != task.spatial_dims:
-        raise CheckpointError(f"arch {cfg.arch} does not serve task {task.name}")
+    try:
+        check_arch_dims(cfg.arch, task.spatial_dims, task.name)
+    except ConfigError as e:
+        raise CheckpointError(f"metadata config is invalid: {e}") from None
     try:
         card = json.loads(meta.get("card", "{}"))
     except json.JSONDecodeError:
@@ -151,7 +153,8 @@ def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
         if entry["dtype"] not in _FLOAT_DTYPES:
             raise CheckpointError(f"tensor {k!r} has dtype {entry['dtype']}; accepted: {', '.join(_FLOAT_DTYPES)}")
         if list(entry["shape"]) != list(expected[k].shape):
-            raise CheckpointError(f"tensor {k!r} has shape {entry['shape']}, the config needs {list(expected[k].shape)}")
+            raise CheckpointError(f"tensor {k!r} has shape {entry['shape']}, "
+                                  f"the config needs {list(expected[k].shape)}")
     try:
         tensors = st_load(data)
     except Exception as e:  # safetensors raises its own error types for corrupt bodies

@@ -16,14 +16,17 @@ from collections.abc import Callable
 import numpy as np
 
 from models import ConfigError
+from models.config import check_arch_dims
 from models.solvers import SolverError
 from tasks import TASKS, TaskError, get_task, load_npz, save_npz
+from tasks.io import MAX_NPZ_BYTES
 
 from .checkpoint import CheckpointError, checkpoint_task, load_checkpoint
-from .probe import MAX_ITERS, probe, summarize
+from .probe import MAX_ITERS, probe
 
 MAX_N = 100_000
 MAX_COST = 2e12  # cells x iterations x width^2 x problems, a coarse multiply-accumulate count
+MAX_DATA_BYTES = MAX_NPZ_BYTES - 65536  # problems (uint8 inputs + targets) must fit an .npz `eval --data` accepts
 
 
 class UsageError(ValueError):
@@ -67,8 +70,18 @@ def _size_help() -> str:
     return "; ".join(f"{t.name}: {t.sizes.describe()}" for t in TASKS.values())
 
 
+def check_data_bytes(task, size: int, n: int) -> None:
+    """Refuse a problem set larger than an .npz that `eval --data` accepts (uint8 inputs and targets)."""
+    per = int(np.prod(task.input_shape(size))) + int(np.prod(task.target_shape(size)))
+    if n * per > MAX_DATA_BYTES:
+        raise UsageError(f"{n} problems of {task.name} size {size} take {n * per} bytes, over the "
+                         f"{MAX_DATA_BYTES}-byte limit; at most {MAX_DATA_BYTES // per} problems of this size")
+
+
 def add_data(sub) -> None:
-    p = sub.add_parser("data", help="generate problems as .npz", description=f"Sizes: {_size_help()}.")
+    p = sub.add_parser("data", help="generate problems as .npz",
+                       description=f"Sizes: {_size_help()}; --n 1..{MAX_N}, and the problems' inputs and targets "
+                                   f"at most {MAX_DATA_BYTES} bytes.")
     p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     p.add_argument("--size", required=True, type=int, help=f"problem size ({_size_help()})")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
@@ -79,8 +92,12 @@ def add_data(sub) -> None:
 
 def cmd_data(a) -> int:
     task = get_task(a.task)
+    check_data_bytes(task, task.sizes.check(task.name, a.size), a.n)
     x, y = task.generate(a.size, a.n, a.seed)
-    save_npz(a.out, task.name, a.size, x, y)
+    try:
+        save_npz(a.out, task.name, a.size, x, y)
+    except OSError as e:
+        raise UsageError(f"cannot write {a.out!r}: {e.strerror or e}") from None
     return 0
 
 
@@ -88,7 +105,8 @@ def add_eval(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a checkpoint, accuracy and residual per iteration",
         description=f"Ranges: --size per task ({_size_help()}); --n 1..{MAX_N}; --iters 1..{MAX_ITERS}; "
-                    f"--tol in (0, 1); problems x cells x iterations is capped (see README).")
+                    f"--tol in (0, 1); the problems' inputs and targets at most {MAX_DATA_BYTES} bytes; the run cost "
+                    f"problems x cells x iterations x width^2 at most {MAX_COST:.0e}.")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
     p.add_argument("--size", type=int, help="problem size (ignored with --data)")
     p.add_argument("--iters", type=_int_in("--iters", 1, MAX_ITERS), required=True,
@@ -149,6 +167,7 @@ def cmd_eval(a) -> int:
         if a.size is None:
             raise UsageError(f"--size is required without --data ({_size_help()})")
         size = task.sizes.check(task.name, a.size)
+        check_data_bytes(task, size, a.n)
         x, y = task.generate(size, a.n, a.seed)
     if ck.family != "deq" and (a.solver or a.tol):
         raise UsageError(f"--solver/--tol apply to DEQ checkpoints only; this one is {ck.family}")
@@ -200,7 +219,7 @@ def cmd_train(a) -> int:
 
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     cfg.model_config()  # validates names and ranges before any work
-    get_task(cfg.task)
+    check_arch_dims(cfg.arch, get_task(cfg.task).spatial_dims, cfg.task)
     for s in cfg.sizes + cfg.eval_sizes:
         get_task(cfg.task).sizes.check(cfg.task, s)
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in sys.argv[1:])
