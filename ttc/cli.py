@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -239,6 +240,8 @@ def cmd_train(a) -> int:
         sys.stderr.flush()
 
     card = train(cfg, out=a.out, on_event=show, command=command)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     if not a.quiet:
         sys.stderr.write(f"\nbest val {card['best_val']}\n")
     print(json.dumps({k: card[k] for k in ("train_seconds", "best_val", "steps_run") if k in card}))

@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
             opt.step()
             seen += x.shape[0] * world
-            lv = float(loss)
+            lv = float(loss.detach())
             first_loss = lv if first_loss is None else first_loss
             acc = float((logits.argmax(1) == y).flatten(1).all(1).float().mean())
             ev = {"event": "step", "step": step + 1, "steps": cfg.steps, "loss": lv, "acc": acc, "grad_norm": gn,
