@@ -131,27 +131,27 @@ def run_cost(task, size: int, n: int, iters: int, width: int) -> float:
 
 def evaluate(ck, task, x: np.ndarray, y: np.ndarray, iters: int, device: str, batch: int,
              solver_opts: dict) -> dict:
-    """Run the problems in batches and merge the per-iteration traces (weighted by batch size)."""
+    """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
+    the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
+    (what one batch holding every problem would spend)."""
     merged: list[dict] = []
     n = len(x)
     for s in range(0, n, batch):
         recs = list(probe(ck.model, task, x[s:s + batch], y[s:s + batch], iters, device=device, **solver_opts))
-        w = len(x[s:s + batch]) / n
         for i, r in enumerate(recs):
             if i == len(merged):
-                merged.append({"acc": 0.0, "res": 0.0, "res_w": 0.0, "nfe": 0, "sec": 0.0, "k": r.k})
+                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0, "k": r.k})
             m = merged[i]
-            m["acc"] += w * r.accuracy
-            if not math.isnan(r.residual):
-                m["res"] += w * r.residual
-                m["res_w"] += w
-            m["nfe"] += r.nfe
-            m["sec"] = r.elapsed
-        merged[-1]["total_sec"] = merged[-1].get("total_sec", 0.0)
-    acc = [m["acc"] for m in merged]
+            m["correct"] += int(r.correct.sum())
+            running = int(np.isfinite(r.residuals).sum())  # r.residual is the mean over these
+            if running:
+                m["res"] += r.residual * running
+                m["res_n"] += running
+            m["nfe"] = max(m["nfe"], r.nfe)
+    acc = [m["correct"] / n for m in merged]
     best = int(np.argmax(acc))
     return {"accuracy": acc, "final_accuracy": acc[-1], "best_accuracy": acc[best], "best_iter": merged[best]["k"],
-            "residual": [m["res"] / m["res_w"] if m["res_w"] > 0 else None for m in merged],
+            "residual": [m["res"] / m["res_n"] if m["res_n"] else None for m in merged],
             "nfe": merged[-1]["nfe"]}
 
 
@@ -248,7 +248,90 @@ def cmd_train(a) -> int:
     return 0
 
 
-COMMANDS = [add_data, add_eval, add_train]
+def _int_list(name: str, lo: int, hi: int) -> Callable[[str], list[int]]:
+    one = _int_in(name, lo, hi)
+
+    def parse(s: str) -> list[int]:
+        vals = [one(v.strip()) for v in s.split(",") if v.strip()]
+        if not vals:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated integers in {lo}..{hi}, got {s!r}")
+        return vals
+    return parse
+
+
+def _modes(s: str) -> list[str]:
+    from .memory import MODES
+
+    modes = [v.strip() for v in s.split(",") if v.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"--modes takes a comma-separated subset of {','.join(MODES)}, got {s!r}")
+    return modes
+
+
+def add_memory(sub) -> None:
+    p = sub.add_parser(
+        "memory", help="training memory of a DEQ per backward mode and iteration count",
+        description="Bytes autograd saves for backward in one training step (forward, loss, backward) of a DEQ "
+                    "checkpoint, for unrolled backprop (exactly --iters solver steps on the graph), implicit "
+                    "differentiation and Jacobian-free backprop (forward solve of up to --iters steps without a "
+                    "graph); on CUDA also the peak allocated above the baseline.")
+    p.add_argument("--checkpoint", required=True, help="a DEQ .safetensors checkpoint")
+    p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
+    p.add_argument("--iters", type=_int_list("--iters", 1, MAX_ITERS), default=[10, 100, 1000],
+                   help=f"comma-separated iteration budgets, each 1..{MAX_ITERS} (default 10,100,1000)")
+    p.add_argument("--modes", type=_modes, default=["unrolled", "implicit", "jfb"],
+                   help="comma-separated subset of unrolled,implicit,jfb (default all)")
+    p.add_argument("--batch", type=_int_in("--batch", 1, 1024), default=8, help="problems in the step, 1..1024")
+    p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
+    p.add_argument("--solver", choices=["anderson", "fixed_point", "broyden"], default=None,
+                   help="DEQ solver (default: the model's)")
+    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None,
+                   help="forward tolerance for implicit/jfb (unrolled always runs --iters steps)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (mode, iters)")
+    p.set_defaults(run=cmd_memory)
+
+
+def cmd_memory(a) -> int:
+    import torch
+
+    from .memory import measure, memory_budget, unrolled_bytes_estimate
+    from .probe import resolve_device
+
+    ck = load_checkpoint(a.checkpoint)
+    if ck.family != "deq":
+        raise UsageError(f"memory modes apply to DEQ checkpoints only; this one is {ck.family}")
+    task = get_task(ck.task)
+    size = task.sizes.check(task.name, a.size)
+    cost = run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width)
+    if cost > MAX_COST:
+        raise UsageError(f"run cost {cost:.2g} exceeds the cap {MAX_COST:.2g} (problems x cells x iterations x "
+                         f"width^2); lower --batch, --size or --iters")
+    dev = resolve_device(a.device)
+    model = ck.model.to(dev)
+    xs, ys = task.generate(size, a.batch, a.seed)
+    x = task.encode(torch.as_tensor(xs)).to(dev)
+    y = torch.as_tensor(ys).long().to(dev)
+    if "unrolled" in a.modes:
+        need, budget = unrolled_bytes_estimate(model, x, y, max(a.iters), a.solver), memory_budget(dev)
+        if need > budget:
+            raise UsageError(f"unrolled at {max(a.iters)} iterations would save about {need / 2**30:.1f} GiB, over "
+                             f"the {budget / 2**30:.1f} GiB this machine can spare; lower --batch, --size or --iters")
+    rows = measure(model, x, y, a.iters, a.modes, a.solver, a.tol)
+    if a.json:
+        print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
+                          for r in rows]))
+    else:
+        print(f"{ck.name}: {task.name} size {size}, batch {a.batch}, solver {rows[0]['method']} on {a.device}")
+        for r in rows:
+            peak = "" if r["peak_bytes"] is None else f", peak {r['peak_bytes'] / 2**20:.2f} MiB"
+            print(f"  {r['mode']:>8} {r['iters']:>5} iters: saved {r['saved_bytes'] / 2**20:.2f} MiB{peak}, "
+                  f"nfe {r['nfe']}, {r['seconds']:.2f}s")
+    return 0
+
+
+COMMANDS = [add_data, add_eval, add_train, add_memory]
 
 
 def build_parser() -> argparse.ArgumentParser:

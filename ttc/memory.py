@@ -1,0 +1,150 @@
+"""Training memory of a DEQ step, per backward mode and iteration count.
+
+One measured step is what training does: forward (encoder, solver, readout), cross-entropy loss,
+backward. Two numbers come back:
+- `saved_bytes`: bytes of the tensors autograd saved for backward during the forward, seen through
+  `torch.autograd.graph.saved_tensors_hooks`, each storage counted once, parameters, buffers,
+  inputs and targets excluded. Device independent, so CPU and GPU runs agree.
+- `peak_bytes`: on CUDA, the peak allocated memory during forward + backward above what was
+  allocated before the step (torch.cuda peak statistics); None on the CPU.
+
+`unrolled` runs exactly `iters` solver steps with the graph recorded (tol = 0 switches the
+convergence stop off); `implicit` and `jfb` solve up to `iters` steps without a graph.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import torch
+from torch.nn import functional as F
+
+from models import DEQModel
+
+MODES = ("unrolled", "implicit", "jfb")
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    try:
+        s = t.untyped_storage()
+        return (str(t.device), s.data_ptr()) if s.data_ptr() else ("id", id(t))
+    except (RuntimeError, NotImplementedError):  # tensors without a plain storage
+        return ("id", id(t))
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError):
+        return t.numel() * t.element_size()
+
+
+class SavedTensorMeter:
+    """Context manager: bytes of the distinct storages autograd saves while it is active.
+
+    `exclude` lists tensors whose storages do not count (parameters, inputs). Saved tensors are
+    referenced until the context exits, so a freed storage's address is never counted twice.
+    """
+
+    def __init__(self, exclude: Iterable[torch.Tensor] = ()):
+        self._excluded = {_storage_key(t) for t in exclude}
+        self._seen: dict[tuple, int] = {}
+        self._refs: list[torch.Tensor] = []
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(t)
+        if key not in self._excluded and key not in self._seen:
+            self._seen[key] = _storage_bytes(t)
+            self._refs.append(t)
+        return t
+
+    @staticmethod
+    def _unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._seen.values())
+
+    @property
+    def count(self) -> int:
+        return len(self._seen)
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+        self._refs.clear()
+
+
+def measure_step(model: DEQModel, x: torch.Tensor, y: torch.Tensor, mode: str, iters: int,
+                 method: str | None = None, tol: float | None = None) -> dict:
+    """One training step of `model` on encoded inputs x (B, C, *spatial) and targets y (B, *spatial)
+    with backward mode `mode` and an iteration budget `iters`: {mode, iters, saved_bytes, peak_bytes,
+    seconds (forward + backward), nfe (forward solver steps), method}."""
+    if mode not in MODES:
+        raise ValueError(f"unknown memory mode {mode!r}; accepted: {', '.join(MODES)}")
+    if not isinstance(model, DEQModel):
+        raise ValueError(f"memory modes need a DEQ model; this one is {type(model).__name__}")
+    opts = {} if method is None else {"method": method}
+    if tol is not None:
+        opts["tol"] = tol
+    if mode == "unrolled":
+        opts["tol"] = 0.0  # exactly `iters` steps on the graph
+    exclude = [*model.parameters(), *model.buffers(), x, y]
+    cuda = x.device.type == "cuda"
+    saved_grad, was_training = model.grad, model.training
+    model.grad = mode
+    model.train()
+    model.zero_grad(set_to_none=True)
+    try:
+        if cuda:
+            torch.cuda.synchronize(x.device)
+            torch.cuda.reset_peak_memory_stats(x.device)
+            base = torch.cuda.memory_allocated(x.device)
+        t0 = time.perf_counter()
+        with SavedTensorMeter(exclude) as meter:
+            loss = F.cross_entropy(model(x, iters, **opts), y)
+        nfe = model.last_info["forward"].nfe
+        method_used = model.last_info["forward"].extra.get("method")
+        loss.backward()
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        seconds = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(x.device) - base if cuda else None
+    finally:
+        model.grad = saved_grad
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return {"mode": mode, "iters": iters, "saved_bytes": meter.bytes, "peak_bytes": peak, "seconds": seconds,
+            "nfe": nfe, "method": method_used}
+
+
+def unrolled_bytes_estimate(model: DEQModel, x: torch.Tensor, y: torch.Tensor, iters: int,
+                            method: str | None = None) -> int:
+    """Saved bytes an unrolled step at `iters` would take, extrapolated linearly from 8 and 16 steps."""
+    a = measure_step(model, x, y, "unrolled", 8, method)["saved_bytes"]
+    b = measure_step(model, x, y, "unrolled", 16, method)["saved_bytes"]
+    return int(b + max(0, b - a) / 8 * max(0, iters - 16))
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a measurement may let autograd keep: 80% of free GPU memory, or half the free RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.8 * free)
+    try:
+        return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def measure(model: DEQModel, x: torch.Tensor, y: torch.Tensor, iters: Iterable[int], modes: Iterable[str],
+            method: str | None = None, tol: float | None = None) -> list[dict]:
+    """measure_step for every (mode, iters), modes outer: the `python -m ttc memory` list."""
+    return [measure_step(model, x, y, mode, k, method, tol) for mode in modes for k in iters]
