@@ -55,17 +55,21 @@ def _rel_change(z: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
 
 
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
-          device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float = 1e-4,
+          device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           **solver_options) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     For families without a solver (explicit, recursive) the residual is ||z_k - z_{k-1}|| / ||z_k||,
-    a sample is converged once it falls below tol and diverged once z turns non-finite. DEQs report
+    a sample is converged once it falls below tol (default 1e-4) and diverged once z turns non-finite. DEQs
+    get tol, when given, as their solver tolerance, and report
     their solver's residual and stops. With early_stop, the run ends once no sample is still running.
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 1 <= iters <= MAX_ITERS:
         raise ValueError(f"iteration budget {iters} out of range; accepted: 1..{MAX_ITERS}")
+    if tol is not None and model.config.family == "deq":
+        solver_options = {**solver_options, "tol": tol}
+    tol = 1e-4 if tol is None else tol
     model = model.to(dev).eval()
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
     y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
