@@ -43,7 +43,9 @@ def _implicit(f: Fn, z0: torch.Tensor, solver_args: dict, backward: dict, info: 
     if not z.requires_grad:
         return z
 
-    def hook(v: torch.Tensor) -> torch.Tensor:
+    def hook(v: torch.Tensor | None) -> torch.Tensor | None:
+        if v is None:  # an undefined incoming gradient stands for zeros; so does the solution
+            return None
         # g = g J + v, with g J a vector-Jacobian product through the same graph (retained for the
         # repeated products). It starts at z, below the hooked view, so it does not re-enter this hook.
         def lin(g: torch.Tensor) -> torch.Tensor:
