@@ -80,3 +80,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def forge_checkpoint(model, task: str, meta_over: dict | None = None) -> bytes:
+    """Safetensors bytes of model's weights with TTC metadata, edited by meta_over (a None value drops a key)."""
+    import json
+
+    from safetensors.torch import save
+
+    meta = {
+        "format": "ttc-checkpoint/1",
+        "task": task,
+        "family": model.config.family,
+        "arch": model.config.arch,
+        "config": json.dumps(model.config.to_dict()),
+        "card": "{}",
+    }
+    meta.update(meta_over or {})
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata=meta)

@@ -8,9 +8,8 @@ import pickle
 
 import pytest
 import torch
-from conftest import SMALL_SIZE, TASK_ARCHS, tiny_model
+from conftest import SMALL_SIZE, TASK_ARCHS, forge_checkpoint, tiny_model
 from safetensors import safe_open
-from safetensors.torch import save as st_save
 
 from models import FAMILIES
 from tasks import TaskError, get_task
@@ -113,21 +112,6 @@ def test_only_safetensors_files_are_loaded(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
 
 
-def _forge(model, task: str, meta_over: dict | None = None) -> bytes:
-    """A checkpoint of model's weights whose metadata is edited (values None are dropped)."""
-    meta = {
-        "format": "ttc-checkpoint/1",
-        "task": task,
-        "family": model.config.family,
-        "arch": model.config.arch,
-        "config": json.dumps(model.config.to_dict()),
-        "card": "{}",
-    }
-    meta.update(meta_over or {})
-    meta = {k: v for k, v in meta.items() if v is not None}
-    return st_save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata=meta)
-
-
 def _config_with(model, **over) -> str:
     return json.dumps({**model.config.to_dict(), **over})
 
@@ -155,14 +139,14 @@ def _config_with(model, **over) -> str:
 )
 def test_checkpoints_with_bad_metadata_are_refused_naming_the_problem(edit, message):
     model = tiny_model("prefix_sums", "recursive", "conv1d")
-    load_checkpoint_bytes(_forge(model, "prefix_sums"))  # unedited, the same forgery loads
+    load_checkpoint_bytes(forge_checkpoint(model, "prefix_sums"))  # unedited, the same forgery loads
     with pytest.raises(CheckpointError, match=message):
-        load_checkpoint_bytes(_forge(model, "prefix_sums", edit(model)))
+        load_checkpoint_bytes(forge_checkpoint(model, "prefix_sums", edit(model)))
 
 
 def test_an_arch_that_does_not_serve_the_task_is_refused():
     model = tiny_model("mazes", "recursive", "conv2d")
-    forged = _forge(model, "mazes", {"config": _config_with(model, arch="conv1d"), "arch": "conv1d"})
+    forged = forge_checkpoint(model, "mazes", {"config": _config_with(model, arch="conv1d"), "arch": "conv1d"})
     with pytest.raises(CheckpointError, match="arch 'conv1d' does not serve task mazes; archs for it: conv2d"):
         load_checkpoint_bytes(forged)
 
@@ -172,7 +156,7 @@ def test_non_finite_weights_and_truncated_files_are_refused(tmp_path):
     with torch.no_grad():
         model.readout.c2.bias[0] = float("nan")
     with pytest.raises(CheckpointError, match="NaN or infinite"):
-        load_checkpoint_bytes(_forge(model, "prefix_sums"))
+        load_checkpoint_bytes(forge_checkpoint(model, "prefix_sums"))
     good = save_checkpoint(tmp_path / "g.safetensors", tiny_model("prefix_sums", "recursive", "conv1d"), "prefix_sums")
     data = good.read_bytes()
     for cut in (4, 100, len(data) - 10):
