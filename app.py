@@ -1,9 +1,14 @@
-"""TTC Lab dashboard (placeholder until the pages land): lists the shipped checkpoints."""
+"""TTC Lab dashboard: `streamlit run app.py`. Navigation over the pages in pages/ (st.navigation only)."""
 
 import streamlit as st
 
-from ttc.checkpoint import list_checkpoints
+st.set_page_config(page_title="TTC Lab", page_icon="🔁", layout="wide")
 
-st.title("TTC Lab")
-for p in list_checkpoints():
-    st.write(p.stem)
+PAGES = [
+    st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/memory.py", title="Memory", icon=":material/memory:"),
+    st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:"),
+]
+
+st.navigation(PAGES).run()

@@ -1,0 +1,207 @@
+"""Streamlit glue shared by the pages (not a page itself): cached loaders, the shared settings bound to
+the URL, charts with their export buttons. The work itself lives in ttc/."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import streamlit as st
+
+from models.solvers import SOLVERS
+from tasks import TASKS, get_task
+from ttc import catalog, export
+from ttc.catalog import Entry
+from ttc.checkpoint import Checkpoint, CheckpointError
+from ttc.probe import resolve_device
+from ttc.settings import BUDGET_MAX, DAMPING_RANGE, N_MAX, QUERY_KEYS, SEED_MAX, TOLS, RunSettings, sanitize
+from ttc.trace import Trace, compute_trace, damping_param
+
+
+def serve_through_app() -> None:
+    """Make sure this page runs inside app.py's st.navigation (call first on every page).
+
+    Streamlit treats a folder named pages/ as its old file-based multipage mode until some session has
+    called st.navigation, so the first visit to a page's URL on a fresh server (a shared link) would run
+    the page file alone: no app.py, a page list made of every file. Turning that mode off and rerunning
+    hands the request to app.py, whose navigation then serves the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+UPLOADS = "uploads"  # session_state: name -> Entry of the checkpoints this session uploaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _file_entry(stamp: catalog.FileStamp) -> Entry:
+    return catalog.load_file_entry(stamp)
+
+
+def entries() -> list[Entry]:
+    """Every checkpoint of this session: the folder's files (validated once per file version), then uploads."""
+    out = [_file_entry(s) for s in catalog.file_stamps()]
+    return out + list(st.session_state.get(UPLOADS, {}).values())
+
+
+def add_upload(filename: str, data: bytes) -> Entry:
+    """Validate an upload and keep it for this session only; raises CheckpointError with the reason."""
+    e = catalog.load_upload_entry(filename, data)
+    taken = {x.name for x in entries() if x.source == "file"}
+    if e.name in taken:
+        e.name = f"{e.name} (uploaded)"
+    st.session_state.setdefault(UPLOADS, {})[e.name] = e
+    return e
+
+
+def entry_named(name: str) -> Entry | None:
+    return next((e for e in entries() if e.ok and e.name == name), None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_trace(settings: RunSettings, version: str, _ck: Checkpoint, _fresh: Trace | None = None) -> Trace:
+    return _fresh if _fresh is not None else compute_trace(_ck, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _done() -> set:
+    """(settings, version) pairs whose trace has been put in the trace cache, across sessions."""
+    return set()
+
+
+def trace_for(settings: RunSettings, e: Entry) -> Trace:
+    """The complete trace for settings through e, from the cache (computed on the first request)."""
+    t = _cached_trace(settings, e.version, e.ck)
+    _done().add((settings, e.version))
+    return t
+
+
+def remember_trace(settings: RunSettings, e: Entry, t: Trace) -> None:
+    """Put a trace computed live into the cache, so the next request for these settings draws at once."""
+    _cached_trace(settings, e.version, e.ck, _fresh=t)
+    _done().add((settings, e.version))
+
+
+def is_cached(settings: RunSettings, e: Entry) -> bool:
+    """Whether a request for these settings would be served from the cache (not computed again)."""
+    return (settings, e.version) in _done()
+
+
+def device() -> str:
+    return resolve_device(None).type
+
+
+# --- settings shared by every page and written to the URL ------------------------------------------------
+
+def _raw_settings() -> dict:
+    """The last settings of this session, or (on its first run) the link's query parameters."""
+    if "settings" not in st.session_state:
+        raw = {k: st.query_params.get(k) for k in QUERY_KEYS if k in st.query_params}
+        s, warns = sanitize(raw, entries(), device())
+        st.session_state["settings"] = asdict(s)
+        st.session_state["url_warnings"] = warns
+    return dict(st.session_state["settings"])
+
+
+def _seed_widget(key: str, value) -> None:
+    """Make the widget show value on this run (set before the widget is created)."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
+def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None]:
+    """Sidebar widgets for the page's fields, checked by ttc.settings.sanitize; the result goes to the URL.
+
+    Warnings say what a link or a widget asked for that could not be used, and what is used instead.
+    """
+    raw = _raw_settings()
+    for f in fields:  # the widgets' current values win over the stored ones
+        if f"w_{f}" in st.session_state:
+            raw[f] = st.session_state[f"w_{f}"]
+    ents = entries()
+    s, warns = sanitize(raw, ents, device())
+    warns = st.session_state.pop("url_warnings", []) + warns
+    entry = entry_named(s.checkpoint)
+    sb = st.sidebar
+    sb.header("Settings")
+    if "task" in fields:
+        _seed_widget("w_task", s.task)
+        sb.selectbox("Task", list(TASKS), key="w_task")
+    if "checkpoint" in fields:
+        names = [e.name for e in ents if e.ok and e.task == s.task]
+        if names:
+            _seed_widget("w_checkpoint", s.checkpoint)
+            sb.selectbox("Checkpoint", names, key="w_checkpoint")
+        else:
+            sb.info(f"No checkpoint for {s.task} yet: train one (python -m ttc train) or upload one on the "
+                    "Checkpoints page.")
+    r = get_task(s.task).sizes
+    if "size" in fields:
+        _seed_widget("w_size", s.size)
+        sb.number_input(f"Problem size ({r.describe()})", min_value=r.lo, max_value=r.hi, step=2 if r.odd_only else 1,
+                        key="w_size")
+    if "n" in fields:
+        _seed_widget("w_n", s.n)
+        sb.number_input("Problems", min_value=1, max_value=N_MAX, key="w_n")
+    if "budget" in fields:
+        _seed_widget("w_budget", s.budget)
+        train = entry.ck.config.layers if entry else None
+        sb.slider("Iteration budget", 1, BUDGET_MAX, key="w_budget",
+                  help=f"trained at {train} iterations" if train else None)
+    if "seed" in fields:
+        _seed_widget("w_seed", s.seed)
+        sb.number_input("Seed", min_value=0, max_value=SEED_MAX, key="w_seed")
+    if "solver" in fields and s.solver is not None:
+        _seed_widget("w_solver", s.solver)
+        sb.selectbox("DEQ solver", list(SOLVERS), key="w_solver")
+        _seed_widget("w_tol", s.tol)
+        sb.select_slider("Solver tolerance", options=list(TOLS), key="w_tol", format_func=lambda t: f"{t:g}")
+        if damping_param(s.solver):
+            _seed_widget("w_damping", s.damping)
+            sb.slider("Damping", DAMPING_RANGE[0], DAMPING_RANGE[1], step=0.05, key="w_damping")
+        else:
+            s = replace(s, damping=1.0)
+    st.session_state["settings"] = {**st.session_state["settings"], **asdict(s)}
+    query = {k: v for k, v in s.to_query().items() if k in fields}
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+    for w in warns:
+        st.warning(w)
+    return s, entry
+
+
+# --- charts and exports ---------------------------------------------------------------------------------
+
+def chart(fig, key: str, container=None) -> None:
+    """A plotly chart (for live updates, give each draw its own key)."""
+    (container or st).plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
+
+
+def export_buttons(fig, name: str, key: str) -> None:
+    """PNG, SVG, HTML, CSV and JSON downloads of one figure, each built only when clicked."""
+    ok, why = export.static_export_status()
+    with st.popover("Export", width="content"):
+        cols = st.columns(5)
+        for col, fmt in zip(cols[:2], export.STATIC_FORMATS, strict=True):
+            col.download_button(fmt.upper(), data=lambda f=fmt: export.to_image(fig, f), file_name=f"{name}.{fmt}",
+                                mime="image/png" if fmt == "png" else "image/svg+xml", key=f"{key}-{fmt}",
+                                on_click="ignore", disabled=not ok, help=why or None)
+        cols[2].download_button("HTML", data=lambda: export.to_html(fig), file_name=f"{name}.html", mime="text/html",
+                                key=f"{key}-html", on_click="ignore")
+        cols[3].download_button("CSV", data=lambda: export.to_csv(fig), file_name=f"{name}.csv", mime="text/csv",
+                                key=f"{key}-csv", on_click="ignore")
+        cols[4].download_button("JSON", data=lambda: export.to_json(fig), file_name=f"{name}.json",
+                                mime="application/json", key=f"{key}-json", on_click="ignore")
+        if not ok:
+            st.caption(why)
+
+
+def chart_with_export(fig, name: str, key: str) -> None:
+    chart(fig, key)
+    export_buttons(fig, name, key=f"export-{key}")
+
+
+def upload_error(e: Exception) -> str:
+    return str(e) if isinstance(e, (CheckpointError, ValueError)) else f"{type(e).__name__}: {e}"

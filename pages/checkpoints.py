@@ -1,0 +1,47 @@
+"""Checkpoints: the model zoo as a table of model cards, and an upload of a user's own checkpoint that is
+validated like the shipped ones and then offered on every page for this session."""
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import add_upload, entries, serve_through_app, upload_error
+from ttc.catalog import card_row, checkpoint_folder
+
+serve_through_app()
+st.title("Checkpoints")
+st.caption(f"Shipped checkpoints are read from {checkpoint_folder()}/ (set TTC_CHECKPOINTS to use another folder); "
+           "uploads stay in this browser session only.")
+zoo = st.container()  # filled after the upload below is handled, so a new upload is listed at once
+
+st.subheader("Upload a checkpoint")
+up = st.file_uploader("A TTC Lab .safetensors checkpoint (weights with their metadata; pickles are never loaded)",
+                      type=["safetensors"], key="upload")
+if up is not None:
+    seen = st.session_state.setdefault("upload_results", {})
+    if up.file_id not in seen:  # validate each uploaded file once
+        try:
+            e = add_upload(up.name, up.getvalue())
+            seen[up.file_id] = ("ok", f"{up.name} is valid: {e.task} {e.family} {e.ck.arch}, "
+                                      f"{e.ck.model.num_params():,} parameters. It is listed as {e.name!r} on every "
+                                      "page for this session.")
+        except Exception as err:  # a hostile file must end in a message, never in a traceback
+            seen[up.file_id] = ("error", f"{up.name} was refused: {upload_error(err)}")
+    status, message = seen[up.file_id]
+    (st.success if status == "ok" else st.error)(message)
+
+ents = entries()
+with zoo:
+    table = pd.DataFrame([card_row(e) for e in ents])
+    if table.empty:
+        st.info(f"No checkpoints in {checkpoint_folder()}/ yet. Train one with python -m ttc train, or upload one "
+                "below.")
+    else:
+        st.dataframe(table, hide_index=True, key="zoo")
+        st.download_button("Download the table (CSV)", table.to_csv(index=False), "ttc-checkpoints.csv", "text/csv",
+                           key="zoo-csv", on_click="ignore")
+
+valid = [e for e in ents if e.ok]
+if valid:
+    st.subheader("Model card")
+    name = st.selectbox("Checkpoint", [e.name for e in valid], key="card_checkpoint")
+    st.json(next(e for e in valid if e.name == name).ck.card, expanded=1)

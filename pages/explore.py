@@ -1,0 +1,170 @@
+"""Explore: one checkpoint on one task, size and budget; residual, accuracy and memory drawn live while
+the run goes, metrics, and an inspector that scrubs through the iterations of one problem."""
+
+import time
+
+import streamlit as st
+
+from pages._common import (
+    chart,
+    chart_with_export,
+    export_buttons,
+    is_cached,
+    remember_trace,
+    serve_through_app,
+    settings_sidebar,
+    trace_for,
+)
+from ttc import export, plots
+from ttc.trace import LiveRun, Trace, peak_note
+
+DRAW_EVERY = 0.12  # seconds between live redraws: >= 5 a second with room for the drawing itself
+PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "solver", "tol", "damping")
+
+serve_through_app()
+st.title("Explore")
+s, entry = settings_sidebar(FIELDS)
+if entry is None:
+    st.info("No checkpoint to run for this task. Put .safetensors checkpoints in the checkpoints folder "
+            "(or set TTC_CHECKPOINTS), or upload one on the Checkpoints page.")
+    st.stop()
+cfg = entry.ck.config
+st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
+           f"trained at {cfg.layers} {'layers' if cfg.family == 'explicit' else 'iterations'}; "
+           f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device}.")
+
+b_run, b_stop, prog_col = st.columns([1, 1, 8], vertical_alignment="center")
+run_clicked = b_run.button("Run", type="primary", key="explore_run", help="run again from the first iteration")
+stop_clicked = b_stop.button("Stop", key="explore_stop", help="stop the run in progress")
+progress = prog_col.empty()
+metrics_ph = st.empty()
+note_ph = st.empty()
+acc_col, res_col, mem_col = st.columns(3)
+acc_ph, res_ph, mem_ph = acc_col.empty(), res_col.empty(), mem_col.empty()
+st.subheader("Example inspector")
+insp_ph = st.empty()
+bundle_ph = st.empty()
+
+
+def draw_metrics(t: Trace) -> None:
+    m = t.summary()
+    if not m:
+        return
+    with metrics_ph.container():
+        cols = st.columns(6)
+        cols[0].metric("Best accuracy", f"{m['best_accuracy']:.1%}", f"iteration {m['best_iter']}", **PLAIN)
+        cols[1].metric("Final accuracy", f"{m['final_accuracy']:.1%}", f"iteration {m['iters']}", **PLAIN)
+        cols[2].metric("NFE", f"{m['nfe']:,}")
+        cols[3].metric("Wall time", f"{m['seconds']:.2f} s")
+        cols[4].metric("Iterations / s", f"{m['iters_per_second']:.1f}")
+        cols[5].metric("Converged / diverged", f"{m['converged']} / {m['diverged']}", f"of {s.n}", **PLAIN)
+
+
+def draw_progress(t: Trace) -> None:
+    if t.stopped:
+        text = f"Stopped at iteration {t.iters} of {t.expected}. Press Run to start again."
+    elif t.complete:
+        text = f"Done: {t.iters} iterations in {t.summary()['seconds']:.2f} s."
+    else:
+        text = f"Running: iteration {t.iters} of {t.expected}"
+    progress.progress(min(1.0, t.iters / max(1, t.expected)), text=text)
+
+
+def figures(t: Trace) -> dict:
+    runs = [(s.checkpoint, t)]
+    return {"accuracy": plots.accuracy_figure(runs, bits=True), "residual": plots.residual_figure(runs),
+            "memory": plots.memory_figure(runs)}
+
+
+def example(t: Trace, problem: int, k: int):
+    ok = bool(t.correct[k - 1, problem])
+    conf = float(t.confidence[k - 1, problem])
+    title = f"Problem {problem}, iteration {k}: {'right' if ok else 'wrong'}, confidence {conf:.2f}"
+    pred = t.preds[k - 1, problem]
+    return plots.example_figure(s.task, t.inputs[problem], t.targets[problem], pred, title)
+
+
+def draw_live(t: Trace, tag: int) -> None:
+    draw_progress(t)
+    draw_metrics(t)
+    for name, fig in figures(t).items():
+        chart(fig, key=f"live-{name}-{tag}", container={"accuracy": acc_ph, "residual": res_ph, "memory": mem_ph}[name])
+    if t.iters:
+        with insp_ph.container():
+            left, right = st.columns([2, 1])
+            chart(example(t, 0, t.iters), key=f"live-example-{tag}", container=left)
+            chart(plots.confidence_figure(t, 0, t.iters), key=f"live-confidence-{tag}", container=right)
+
+
+def run_live() -> Trace:
+    """Run with the charts redrawn every DRAW_EVERY seconds; the run object stays in the session so that
+    a Stop (which reruns the script and so ends this loop) finds what was computed."""
+    run = LiveRun(entry.ck, s)
+    st.session_state["explore_live"] = ((s, entry.version), run)
+    last, tag = 0.0, 0
+    for _ in run:
+        if time.perf_counter() - last >= DRAW_EVERY:
+            draw_live(run.trace(), tag)
+            tag += 1
+            last = time.perf_counter()
+    t = run.trace()
+    remember_trace(s, entry, t)
+    return t
+
+
+@st.fragment
+def inspector(t: Trace, key) -> None:
+    """Choose a problem and scrub through the iterations (reruns only this fragment)."""
+    if st.session_state.get("insp_for") != key:  # a new trace: start at its last iteration
+        st.session_state["insp_for"] = key
+        st.session_state["insp_k"] = t.iters
+        st.session_state["insp_problem"] = 0
+    st.session_state["insp_problem"] = min(st.session_state.get("insp_problem", 0), t.shown - 1)
+    c1, c2 = st.columns([1, 3])
+    problem = c1.selectbox("Problem", list(range(t.shown)), key="insp_problem",
+                           format_func=lambda i: f"#{i} ({'right' if t.correct[-1, i] else 'wrong'} at the end)",
+                           help=f"the first {t.shown} of the {s.n} problems keep their per-iteration predictions")
+    if t.iters > 1:
+        st.session_state["insp_k"] = min(max(1, st.session_state.get("insp_k", t.iters)), t.iters)
+        k = c2.slider("Iteration", 1, t.iters, key="insp_k")
+    else:
+        k = 1
+    left, right = st.columns([2, 1])
+    with left:
+        fig = example(t, problem, k)
+        chart_with_export(fig, f"{s.checkpoint}-problem{problem}-iter{k}", key="example")
+    with right:
+        chart_with_export(plots.confidence_figure(t, problem, k), f"{s.checkpoint}-confidence{problem}",
+                          key="confidence")
+
+
+key = (s, entry.version)
+live_key, live_run = st.session_state.get("explore_live", (None, None))
+if stop_clicked and live_key == key and live_run.done < live_run.expected:
+    live_run.stopped = True
+trace = None
+if not run_clicked:
+    if live_key == key and live_run.stopped:
+        trace = live_run.trace()
+    elif is_cached(s, entry):
+        trace = trace_for(s, entry)
+if trace is None:
+    trace = run_live()
+
+draw_progress(trace)
+draw_metrics(trace)
+note_ph.info(peak_note(trace, s.checkpoint))
+stem = f"{s.checkpoint}-{s.task}{s.size}-n{s.n}-b{s.budget}-seed{s.seed}"
+for (name, fig), ph in zip(figures(trace).items(), (acc_ph, res_ph, mem_ph), strict=True):
+    with ph.container():
+        chart(fig, key=f"final-{name}")
+        export_buttons(fig, f"{stem}-{name}", key=f"export-{name}")
+if trace.iters:
+    with insp_ph.container():
+        inspector(trace, key)
+bundle_ph.download_button("Download run bundle (.zip)", key="bundle", on_click="ignore",
+                          data=lambda: export.run_bundle(trace, s.checkpoint, entry.weights()),
+                          file_name=f"{stem}-bundle.zip", mime="application/zip",
+                          help="settings, traces, the problems and the checkpoint; README.txt gives the "
+                               "python -m ttc eval command that replays it")

@@ -1,0 +1,75 @@
+"""Memory: training memory vs iteration count of a DEQ for unrolled backprop, implicit differentiation
+and Jacobian-free backprop (bytes autograd saves; on CUDA the allocator's peak too), with the ratios."""
+
+import streamlit as st
+
+from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar
+from ttc import memory_sweep as ms
+from ttc import plots
+from ttc.memory import MODES
+
+serve_through_app()
+st.title("Memory")
+s, entry = settings_sidebar(("task", "size", "seed"))
+deqs = [e for e in entries() if e.ok and e.task == s.task and e.family == "deq"]
+if not deqs:
+    st.info(f"No DEQ checkpoint for {s.task}: the backward modes compared here are those of deep-equilibrium models.")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def measured(version: str, size: int, batch: int, seed: int, mode: str, iters: int, device: str, _ck) -> dict:
+    return ms.measure_one(_ck, size, batch, seed, mode, iters, device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def unrolled_limit(version: str, size: int, batch: int, seed: int, iters: tuple, device: str, _ck) -> int | None:
+    return ms.unrolled_limit(_ck, size, batch, seed, list(iters), device)
+
+
+names = [e.name for e in deqs]
+c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+name = c1.selectbox("DEQ checkpoint", names, index=names.index(entry.name) if entry and entry.name in names else 0,
+                    key=f"mem_checkpoint_{s.task}")
+ck_entry = next(e for e in deqs if e.name == name)
+iters = sorted(c2.multiselect("Iteration counts", ms.ITERS_OPTIONS, default=ms.DEFAULT_ITERS, key="mem_iters"))
+chosen = c3.multiselect("Backward modes", MODES, default=MODES, key="mem_modes")
+modes = [m for m in MODES if m in chosen]
+batch = c4.number_input("Batch", 1, ms.BATCH_MAX, 8, key="mem_batch")
+if not iters or not modes:
+    st.info("Pick at least one iteration count and one backward mode.")
+    st.stop()
+gpu = "The GPU peak comes from torch.cuda." if s.device == "cuda" else "On a CUDA GPU the allocator's peak shows too."
+st.caption(f"One training step (forward, loss, backward) of {name} on {batch} {s.task} problems of size {s.size} "
+           f"(seed {s.seed}) on {s.device}. Unrolled backprop records exactly that many solver steps; implicit and "
+           "JFB solve up to that many steps without a graph. Saved bytes are the distinct storages autograd keeps "
+           f"for backward, parameters and inputs excluded. {gpu}")
+
+args = (ck_entry.version, s.size, batch, s.seed)
+jobs = [(m, k) for m in modes for k in iters]
+if "unrolled" in modes:
+    limit = unrolled_limit(*args, tuple(iters), s.device, ck_entry.ck)
+    too_big = [k for k in iters if limit is None or k > limit]
+    if too_big:
+        st.warning(f"Unrolled backprop at {', '.join(map(str, too_big))} iterations would need more memory than this "
+                   "machine can spare; those points are left out.")
+        jobs = [(m, k) for m, k in jobs if not (m == "unrolled" and k in too_big)]
+
+progress = st.progress(0.0)
+saved_ph, peak_ph = st.empty(), st.empty()
+rows = []
+for i, (mode, k) in enumerate(jobs):
+    progress.progress(i / len(jobs), text=f"Measuring {mode} at {k} iterations ({i + 1} of {len(jobs)})")
+    rows.append(measured(*args, mode, k, s.device, ck_entry.ck))
+    chart(plots.memory_modes_figure(rows), key=f"mem-live-{i}", container=saved_ph)
+progress.progress(1.0, text=f"{len(jobs)} measurements done.")
+stem = f"memory-{name}-{s.task}{s.size}-batch{batch}"
+with saved_ph.container():
+    chart_with_export(plots.memory_modes_figure(rows), f"{stem}-saved", key="mem-saved")
+notes = ms.ratio_notes(rows)
+if any(r["peak_bytes"] is not None for r in rows):
+    with peak_ph.container():
+        chart_with_export(plots.memory_modes_figure(rows, key="peak_bytes"), f"{stem}-cuda-peak", key="mem-peak")
+    notes += [f"GPU peak, {n}" for n in ms.ratio_notes(rows, key="peak_bytes")]
+st.markdown("\n".join(f"- {n}" for n in notes) or "Measure unrolled and another mode to see the ratios.")
+st.dataframe(rows, hide_index=True)

@@ -1,0 +1,31 @@
+"""Tiny random checkpoints for the dashboard tests: one per family on prefix_sums, one maze model.
+
+They are untrained (accuracies near zero) but valid, small and fast: what the app must handle is
+whatever the folder holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models import ModelConfig, build_model
+from ttc.checkpoint import save_checkpoint
+
+TINY = {
+    "prefix_sums-recursive": dict(family="recursive", arch="conv1d", in_channels=1, width=8, depth=1, layers=6),
+    "prefix_sums-explicit": dict(family="explicit", arch="conv1d", in_channels=1, width=8, depth=1, layers=5),
+    "prefix_sums-deq": dict(family="deq", arch="conv1d", in_channels=1, width=8, depth=1, layers=6, norm=True),
+    "mazes-recursive": dict(family="recursive", arch="conv2d", in_channels=3, width=8, depth=1, layers=6),
+}
+
+
+def make_checkpoints(folder: str | Path, names: tuple[str, ...] = tuple(TINY)) -> list[Path]:
+    folder = Path(folder)
+    out = []
+    for i, name in enumerate(names):
+        cfg = ModelConfig(**TINY[name])
+        model = build_model(cfg, seed=i)
+        task = name.split("-")[0]
+        card = {"train_sizes": [8, 12], "train_seconds": 1.5, "best_val": {"size": 16, "iters": 12, "accuracy": 0.0}}
+        out.append(save_checkpoint(folder / f"{name}.safetensors", model, task, card))
+    return out

@@ -1,0 +1,134 @@
+"""The checkpoint catalog the dashboard offers: shipped files plus a session's uploads, as model cards.
+
+The folder is `TTC_CHECKPOINTS` when set, else `checkpoints/`. Every entry is validated by the same
+loader as the CLI (`load_checkpoint`); a file that fails validation is listed with its error and is
+never offered for a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.solvers import SOLVERS
+
+from .checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint_bytes
+
+ENV_FOLDER = "TTC_CHECKPOINTS"
+
+
+def checkpoint_folder() -> Path:
+    """Where the shipped checkpoints live: $TTC_CHECKPOINTS, else ./checkpoints."""
+    return Path(os.environ.get(ENV_FOLDER) or "checkpoints")
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """Identity of a checkpoint file's contents for caching: a rewritten file gets a new stamp."""
+
+    path: str
+    mtime_ns: int
+    size: int
+
+
+def file_stamps(folder: str | Path | None = None) -> list[FileStamp]:
+    out = []
+    for p in list_checkpoints(checkpoint_folder() if folder is None else folder):
+        try:
+            st = p.stat()
+        except OSError:  # removed between the listing and the stat
+            continue
+        out.append(FileStamp(str(p), st.st_mtime_ns, st.st_size))
+    return out
+
+
+@dataclass
+class Entry:
+    """One checkpoint the dashboard can offer (ck set) or a file it refuses (error set)."""
+
+    name: str  # file stem, or the uploaded file's stem
+    source: str  # "file" or "upload"
+    version: str  # changes whenever the weights change (mtime/size for files, content digest for uploads)
+    ck: Checkpoint | None = None
+    error: str | None = None
+    data: bytes | None = None  # an upload's bytes (a run bundle ships them)
+    path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ck is not None
+
+    @property
+    def task(self) -> str | None:
+        return self.ck.task if self.ck else None
+
+    @property
+    def family(self) -> str | None:
+        return self.ck.family if self.ck else None
+
+    def weights(self) -> bytes:
+        """The checkpoint file's bytes."""
+        if self.data is not None:
+            return self.data
+        return Path(self.path).read_bytes()
+
+
+def load_file_entry(stamp: FileStamp) -> Entry:
+    """Validate and load one checkpoint file (the dashboard wraps this in st.cache_resource)."""
+    path = Path(stamp.path)
+    version = f"{stamp.mtime_ns}-{stamp.size}"
+    try:
+        data = path.read_bytes()
+        ck = load_checkpoint_bytes(data, name=str(path))
+    except (OSError, CheckpointError, ValueError) as e:
+        return Entry(name=path.stem, source="file", version=version, error=str(e), path=str(path))
+    return Entry(name=path.stem, source="file", version=version, ck=ck, path=str(path))
+
+
+def load_upload_entry(filename: str, data: bytes) -> Entry:
+    """Validate an uploaded checkpoint; raises CheckpointError with the reason when it is refused."""
+    if not filename.endswith(".safetensors"):
+        raise CheckpointError(f"upload {filename!r} must be a .safetensors file (pickles are never loaded)")
+    ck = load_checkpoint_bytes(data, name=filename)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return Entry(name=Path(filename).stem, source="upload", version=digest, ck=ck, data=data)
+
+
+def solver_defaults(ck: Checkpoint) -> dict:
+    """A DEQ checkpoint's own solver settings ({} for the other families)."""
+    if ck.family != "deq":
+        return {}
+    solver = dict(getattr(ck.model, "solver", {}) or {})
+    method = solver.get("method", "fixed_point")
+    if method not in SOLVERS:
+        method = next(iter(SOLVERS))
+    return {"solver": method, "tol": float(solver.get("tol", 1e-4))}
+
+
+def card_row(e: Entry) -> dict:
+    """One row of the zoo table: what the model card says about the checkpoint."""
+    if not e.ok:
+        return {"name": e.name, "source": e.source, "status": f"invalid: {e.error}"}
+    card, cfg = e.ck.card, e.ck.config
+    best_val = card.get("best_val") or {}
+    table = card.get("accuracy_table") or []
+    accs = "; ".join(f"{r['size']}@{r['iters']}: {r['accuracy']:.2f}" for r in table[:8]
+                     if isinstance(r, dict) and {"size", "iters", "accuracy"} <= set(r))
+    return {
+        "name": e.name,
+        "source": e.source,
+        "status": "ok",
+        "task": e.ck.task,
+        "family": cfg.family,
+        "arch": cfg.arch,
+        "params": e.ck.model.num_params(),
+        "width": cfg.width,
+        "train iters": cfg.layers,
+        "train sizes": ", ".join(str(s) for s in card.get("train_sizes", [])),
+        "train seconds": card.get("train_seconds"),
+        "best val acc": best_val.get("accuracy"),
+        "val size@iters": f"{best_val['size']}@{best_val['iters']}" if {"size", "iters"} <= set(best_val) else "",
+        "accuracies (size@iters: acc)": accs,
+    }

@@ -1,0 +1,182 @@
+"""Exports: figures as PNG/SVG (kaleido with a system Chromium), standalone HTML, their data as CSV and
+JSON, and run bundles that `python -m ttc eval` replays.
+
+PNG and SVG need a Chromium: `$BROWSER_PATH` when it names an executable, else the first of the usual
+names on PATH. Without one, `static_export_status()` says why and the other formats still work.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from tasks import get_task, save_npz
+
+from .trace import Trace
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+STATIC_FORMATS = ("png", "svg")
+_lock = threading.Lock()
+_server = {"started": False}
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome to render static images with, or None."""
+    env = os.environ.get("BROWSER_PATH")
+    if env and Path(env).is_file() and os.access(env, os.X_OK):
+        return env
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def static_export_status() -> tuple[bool, str]:
+    """(available, reason): whether PNG/SVG export can run here, and a sentence saying why not."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False, "PNG/SVG export needs the kaleido package (pip install kaleido)."
+    if find_chromium() is None:
+        return False, ("PNG/SVG export needs a Chromium: install one (e.g. apt-get install chromium) or set "
+                       "BROWSER_PATH to a Chrome/Chromium executable. HTML, CSV and JSON work without it.")
+    return True, ""
+
+
+def _stop_server() -> None:
+    import kaleido
+
+    with _lock:
+        if _server["started"]:
+            kaleido.stop_sync_server(silence_warnings=True)
+            _server["started"] = False
+
+
+def to_image(fig: go.Figure, fmt: str, scale: float = 2.0) -> bytes:
+    """The figure as PNG or SVG bytes, through one long-lived kaleido browser shared by all callers."""
+    if fmt not in STATIC_FORMATS:
+        raise ValueError(f"static format must be one of {', '.join(STATIC_FORMATS)}, got {fmt!r}")
+    ok, why = static_export_status()
+    if not ok:
+        raise RuntimeError(why)
+    import kaleido
+    import plotly.io as pio
+
+    os.environ.setdefault("BROWSER_PATH", find_chromium())
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plotly warns that its per-call options are unused with a server
+        if not _server["started"]:
+            kaleido.start_sync_server(silence_warnings=True)
+            _server["started"] = True
+            atexit.register(_stop_server)
+        return pio.to_image(fig, format=fmt, scale=scale if fmt == "png" else 1)
+
+
+def to_html(fig: go.Figure) -> str:
+    """A standalone HTML page (plotly.js inlined: it opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def _plain(v):
+    """Plotly's tuples/arrays as nested lists of plain numbers and strings, NaN as None (strict JSON)."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(u) for u in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
+def figure_data(fig: go.Figure) -> dict:
+    """The numbers behind a figure: title, axis titles and each trace's name and x/y(/z) values."""
+    lay = fig.layout
+    out = {"title": lay.title.text, "x_title": lay.xaxis.title.text, "y_title": lay.yaxis.title.text, "traces": []}
+    for tr in fig.data:
+        d = {"name": tr.name, "type": tr.type}
+        for axis in ("x", "y", "z"):
+            if axis == "z" and tr.type == "image":
+                continue
+            v = getattr(tr, axis, None)
+            if v is not None:
+                d[axis] = _plain(v)
+        out["traces"].append(d)
+    return out
+
+
+def figure_table(fig: go.Figure) -> pd.DataFrame:
+    """The figure's data as one long table: a row per point (trace, x, y) or heat-map cell (trace, x, y, z)."""
+    rows = []
+    for tr in figure_data(fig)["traces"]:
+        if "z" in tr:
+            z, xs, ys = tr["z"], tr.get("x") or [], tr.get("y") or []
+            for i, row in enumerate(z):
+                for j, v in enumerate(row):
+                    rows.append({"trace": tr["name"], "x": xs[j] if j < len(xs) else j,
+                                 "y": ys[i] if i < len(ys) else i, "z": v})
+        else:
+            for x, y in zip(tr.get("x", []), tr.get("y", []), strict=True):
+                rows.append({"trace": tr["name"], "x": x, "y": y})
+    return pd.DataFrame(rows)
+
+
+def to_csv(fig: go.Figure) -> str:
+    return figure_table(fig).to_csv(index=False)
+
+
+def to_json(fig: go.Figure) -> str:
+    return json.dumps(figure_data(fig), indent=1, allow_nan=False)
+
+
+def replay_args(t: Trace, checkpoint_file: str, data_file: str) -> list[str]:
+    """`python -m ttc eval` arguments that recompute the trace's accuracy and residual curves."""
+    s = t.settings
+    args = ["eval", "--checkpoint", checkpoint_file, "--data", data_file, "--iters", str(s.budget),
+            "--batch", str(s.n), "--device", s.device, "--json"]
+    if s.solver is not None:
+        args += ["--solver", s.solver, "--tol", f"{s.tol:g}"]
+    return args
+
+
+def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes) -> bytes:
+    """A zip holding the settings, the trace (eval JSON contract and extra curves), the problems as .npz,
+    the checkpoint, and README.txt with the command that replays it."""
+    s = t.settings
+    ck_file, data_file = f"{checkpoint_name}.safetensors", "problems.npz"
+    x, y = get_task(s.task).generate(s.size, s.n, s.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_npz(Path(tmp) / data_file, s.task, s.size, x, y)
+        npz = (Path(tmp) / data_file).read_bytes()
+    cmd = "python -m ttc " + " ".join(shlex.quote(a) for a in replay_args(t, ck_file, data_file))
+    notes = [f"TTC Lab run bundle: {checkpoint_name} on {s.task} size {s.size}, {s.n} problems (seed {s.seed}), "
+             f"budget {s.budget}.", "", "Replay from this folder:", "", f"    {cmd}", "",
+             "trace.json follows the eval contract (accuracy, residual, nfe, seconds) and adds the dashboard's "
+             "curves; settings.json holds the dashboard settings."]
+    if s.damping not in (None, 1.0):
+        notes += ["", f"Note: the run used solver damping {s.damping:g}; python -m ttc eval has no damping option, "
+                  "so the replay runs undamped."]
+    if t.stopped or not t.complete:
+        notes += ["", f"Note: the run was stopped after {t.iters} of {t.expected} iterations; the replay runs the "
+                  "whole budget."]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("settings.json", json.dumps({**s.__dict__, "checkpoint_file": ck_file, "replay": cmd}, indent=1))
+        z.writestr("trace.json", json.dumps(t.eval_json()))
+        z.writestr(data_file, npz)
+        z.writestr(ck_file, checkpoint_bytes)
+        z.writestr("README.txt", "\n".join(notes) + "\n")
+    return buf.getvalue()

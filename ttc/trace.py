@@ -1,0 +1,191 @@
+"""A run's trace for the dashboard: the probe's records gathered into arrays, live or in one go.
+
+`LiveRun` iterates the probe one iteration at a time and can hand out a `Trace` snapshot at any
+moment (what the live charts draw); `compute_trace` runs to the end. A trace keeps per-iteration
+curves, per-sample correctness and confidence, and the predictions of the first few problems at
+every iteration (for the example inspector), within a fixed memory bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks import get_task
+
+from .checkpoint import Checkpoint
+from .probe import probe
+from .settings import RunSettings, damping_param
+
+PREDS_BYTES = 16 * 1024 * 1024  # bound on the stored per-iteration predictions of one trace
+SHOWN_MAX = 16  # problems whose predictions are kept for the inspector
+OVERTHINK_DROP = 0.05  # accuracy lost after the peak that counts as overthinking
+
+
+def solver_options(s: RunSettings) -> dict:
+    """Keyword options for probe() from the DEQ settings ({} for the other families)."""
+    if s.solver is None:
+        return {}
+    opts = {"method": s.solver, "tol": s.tol}
+    name = damping_param(s.solver)
+    if name and s.damping is not None and s.damping != 1.0:
+        opts[name] = s.damping
+    return opts
+
+
+def expected_iters(ck: Checkpoint, budget: int) -> int:
+    """How many records a run yields: explicit models always run their depth."""
+    return ck.config.layers if ck.family == "explicit" else budget
+
+
+@dataclass
+class Trace:
+    settings: RunSettings
+    family: str
+    arch: str
+    params: int
+    memory_kind: str  # "cuda_allocated" or "cpu_tensor_bytes"
+    expected: int  # iterations the run was asked for (records when it completes)
+    k: np.ndarray  # (K,) int, 1-based iteration
+    accuracy: np.ndarray  # (K,) exact-match fraction
+    bit_accuracy: np.ndarray  # (K,) fraction of output cells right
+    residual: np.ndarray  # (K,) mean relative residual over running samples, NaN when none runs
+    nfe: np.ndarray  # (K,) int
+    elapsed: np.ndarray  # (K,) seconds since the start
+    memory_bytes: np.ndarray  # (K,) int
+    converged: np.ndarray  # (K,) int, samples converged so far
+    diverged: np.ndarray  # (K,) int
+    correct: np.ndarray  # (K, n) bool
+    confidence: np.ndarray  # (K, n) float32, mean probability of the predicted class
+    inputs: np.ndarray  # (m, ...) uint8, the first m problems
+    targets: np.ndarray  # (m, ...) uint8
+    preds: np.ndarray  # (K, m, *spatial) uint8 predictions of those problems
+    stopped: bool = False  # ended by the user before the budget
+
+    @property
+    def iters(self) -> int:
+        return len(self.k)
+
+    @property
+    def complete(self) -> bool:
+        return self.iters >= self.expected
+
+    @property
+    def shown(self) -> int:
+        return len(self.inputs)
+
+    def summary(self) -> dict:
+        """The metrics row: best and final accuracy, compute, convergence."""
+        if not self.iters:
+            return {}
+        best = int(np.argmax(self.accuracy))
+        seconds = float(self.elapsed[-1])
+        return {"best_accuracy": float(self.accuracy[best]), "best_iter": int(self.k[best]),
+                "final_accuracy": float(self.accuracy[-1]), "nfe": int(self.nfe[-1]), "seconds": seconds,
+                "iters_per_second": self.iters / seconds if seconds > 0 else math.inf,
+                "converged": int(self.converged[-1]), "diverged": int(self.diverged[-1]), "iters": self.iters}
+
+    def eval_json(self) -> dict:
+        """The trace in the `python -m ttc eval --json` contract, plus the dashboard's extra curves."""
+        s, m = self.settings, self.summary()
+        return {
+            "task": s.task, "family": self.family, "arch": self.arch, "params": self.params, "size": s.size,
+            "n": s.n, "iters": s.budget, "device": s.device, "accuracy": self.accuracy.tolist(),
+            "final_accuracy": m.get("final_accuracy"), "best_accuracy": m.get("best_accuracy"),
+            "best_iter": m.get("best_iter"),
+            "residual": [None if math.isnan(r) else float(r) for r in self.residual],
+            "nfe": m.get("nfe"), "seconds": m.get("seconds"),
+            "bit_accuracy": self.bit_accuracy.tolist(), "elapsed": self.elapsed.tolist(),
+            "memory_bytes": self.memory_bytes.tolist(), "memory_kind": self.memory_kind,
+            "converged": self.converged.tolist(), "diverged": self.diverged.tolist(),
+            "stopped": self.stopped,
+        }
+
+
+class LiveRun:
+    """One run, advanced by iterating: each step consumes one probe record; `trace()` snapshots it."""
+
+    def __init__(self, ck: Checkpoint, s: RunSettings):
+        task = get_task(s.task)
+        self.ck, self.settings = ck, s
+        self.inputs, self.targets = task.generate(s.size, s.n, s.seed)
+        self.expected = expected_iters(ck, s.budget)
+        cells = int(np.prod(task.target_shape(s.size)))
+        self.shown = int(max(1, min(s.n, SHOWN_MAX, PREDS_BYTES // max(1, cells * self.expected))))
+        self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
+                              **solver_options(s))
+        self._cols: dict[str, list] = {k: [] for k in (
+            "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
+            "diverged", "correct", "confidence", "preds")}
+        self.memory_kind = "cpu_tensor_bytes"
+        self.stopped = False
+
+    @property
+    def done(self) -> int:
+        return len(self._cols["k"])
+
+    def __iter__(self) -> Iterator[LiveRun]:
+        for r in self._records:
+            c = self._cols
+            c["k"].append(r.k)
+            c["accuracy"].append(r.accuracy)
+            c["bit_accuracy"].append(r.bit_accuracy)
+            c["residual"].append(r.residual)
+            c["nfe"].append(r.nfe)
+            c["elapsed"].append(r.elapsed)
+            c["memory_bytes"].append(r.memory_bytes)
+            c["converged"].append(int(r.converged.sum()))
+            c["diverged"].append(int(r.diverged.sum()))
+            c["correct"].append(r.correct)
+            c["confidence"].append(r.confidence.astype(np.float32))
+            c["preds"].append(r.preds[: self.shown].numpy())
+            self.memory_kind = r.memory_kind
+            yield self
+
+    def trace(self) -> Trace:
+        c, n, m = self._cols, self.settings.n, self.shown
+        spatial = get_task(self.settings.task).target_shape(self.settings.size)
+        return Trace(
+            settings=self.settings, family=self.ck.family, arch=self.ck.arch, params=self.ck.model.num_params(),
+            memory_kind=self.memory_kind, expected=self.expected,
+            k=np.asarray(c["k"], dtype=np.int64), accuracy=np.asarray(c["accuracy"], dtype=np.float64),
+            bit_accuracy=np.asarray(c["bit_accuracy"], dtype=np.float64),
+            residual=np.asarray(c["residual"], dtype=np.float64), nfe=np.asarray(c["nfe"], dtype=np.int64),
+            elapsed=np.asarray(c["elapsed"], dtype=np.float64),
+            memory_bytes=np.asarray(c["memory_bytes"], dtype=np.int64),
+            converged=np.asarray(c["converged"], dtype=np.int64), diverged=np.asarray(c["diverged"], dtype=np.int64),
+            correct=np.stack(c["correct"]) if c["correct"] else np.zeros((0, n), dtype=bool),
+            confidence=np.stack(c["confidence"]) if c["confidence"] else np.zeros((0, n), dtype=np.float32),
+            inputs=self.inputs[:m], targets=self.targets[:m],
+            preds=np.stack(c["preds"]) if c["preds"] else np.zeros((0, m, *spatial), dtype=np.uint8),
+            stopped=self.stopped,
+        )
+
+
+def compute_trace(ck: Checkpoint, s: RunSettings) -> Trace:
+    """Run to the end of the budget and return the whole trace."""
+    run = LiveRun(ck, s)
+    for _ in run:
+        pass
+    return run.trace()
+
+
+def peak_note(t: Trace, name: str) -> str:
+    """Where the run peaks and whether more iterations hurt it (overthinking), in one sentence."""
+    if not t.iters:
+        return f"{name}: no iterations yet."
+    m = t.summary()
+    best, k_best, final = m["best_accuracy"], m["best_iter"], m["final_accuracy"]
+    head = f"{name} ({t.family}) peaks at {best:.0%} at iteration {k_best} of {t.iters}"
+    if t.family == "explicit":
+        return f"{head}; its depth is fixed at {t.expected} layers, so a larger budget buys nothing."
+    if best <= 0:
+        return f"{name} ({t.family}) solves none of these problems within {t.iters} iterations."
+    if best - final > OVERTHINK_DROP:
+        return f"{head}, then falls to {final:.0%} by iteration {t.iters}: it overthinks."
+    if k_best == t.iters and t.iters > 1 and t.accuracy[-1] > t.accuracy[0]:
+        return f"{head}: still improving at the end of the budget; try more iterations."
+    return f"{head} and holds {final:.0%} to iteration {t.iters}: no overthinking."
