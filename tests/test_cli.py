@@ -383,3 +383,45 @@ def test_valid_versions_of_the_bad_inputs_are_accepted(cli, ctx):
     assert cli(*_eval(ctx["deq"], "--size", 8, "--iters", 2, "--tol", 0.01)).rc == 0
     save_npz(ctx["tmp"] / "s.npz", "prefix_sums", 8, *get_task("prefix_sums").generate(8, 2, seed=0))
     assert cli(*_eval(ctx["ps"], "--data", ctx["tmp"] / "s.npz", "--iters", 2)).rc == 0
+
+
+# ---- the instrumented run behind eval ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_probe_yields_one_record_per_iteration_with_per_sample_data(family):
+    from ttc.probe import probe
+
+    task = get_task("addition")
+    x, y = task.generate(6, 5, seed=1)
+    recs = list(probe(tiny_model("addition", family, "conv1d"), task, x, y, 4))
+    assert [r.k for r in recs] == list(range(1, 1 + (TINY["layers"] if family == "explicit" else 4)))
+    for r in recs:
+        assert r.correct.shape == r.residuals.shape == r.converged.shape == r.diverged.shape == (5,)
+        assert r.preds.shape == (5, 7) and r.preds.dtype == torch.uint8
+        assert r.accuracy == pytest.approx(r.correct.mean()) and 0.0 <= r.bit_accuracy <= 1.0
+        assert r.memory_kind == "cpu_tensor_bytes" and r.memory_bytes > x.nbytes
+    assert recs[0].residuals == pytest.approx(np.ones(5)) and recs[-1].elapsed >= recs[0].elapsed > 0
+
+
+def test_probe_stops_early_once_every_sample_has_converged():
+    from ttc.probe import probe
+
+    task = get_task("prefix_sums")
+    x, y = task.generate(8, 4, seed=0)
+    model = tiny_model("prefix_sums", "recursive", "conv1d")
+    assert len(list(probe(model, task, x, y, 30))) == 30
+    # the first residual is 1 (z_0 = 0); a tolerance just under it: all converge at the second step
+    recs = list(probe(model, task, x, y, 30, early_stop=True, tol=0.99))
+    assert len(recs) == 2 and recs[-1].converged.all()
+    assert (recs[-1].residuals < 0.99).all()  # the step that converges reports its residual
+
+
+@pytest.mark.parametrize("iters", [0, 5001])
+def test_probe_refuses_a_budget_out_of_range(iters):
+    from ttc.probe import probe
+
+    task = get_task("prefix_sums")
+    x, y = task.generate(8, 1, seed=0)
+    with pytest.raises(ValueError, match="1..5000"):
+        next(probe(tiny_model("prefix_sums", "recursive", "conv1d"), task, x, y, iters))
