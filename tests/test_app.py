@@ -1,0 +1,177 @@
+"""Headless app tests (Streamlit AppTest): every page runs, widgets and links drive the figures' data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard_checkpoints import make_checkpoints
+from ttc.memory import MODES
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ("pages/explore.py", "pages/compare.py", "pages/memory.py", "pages/checkpoints.py")
+SMALL = {"size": "16", "n": "12", "budget": "8"}  # quick runs on the tiny checkpoints
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpts")
+    make_checkpoints(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared machine
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TTC_CHECKPOINTS", str(folder))
+        yield folder
+    torch.set_num_threads(threads)
+
+
+def app(query: dict | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params = dict(query or {})
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """The plotly figures on the page, by element key, as the JSON the browser receives."""
+    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def xs(spec: dict, i: int = 0) -> list:
+    return spec["data"][i].get("x") or []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_exception(ckpt_dir, page):
+    at = app(SMALL, page)
+    assert at.title[0].value == Path(page).stem.capitalize()
+    assert not at.error
+    if page != "pages/checkpoints.py":
+        assert charts(at)
+
+
+def test_a_run_yields_one_point_per_iteration(ckpt_dir):
+    at = app(SMALL)
+    figs = charts(at)
+    for key in ("final-accuracy", "final-residual", "final-memory"):
+        assert xs(figs[key]) == list(range(1, 9))
+    assert figs["final-accuracy"]["data"][0]["name"] == "prefix_sums-recursive"
+    assert {m.label: m.value for m in at.metric}["NFE"] == "8"
+    assert "Done: 8 iterations" in at.get("progress")[0].proto.text
+
+
+def test_an_explicit_model_yields_its_depth_whatever_the_budget(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "prefix_sums-explicit"})
+    assert xs(charts(at)["final-accuracy"]) == list(range(1, 6))
+
+
+def test_changing_size_budget_and_checkpoint_changes_the_figures(ckpt_dir):
+    at = app(SMALL)
+    before = charts(at)
+    assert len(before["example"]["data"][0]["z"][0]) == 16  # the inspector's bit rows span the problem
+
+    at.number_input(key="w_size").set_value(24).run()
+    after_size = charts(at)
+    assert len(after_size["example"]["data"][0]["z"][0]) == 24
+    assert after_size["final-residual"]["data"][0]["y"] != before["final-residual"]["data"][0]["y"]
+    assert at.query_params["size"] == ["24"] or at.query_params["size"] == "24"
+
+    at.slider(key="w_budget").set_value(13).run()
+    assert xs(charts(at)["final-accuracy"]) == list(range(1, 14))
+
+    at.selectbox(key="w_checkpoint").set_value("prefix_sums-deq").run()
+    assert not at.exception
+    figs = charts(at)
+    assert figs["final-accuracy"]["data"][0]["name"] == "prefix_sums-deq"
+    assert figs["final-residual"]["data"][0]["y"] != charts(app({**SMALL, "size": "24", "budget": "13"}))[
+        "final-residual"]["data"][0]["y"]
+    assert at.selectbox(key="w_solver").value == "anderson"  # DEQ settings appear for a DEQ
+
+
+def test_the_inspector_scrubs_through_iterations(ckpt_dir):
+    at = app(SMALL)
+    at.slider(key="insp_k").set_value(3).run()
+    fig = charts(at)["example"]
+    assert fig["layout"]["title"]["text"].startswith("Problem 0, iteration 3:")
+    at.selectbox(key="insp_problem").set_value(2).run()
+    assert charts(at)["example"]["layout"]["title"]["text"].startswith("Problem 2, iteration 3:")
+
+
+def test_a_link_opens_the_same_view(ckpt_dir):
+    link = {"task": "prefix_sums", "checkpoint": "prefix_sums-deq", "size": "20", "n": "7", "budget": "11",
+            "seed": "3", "solver": "fixed_point", "tol": "0.001", "damping": "0.5"}
+    at = app(link)
+    assert not at.warning
+    assert at.number_input(key="w_size").value == 20 and at.slider(key="w_budget").value == 11
+    assert at.number_input(key="w_seed").value == 3 and at.selectbox(key="w_solver").value == "fixed_point"
+    assert at.slider(key="w_damping").value == 0.5
+    assert xs(charts(at)["final-accuracy"]) == list(range(1, 12))
+    assert {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()} == link
+
+
+@pytest.mark.parametrize("query", [
+    {"task": "chess", "size": "huge", "budget": "-1", "n": "1e12", "seed": "🙂"},
+    {"checkpoint": "x" * 5000, "size": "99999999999999999999999", "tol": "inf", "solver": "' OR 1=1"},
+    {"task": "mazes", "size": "8", "checkpoint": "prefix_sums-recursive", "budget": "nan"},
+])
+def test_a_hostile_link_is_clamped_with_warnings_never_a_traceback(ckpt_dir, query):
+    at = app({**query, "n": query.get("n", "5")})
+    assert at.warning and all(len(w.value) < 300 for w in at.warning)
+    assert 1 <= at.slider(key="w_budget").value <= 1000
+    assert charts(at)["final-accuracy"]
+
+
+def test_an_upload_is_validated_and_usable_on_every_page(ckpt_dir):
+    at = app(SMALL, "pages/checkpoints.py")
+    data = (ckpt_dir / "prefix_sums-deq.safetensors").read_bytes()
+    at.file_uploader(key="upload").set_value(("mine.safetensors", data, "application/octet-stream")).run()
+    assert not at.exception and "mine.safetensors is valid" in at.success[0].value
+    assert "mine" in list(at.dataframe[0].value["name"])
+    at.switch_page("pages/explore.py").run()
+    at.selectbox(key="w_checkpoint").set_value("mine").run()
+    assert not at.exception
+    assert charts(at)["final-accuracy"]["data"][0]["name"] == "mine"
+
+
+@pytest.mark.parametrize("name, data", [("junk.safetensors", b"\x00" * 64),
+                                        ("pickled.safetensors", b"PK\x03\x04" + b"\x80\x02}q\x00." * 50)])
+def test_a_bad_upload_is_refused_with_its_reason(ckpt_dir, name, data):
+    at = app(SMALL, "pages/checkpoints.py")
+    at.file_uploader(key="upload").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith(f"{name} was refused:")
+
+
+def test_compare_runs_every_checkpoint_and_fills_the_heat_map(ckpt_dir):
+    at = app(SMALL, "pages/compare.py")
+    figs = charts(at)
+    names = {d["name"] for d in figs["cmp-it"]["data"]}
+    assert names == {"prefix_sums-recursive", "prefix_sums-explicit", "prefix_sums-deq"}
+    assert {d["name"] for d in figs["cmp-time"]["data"]} == names
+    heat = figs["heat"]["data"][0]
+    assert heat["y"] == ["8", "12", "16", "24"] and len(heat["x"]) == 8
+    assert all(v is not None for row in heat["z"] for v in row)
+    assert len([m for m in at.markdown if "peaks" in m.value or "solves none" in m.value]) == 1
+
+
+def test_memory_compares_the_backward_modes(ckpt_dir):
+    at = app(SMALL, "pages/memory.py")
+    at.multiselect(key="mem_iters").set_value([2, 5]).run()
+    fig = charts(at)["mem-saved"]
+    assert [d["name"] for d in fig["data"]] == list(MODES)
+    assert all(d["x"] == [2, 5] for d in fig["data"])
+    assert any("unrolled keeps" in m.value for m in at.markdown)
+
+
+def test_an_empty_checkpoint_folder_gives_guidance_not_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("TTC_CHECKPOINTS", str(tmp_path))
+    for page in PAGES:
+        at = app(page=page)
+        assert at.info, page
