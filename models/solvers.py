@@ -160,19 +160,18 @@ class _History:
         return 0 if self.a is None else 2 * self.a.numel() * self.a.element_size()
 
 
-def _anderson_weights(X: torch.Tensor, F: torch.Tensor, lam: float, last: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixing weights alpha (B, n), sum 1, minimising ||sum_i alpha_i (F_i - X_i)||^2 + lam ||alpha||^2.
+def _anderson_weights(G: torch.Tensor, lam: float, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixing weights alpha (B, n), sum 1, minimising ||sum_i alpha_i G_i||^2 + lam ||alpha||^2 over the
+    residuals G_i = f(x_i) - x_i (B, n, D).
 
-    The residuals are scaled per sample to unit Frobenius norm first, so lam is relative to the
-    history's own scale (torchdeq adds an absolute lam to the raw Gram matrix). A Gram matrix that
-    will not factor, or weights that are not finite, fall back to 100x the regularisation (at least
-    1e-3), then to a plain step from the newest pair. Returns (alpha, fell_back mask (B,)).
+    The Gram matrix is scaled per sample to unit trace first, so lam is relative to the history's own
+    scale (torchdeq adds an absolute lam to the raw Gram matrix). A Gram matrix that will not factor, or
+    weights that are not finite, fall back to 100x the regularisation (at least 1e-3), then to a plain
+    step from the newest pair (index `last`). Returns (alpha, fell_back mask (B,)).
     """
-    G = F - X  # (B, n, D)
     B, n, _ = G.shape
-    scale = G.flatten(1).norm(dim=1).clamp_min(torch.finfo(G.dtype).tiny)
-    Gs = G / scale[:, None, None]
-    H = Gs @ Gs.transpose(1, 2)  # (B, n, n), trace 1
+    H = G @ G.transpose(1, 2)  # (B, n, n)
+    H = H / H.diagonal(dim1=1, dim2=2).sum(dim=1).clamp_min(torch.finfo(G.dtype).tiny)[:, None, None]
     eye = torch.eye(n, dtype=G.dtype, device=G.device).expand(B, n, n)
     ones = torch.ones(B, n, 1, dtype=G.dtype, device=G.device)
     finite_h = torch.isfinite(H).flatten(1).all(dim=1)
@@ -199,7 +198,7 @@ def _anderson_weights(X: torch.Tensor, F: torch.Tensor, lam: float, last: int) -
 
 def _anderson(f: Fn, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str, m: int = 5, lam: float = 1e-4,
               beta: float = 1.0, diverge_factor: float = 1e4) -> Iterator[SolverStep]:
-    """Anderson acceleration: x_{k+1} = sum_i alpha_i (beta f(x_i) + (1 - beta) x_i) over the last m points."""
+    """Anderson acceleration: x_{k+1} = sum_i alpha_i (x_i + beta g_i) over the last m points, g = f(x) - x."""
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise SolverError(f"anderson history m must be a positive integer, got {m!r}")
     if not (isinstance(lam, (int, float)) and lam >= 0):
@@ -208,7 +207,7 @@ def _anderson(f: Fn, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str
         raise SolverError(f"anderson mixing beta must be in (0, 2], got {beta!r}")
     shape = z0.shape
     tr = _Tracker(z0, tol, stop_mode, diverge_factor)
-    hist = _History(m, functional=torch.is_grad_enabled())
+    hist = _History(m, functional=torch.is_grad_enabled())  # a: points x_i, b: residuals g_i (B, n, D)
     x = z0.flatten(1)  # (B, D)
     z = x
     fallbacks = 0
@@ -218,12 +217,13 @@ def _anderson(f: Fn, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str
         abs_r, rel_r, new_div = tr.update(step, x, fx)
         z = torch.where(_mask(active & ~new_div, z), fx, z)
         running = tr.active
-        hist.push(x, fx)
+        hist.push(x, fx - x)
         if running.any():
-            alpha, fell = _anderson_weights(hist.a, hist.b, lam, hist.last)
+            alpha, fell = _anderson_weights(hist.b, lam, hist.last)
             fallbacks += int((fell & running).sum())
             w = alpha[:, None, :]  # (B, 1, n)
-            x_new = (w @ hist.b)[:, 0] if beta == 1.0 else beta * (w @ hist.b)[:, 0] + (1 - beta) * (w @ hist.a)[:, 0]
+            wg = (w @ hist.b)[:, 0]
+            x_new = (w @ hist.a)[:, 0] + (wg if beta == 1.0 else beta * wg)
             x = torch.where(_mask(running, x), x_new, x)
         yield tr.step_out(step, z.view(shape), abs_r, rel_r, nfe=step, held=hist.nbytes, fallbacks=fallbacks)
         if not running.any():

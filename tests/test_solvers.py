@@ -209,10 +209,9 @@ def test_anderson_singular_least_squares_falls_back_and_is_counted():
 
 
 def test_anderson_weights_fall_back_to_a_plain_step_when_the_gram_is_unusable():
-    X = torch.zeros(2, 3, 4)
-    F = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
-    F[1, 0, 0] = float("inf")
-    alpha, fell = solvers._anderson_weights(X, F, lam=1e-4, last=2)
+    G = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    G[1, 0, 0] = float("inf")
+    alpha, fell = solvers._anderson_weights(G, lam=1e-4, last=2)
     assert fell.tolist() == [False, True]
     assert alpha[1].tolist() == [0.0, 0.0, 1.0]
     torch.testing.assert_close(alpha[0].sum(), torch.tensor(1.0))
