@@ -7,7 +7,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
-torch.set_num_threads(int(os.environ.get("TTC_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("TTC_TEST_THREADS", "1")))
 
 
 # --- shared fixtures for test_tasks, test_models, test_checkpoint, test_cli ---------------------------

@@ -60,7 +60,7 @@ class TrainConfig:
     eval_sizes: list[int] = field(default_factory=list)  # sizes of the card's accuracy table
     eval_iters: list[int] = field(default_factory=list)  # budgets of the card's accuracy table
     eval_n: int = 200
-    eval_seed: int = 10_000  # seeds of test problems, never used in training (training uses seed*1e6+step)
+    eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
 
     def model_config(self) -> ModelConfig:
@@ -151,6 +151,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     emit = on_event or (lambda ev: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # denormal weights/moments late in training slow CPU kernels many-fold
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")

@@ -1,0 +1,36 @@
+"""Print the README's model-zoo table from the checkpoint cards (checkpoints/*.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def fmt_rows(card: dict) -> str:
+    parts = []
+    by_size: dict[int, dict] = {}
+    for r in card.get("accuracy_table", []):
+        cur = by_size.get(r["size"])
+        if cur is None or r["iters"] > cur["iters"]:
+            by_size[r["size"]] = r
+    for size, r in sorted(by_size.items()):
+        s = f"{size}: {100 * r['best_accuracy']:.1f}% @ {r['best_iter']} it"
+        if "accuracy_at_3x_best" in r:
+            s += f" (3x: {100 * r['accuracy_at_3x_best']:.1f}%)"
+        parts.append(s)
+    return "; ".join(parts)
+
+
+def main() -> None:
+    print("| checkpoint | trained on | params | train time | file | best exact-match accuracy by size (iteration; at 3x that iteration) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for p in sorted(Path("checkpoints").glob("*.json")):
+        card = json.loads(p.read_text())
+        mb = p.with_suffix(".safetensors").stat().st_size / 2**20
+        sizes = ",".join(map(str, card.get("train_sizes", [])))
+        print(f"| {p.stem} | {sizes} | {card['params']:,} | {card['train_seconds'] / 60:.0f} min | {mb:.1f} MB "
+              f"| {fmt_rows(card)} |")
+
+
+if __name__ == "__main__":
+    main()
