@@ -49,9 +49,31 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def _rel_change(z: torch.Tensor, z_prev: torch.Tensor) -> torch.Tensor:
-    num = (z - z_prev).flatten(1).norm(dim=1)
-    return num / (z.flatten(1).norm(dim=1) + 1e-12)
+def _rel_change(z: torch.Tensor, z_prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) ||z - z_prev|| / ||z|| (z_prev None: zeros) and (B,) ||z||."""
+    zn = z.flatten(1).norm(dim=1)
+    num = zn if z_prev is None else (z - z_prev).flatten(1).norm(dim=1)
+    return num / (zn + 1e-12), zn
+
+
+def _finite_rows(z: torch.Tensor, zn: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: every entry of the sample is finite. NaN and inf propagate into the norm zn, so a finite
+    norm proves finite entries; on the CPU the full scan (three passes over z) runs only when some norm is
+    not finite. On a GPU the scan is cheap and the check would cost a synchronisation."""
+    if z.device.type == "cpu":
+        ok = torch.isfinite(zn)
+        if bool(ok.all()):
+            return ok
+    return torch.isfinite(z.flatten(1)).all(dim=1)
+
+
+def _to_host(floats: list[torch.Tensor], preds: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """One device-to-host copy per iteration: the float32 pieces (concatenated) and the uint8 predictions
+    travel as one byte buffer, so a GPU run synchronises once per iteration rather than once per field."""
+    f = torch.cat([t.reshape(-1) for t in floats]).float()  # cat promotes bool to float
+    packed = torch.cat([f.view(torch.uint8), preds.reshape(-1)]).cpu()
+    nb = f.numel() * 4
+    return packed[:nb].view(torch.float32).numpy(), packed[nb:].view(preds.shape)
 
 
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
@@ -88,34 +110,35 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 res = st.residual
                 conv, div = st.converged, st.diverged
             else:
-                res = _rel_change(z, z_prev if z_prev is not None else torch.zeros_like(z))
-                finite = torch.isfinite(z.flatten(1)).all(dim=1)
-                div = div | ~finite
+                res, zn = _rel_change(z, z_prev)
+                div = div | ~_finite_rows(z, zn)
                 running = ~(conv | div)
-                res = torch.where(running, res, torch.full_like(res, float("nan")))
+                res = torch.where(running, res, float("nan"))
                 conv = conv | (running & (res < tol))
             probs = torch.softmax(logits.float(), dim=1)
             conf, pred = probs.max(dim=1)  # (B, *spatial)
             right = pred == y
             correct = right.flatten(1).all(dim=1)
-            if cuda:
-                torch.cuda.synchronize(dev)
+            if cuda:  # the allocator's count is kept on the host: no synchronisation needed
                 mem, kind = torch.cuda.memory_allocated(dev), "cuda_allocated"
             else:
                 mem = tensor_bytes(x, y, z, z_prev, logits) + st.held_bytes
                 kind = "cpu_tensor_bytes"
-            res_np = res.float().cpu().numpy()
+            # (2 + 5B,) float32: accuracy, bit accuracy, then per sample correct, residual, converged,
+            # diverged, confidence
+            h, preds = _to_host([correct.float().mean(), right.float().mean(), correct, res, conv, div,
+                                 conf.flatten(1).mean(dim=1)], pred.to(torch.uint8))
+            res_np = h[2 + B: 2 + 2 * B]
             finite_res = res_np[np.isfinite(res_np)]
+            conv_np, div_np = h[2 + 2 * B: 2 + 3 * B] > 0.5, h[2 + 3 * B: 2 + 4 * B] > 0.5
             yield IterRecord(
-                k=st.k, accuracy=float(correct.float().mean()), correct=correct.cpu().numpy(),
+                k=st.k, accuracy=float(h[0]), correct=h[2: 2 + B] > 0.5,
                 residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
                 nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
-                converged=conv.cpu().numpy(), diverged=div.cpu().numpy(),
-                preds=pred.to(torch.uint8).cpu(),
-                confidence=conf.flatten(1).mean(dim=1).float().cpu().numpy(),
-                bit_accuracy=float(right.float().mean()),
+                converged=conv_np, diverged=div_np, preds=preds, confidence=h[2 + 4 * B:],
+                bit_accuracy=float(h[1]),
             )
-            if early_stop and not bool((~(conv | div)).any()):
+            if early_stop and not (~(conv_np | div_np)).any():
                 return
             z_prev = z
 
