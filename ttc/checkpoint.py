@@ -27,7 +27,17 @@ _FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloa
 
 
 class CheckpointError(ValueError):
-    """A file that is not a valid TTC checkpoint; the message says what is wrong."""
+    """A file that is not a valid TTC checkpoint; the message says what is wrong, in one line of at most
+    MAX_MESSAGE characters (a hostile file's names and values are cut, never echoed whole)."""
+
+    def __init__(self, message: str):
+        message = " ".join(str(message).split())
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 160] + " ... " + message[-155:]
+        super().__init__(message)
+
+
+MAX_MESSAGE = 500
 
 
 @dataclass
@@ -88,7 +98,7 @@ def read_header(data: bytes) -> tuple[dict, dict]:
         raise CheckpointError(f"file truncated: header claims {n} bytes, file holds {len(data) - 8}")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # also nesting too deep and numbers too long to convert
         raise CheckpointError(f"header is not valid JSON: {e}") from None
     if not isinstance(header, dict):
         raise CheckpointError("header is not a JSON object")
@@ -97,8 +107,11 @@ def read_header(data: bytes) -> tuple[dict, dict]:
         raise CheckpointError("header __metadata__ must map strings to strings")
     body = len(data) - 8 - n
     for name, entry in header.items():
-        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-            raise CheckpointError(f"tensor entry {name!r} is malformed")
+        if (not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry)
+                or not isinstance(entry["dtype"], str) or not isinstance(entry["shape"], list)
+                or not all(type(d) is int and d >= 0 for d in entry["shape"])):
+            raise CheckpointError(f"tensor entry {name!r} is malformed (needs dtype, a shape of non-negative "
+                                  "integers and data_offsets)")
         offs = entry["data_offsets"]
         if (not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)
                 or not 0 <= offs[0] <= offs[1] <= body):
@@ -115,10 +128,10 @@ def _parse_meta(meta: dict) -> tuple[str, ModelConfig, dict]:
     try:
         cfg_dict = json.loads(meta["config"])
         cfg = ModelConfig.from_dict(cfg_dict)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"metadata config is not valid JSON: {e}") from None
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"metadata config is invalid: {e}") from None
+    except (ValueError, RecursionError) as e:  # ConfigError is a ValueError too: it is caught above
+        raise CheckpointError(f"metadata config is not valid JSON: {e}") from None
     if cfg.family != meta["family"] or cfg.arch != meta["arch"]:
         raise CheckpointError(f"metadata family/arch {meta['family']}/{meta['arch']} disagree with the config's "
                               f"{cfg.family}/{cfg.arch}")
@@ -132,7 +145,7 @@ def _parse_meta(meta: dict) -> tuple[str, ModelConfig, dict]:
         raise CheckpointError(f"metadata config is invalid: {e}") from None
     try:
         card = json.loads(meta.get("card", "{}"))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         card = {}
     return task.name, cfg, card if isinstance(card, dict) else {}
 
@@ -143,8 +156,8 @@ def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
         raise CheckpointError(f"file of {len(data)} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
     header, meta = read_header(data)
     task, cfg, card = _parse_meta(meta)
-    model = build_model(cfg)
-    expected = model.state_dict()
+    with torch.device("meta"):  # names and shapes without storage: a forged config cannot make us allocate
+        expected = build_model(cfg).state_dict()
     names, want = set(header), set(expected)
     if names != want:
         extra, miss = sorted(names - want)[:5], sorted(want - names)[:5]
@@ -162,6 +175,7 @@ def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
     for k, t in tensors.items():
         if not torch.isfinite(t).all():
             raise CheckpointError(f"tensor {k!r} holds NaN or infinite values")
+    model = build_model(cfg)  # its size is now bounded by the file's: every tensor's shape matched
     model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
     model.eval()
     return Checkpoint(model=model, task=task, config=cfg, card=card, path=name)
