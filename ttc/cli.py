@@ -23,10 +23,10 @@ from tasks import TASKS, TaskError, get_task, load_npz, save_npz
 from tasks.io import MAX_NPZ_BYTES
 
 from .checkpoint import CheckpointError, checkpoint_task, load_checkpoint
+from .limits import MAX_COST, check_cost, check_train, check_train_cost, run_cost
 from .probe import MAX_ITERS, probe
 
 MAX_N = 100_000
-MAX_COST = 2e12  # cells x iterations x width^2 x problems, a coarse multiply-accumulate count
 MAX_DATA_BYTES = MAX_NPZ_BYTES - 65536  # problems (uint8 inputs + targets) must fit an .npz `eval --data` accepts
 
 
@@ -65,6 +65,20 @@ def _float_in(name: str, lo: float, hi: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{name} must be in ({lo}, {hi}), got {s}")
         return v
     return parse
+
+
+def _bool(s: str) -> bool:
+    v = {"true": True, "false": False}.get(s.strip().lower())
+    if v is None:
+        raise argparse.ArgumentTypeError(f"must be true or false, got {s[:40]!r}")
+    return v
+
+
+def _int_csv(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {s[:40]!r}") from None
 
 
 def _size_help() -> str:
@@ -124,11 +138,6 @@ def add_eval(sub) -> None:
     p.set_defaults(run=cmd_eval)
 
 
-def run_cost(task, size: int, n: int, iters: int, width: int) -> float:
-    cells = int(np.prod(task.target_shape(size)))
-    return float(n) * cells * iters * width * width
-
-
 def evaluate(ck, task, x: np.ndarray, y: np.ndarray, iters: int, device: str, batch: int,
              solver_opts: dict) -> dict:
     """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
@@ -169,13 +178,11 @@ def cmd_eval(a) -> int:
             raise UsageError(f"--size is required without --data ({_size_help()})")
         size = task.sizes.check(task.name, a.size)
         check_data_bytes(task, size, a.n)
+        check_cost(run_cost(task, size, a.n, a.iters, ck.config.width), "--n, --size or --iters")  # before generating
         x, y = task.generate(size, a.n, a.seed)
     if ck.family != "deq" and (a.solver or a.tol):
         raise UsageError(f"--solver/--tol apply to DEQ checkpoints only; this one is {ck.family}")
-    cost = run_cost(task, size, len(x), a.iters, ck.config.width)
-    if cost > MAX_COST:
-        raise UsageError(f"run cost {cost:.2g} exceeds the cap {MAX_COST:.2g} (problems x cells x iterations x "
-                         f"width^2); lower --n, --size or --iters")
+    check_cost(run_cost(task, size, len(x), a.iters, ck.config.width), "--n (or the --data file), --size or --iters")
     opts = {}
     if ck.family == "deq":
         opts = {k: v for k, v in (("method", a.solver), ("tol", a.tol)) if v is not None}
@@ -201,11 +208,10 @@ def add_train(sub) -> None:
     for name, val in vars(d).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(val, list):
-            p.add_argument(flag, type=lambda s: [int(v) for v in s.split(",")], default=val,
+            p.add_argument(flag, type=_int_csv, default=val,
                            help=f"comma-separated integers (default {','.join(map(str, val)) or 'none'})")
         elif isinstance(val, bool) or val is None:
-            p.add_argument(flag, type=lambda s: {"true": True, "false": False}[s.lower()], default=val,
-                           help="true or false")
+            p.add_argument(flag, type=_bool, default=val, help="true or false")
         else:
             p.add_argument(flag, type=type(val), default=val, help=f"default {val}")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
@@ -219,10 +225,15 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    check_train(vars(cfg))
     cfg.model_config()  # validates names and ranges before any work
     check_arch_dims(cfg.arch, get_task(cfg.task).spatial_dims, cfg.task)
+    if not cfg.sizes:
+        raise UsageError("--sizes needs at least one training size")
     for s in cfg.sizes + cfg.eval_sizes:
         get_task(cfg.task).sizes.check(cfg.task, s)
+    check_train_cost(get_task(cfg.task), cfg.sizes, cfg.batch, cfg.layers, cfg.width,
+                     cfg.val_size or 2 * max(cfg.sizes), cfg.val_iters or 2 * cfg.layers, cfg.val_n)
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in sys.argv[1:])
 
     def show(ev: dict) -> None:
@@ -304,10 +315,8 @@ def cmd_memory(a) -> int:
         raise UsageError(f"memory modes apply to DEQ checkpoints only; this one is {ck.family}")
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
-    cost = run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width)
-    if cost > MAX_COST:
-        raise UsageError(f"run cost {cost:.2g} exceeds the cap {MAX_COST:.2g} (problems x cells x iterations x "
-                         f"width^2); lower --batch, --size or --iters")
+    check_cost(run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width),
+               "--batch, --size, --iters or --modes")
     dev = resolve_device(a.device)
     model = ck.model.to(dev)
     xs, ys = task.generate(size, a.batch, a.seed)

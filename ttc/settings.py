@@ -19,15 +19,16 @@ from models.solvers import SOLVERS, get_solver
 from tasks import TASKS, get_task
 
 from .catalog import Entry, solver_defaults
+from .limits import LIVE_BUDGET_MAX, LIVE_ITER_COST, live_max_n, run_cost
 
 N_MAX = 1000  # problems per dashboard run
-BUDGET_MAX = 1000  # iteration budget of the slider (the CLI goes to probe.MAX_ITERS)
+BUDGET_MAX = LIVE_BUDGET_MAX  # iteration budget of the slider (the CLI goes to probe.MAX_ITERS)
 SEED_MAX = 2**31 - 1
 TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 DAMPING_RANGE = (0.05, 1.0)
 # one iteration over the whole batch must stay well under a second on a laptop CPU:
 # problems x output cells x width^2 (the CLI's cost measure, per iteration)
-ITER_COST_MAX = 2.5e8
+ITER_COST_MAX = LIVE_ITER_COST  # see ttc.limits
 DEFAULT_SIZE = {"prefix_sums": 64, "addition": 32, "mazes": 13}
 DEFAULTS = {"n": 100, "budget": 100, "seed": 0, "damping": 1.0}
 DAMPING_NAMES = ("tau", "beta", "damping")  # how solvers call their relaxation parameter
@@ -121,14 +122,12 @@ def size_in_range(task: str, v: int) -> int:
 
 
 def iter_cost(entry: Entry, task: str, size: int, n: int) -> float:
-    cells = int(np.prod(get_task(task).target_shape(size)))
-    return float(n) * cells * entry.ck.config.width ** 2
+    return run_cost(get_task(task), size, n, 1, entry.ck.config.width)
 
 
 def max_n(entry: Entry, task: str, size: int) -> int:
     """The most problems one dashboard run of this checkpoint may batch at this size."""
-    per = iter_cost(entry, task, size, 1)
-    return int(max(1, min(N_MAX, ITER_COST_MAX // per)))
+    return live_max_n(get_task(task), size, entry.ck.config.width, N_MAX)
 
 
 def default_task(entries: Sequence[Entry]) -> str:
