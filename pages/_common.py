@@ -12,6 +12,7 @@ from tasks import TASKS, get_task
 from ttc import catalog, export
 from ttc.catalog import Entry
 from ttc.checkpoint import Checkpoint, CheckpointError
+from ttc.limits import MAX_SESSION_UPLOADS
 from ttc.probe import resolve_device
 from ttc.settings import BUDGET_MAX, DAMPING_RANGE, N_MAX, QUERY_KEYS, SEED_MAX, TOLS, RunSettings, sanitize
 from ttc.trace import Trace, compute_trace, damping_param
@@ -48,6 +49,9 @@ def entries() -> list[Entry]:
 
 def add_upload(filename: str, data: bytes) -> Entry:
     """Validate an upload and keep it for this session only; raises CheckpointError with the reason."""
+    if len(st.session_state.get(UPLOADS, {})) >= MAX_SESSION_UPLOADS:
+        raise CheckpointError(f"this session already holds {MAX_SESSION_UPLOADS} uploaded checkpoints, the most one "
+                              "session keeps; reload the page to start a fresh session")
     e = catalog.load_upload_entry(filename, data)
     taken = {x.name for x in entries() if x.source == "file"}
     if e.name in taken:

@@ -154,7 +154,11 @@ if trace is None:
 
 draw_progress(trace)
 draw_metrics(trace)
-note_ph.info(peak_note(trace, s.checkpoint))
+with note_ph.container():
+    st.info(peak_note(trace, s.checkpoint))
+    if trace.iters and trace.diverged[-1]:
+        st.warning(f"{trace.diverged[-1]} of {s.n} samples diverged (their state turned non-finite or their residual "
+                   "blew up): they leave the residual mean and are counted on the residual chart's right axis.")
 stem = f"{s.checkpoint}-{s.task}{s.size}-n{s.n}-b{s.budget}-seed{s.seed}"
 for (name, fig), ph in zip(figures(trace).items(), (acc_ph, res_ph, mem_ph), strict=True):
     with ph.container():

@@ -47,13 +47,22 @@ def _style(traces: Labelled) -> dict[str, dict]:
 
 
 def residual_figure(traces: Labelled) -> go.Figure:
-    """Relative residual ||z_k - z_{k-1}|| / ||z_k|| (the solver's, for DEQs) per iteration, log scale."""
+    """Relative residual ||z_k - z_{k-1}|| / ||z_k|| (the solver's, for DEQs) per iteration, log scale.
+    Samples that diverged (non-finite state or residual blown up) leave the mean; when a run has any, their
+    count per iteration is drawn on a second axis. NaN and inf residuals become gaps, never break the chart."""
     fig = _base("Residual per iteration", "iteration", "relative residual (log)")
     style = _style(traces)
     for name, t in traces:
-        y = np.where(t.residual > 0, t.residual, np.nan)
+        y = np.where(np.isfinite(t.residual) & (t.residual > 0), t.residual, np.nan)
         fig.add_trace(go.Scatter(x=t.k.tolist(), y=y.tolist(), mode="lines", name=name, line=style[name]))
-    fig.update_yaxes(type="log", exponentformat="power")
+    diverging = [(name, t) for name, t in traces if t.iters and t.diverged[-1] > 0]
+    for name, t in diverging:
+        fig.add_trace(go.Scatter(x=t.k.tolist(), y=t.diverged.tolist(), mode="lines", yaxis="y2", line_shape="hv",
+                                 name=f"{name}: diverged samples", line={**style[name], "dash": "dot", "width": 1}))
+    if diverging:
+        fig.update_layout(yaxis2={"title": {"text": "diverged samples"}, "overlaying": "y", "side": "right",
+                                  "rangemode": "tozero", "showgrid": False})
+    fig.update_layout(yaxis_type="log", yaxis_exponentformat="power")
     return fig
 
 

@@ -112,6 +112,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             else:
                 res, zn = _rel_change(z, z_prev)
                 div = div | ~_finite_rows(z, zn)
+                conv = conv & ~div  # one that blows up after it converged counts as diverged, never as both
                 running = ~(conv | div)
                 res = torch.where(running, res, float("nan"))
                 conv = conv | (running & (res < tol))
