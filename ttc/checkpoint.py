@@ -87,13 +87,23 @@ def save_checkpoint(path: str | Path, model: IterativeModel, task: str, card: di
     return path
 
 
+def _looks_like(data: bytes) -> str:
+    """What a file that is not safetensors seems to be, for the refusal message ("" when unknown)."""
+    if data[:4] == b"PK\x03\x04":
+        return "; it is a zip archive, such as a torch.save .pt file, and those are never loaded"
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "; it is a Python pickle, and pickles are never loaded"
+    return ""
+
+
 def read_header(data: bytes) -> tuple[dict, dict]:
     """(tensor entries, metadata) from a safetensors byte string, checked for sanity."""
     if len(data) < 8:
         raise CheckpointError(f"file too short to be safetensors ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES:
-        raise CheckpointError(f"header of {n} bytes exceeds the {MAX_HEADER_BYTES}-byte limit (not a TTC checkpoint)")
+        raise CheckpointError(f"header of {n} bytes exceeds the {MAX_HEADER_BYTES}-byte limit (not a TTC checkpoint"
+                              f"{_looks_like(data)})")
     if 8 + n > len(data):
         raise CheckpointError(f"file truncated: header claims {n} bytes, file holds {len(data) - 8}")
     try:
@@ -115,7 +125,8 @@ def read_header(data: bytes) -> tuple[dict, dict]:
         offs = entry["data_offsets"]
         if (not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)
                 or not 0 <= offs[0] <= offs[1] <= body):
-            raise CheckpointError(f"tensor {name!r} has data offsets {offs!r} outside the file's {body} data bytes")
+            raise CheckpointError(f"tensor {name!r} has data offsets {offs!r} outside the file's {body} data bytes "
+                                  "(a truncated or corrupt file)")
     return header, meta
 
 
