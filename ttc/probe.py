@@ -61,19 +61,26 @@ def _finite_rows(z: torch.Tensor, zn: torch.Tensor) -> torch.Tensor:
     norm proves finite entries; on the CPU the full scan (three passes over z) runs only when some norm is
     not finite. On a GPU the scan is cheap and the check would cost a synchronisation."""
     if z.device.type == "cpu":
-        ok = torch.isfinite(zn)
+        ok = zn < math.inf  # a norm is >= 0 or NaN: below inf means finite
         if bool(ok.all()):
             return ok
     return torch.isfinite(z.flatten(1)).all(dim=1)
 
 
-def _to_host(floats: list[torch.Tensor], preds: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    """One device-to-host copy per iteration: the float32 pieces (concatenated) and the uint8 predictions
-    travel as one byte buffer, so a GPU run synchronises once per iteration rather than once per field."""
-    f = torch.cat([t.reshape(-1) for t in floats]).float()  # cat promotes bool to float
-    packed = torch.cat([f.view(torch.uint8), preds.reshape(-1)]).cpu()
-    nb = f.numel() * 4
-    return packed[:nb].view(torch.float32).numpy(), packed[nb:].view(preds.shape)
+def _to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The per-iteration tensors as numpy arrays (same dtypes). On a GPU they travel as one byte buffer, one
+    device-to-host copy per iteration, so the run synchronises once per iteration rather than once per field."""
+    if all(t.device.type == "cpu" for t in fields.values()):
+        return {k: t.numpy() for k, t in fields.items()}
+    flat = [t.reshape(-1) for t in fields.values()]
+    packed = torch.cat([t.view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8) for t in flat]).cpu()
+    out, at = {}, 0
+    for (k, t), f in zip(fields.items(), flat, strict=True):
+        nb = f.numel() * f.element_size()
+        part = packed[at:at + nb]
+        out[k] = (part.view(t.dtype) if t.dtype != torch.bool else part.bool()).view(t.shape).numpy()
+        at += nb
+    return out
 
 
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
@@ -125,21 +132,19 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             else:
                 mem = tensor_bytes(x, y, z, z_prev, logits) + st.held_bytes
                 kind = "cpu_tensor_bytes"
-            # (2 + 5B,) float32: accuracy, bit accuracy, then per sample correct, residual, converged,
-            # diverged, confidence
-            h, preds = _to_host([correct.float().mean(), right.float().mean(), correct, res, conv, div,
-                                 conf.flatten(1).mean(dim=1)], pred.to(torch.uint8))
-            res_np = h[2 + B: 2 + 2 * B]
+            h = _to_host({"acc": correct.float().mean(), "bits": right.float().mean(), "correct": correct,
+                          "res": res.float(), "conv": conv, "div": div, "conf": conf.flatten(1).mean(dim=1).float(),
+                          "preds": pred.to(torch.uint8)})
+            res_np = h["res"]
             finite_res = res_np[np.isfinite(res_np)]
-            conv_np, div_np = h[2 + 2 * B: 2 + 3 * B] > 0.5, h[2 + 3 * B: 2 + 4 * B] > 0.5
             yield IterRecord(
-                k=st.k, accuracy=float(h[0]), correct=h[2: 2 + B] > 0.5,
+                k=st.k, accuracy=float(h["acc"]), correct=h["correct"],
                 residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
                 nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
-                converged=conv_np, diverged=div_np, preds=preds, confidence=h[2 + 4 * B:],
-                bit_accuracy=float(h[1]),
+                converged=h["conv"], diverged=h["div"], preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
+                bit_accuracy=float(h["bits"]),
             )
-            if early_stop and not (~(conv_np | div_np)).any():
+            if early_stop and not (~(h["conv"] | h["div"])).any():
                 return
             z_prev = z
 
