@@ -68,14 +68,21 @@ def _finite_rows(z: torch.Tensor, zn: torch.Tensor) -> torch.Tensor:
 
 
 def _to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """The per-iteration tensors as numpy arrays (same dtypes). On a GPU they travel as one byte buffer, one
-    device-to-host copy per iteration, so the run synchronises once per iteration rather than once per field."""
+    """The per-iteration tensors as numpy arrays of the same dtypes and shapes (views on the CPU)."""
     if all(t.device.type == "cpu" for t in fields.values()):
         return {k: t.numpy() for k, t in fields.items()}
-    flat = [t.reshape(-1) for t in fields.values()]
+    return _pack_to_host(fields)
+
+
+def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """_to_host through one byte buffer: a single device-to-host copy, so a GPU run synchronises once per
+    iteration rather than once per field. Wide dtypes go first so every slice is aligned for its view."""
+    order = sorted(fields, key=lambda k: -fields[k].element_size())
+    flat = [fields[k].reshape(-1) for k in order]
     packed = torch.cat([t.view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8) for t in flat]).cpu()
     out, at = {}, 0
-    for (k, t), f in zip(fields.items(), flat, strict=True):
+    for k, f in zip(order, flat, strict=True):
+        t = fields[k]
         nb = f.numel() * f.element_size()
         part = packed[at:at + nb]
         out[k] = (part.view(t.dtype) if t.dtype != torch.bool else part.bool()).view(t.shape).numpy()
