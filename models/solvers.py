@@ -240,15 +240,15 @@ def _broyden(f: Fn, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str,
     tr = _Tracker(z0, tol, stop_mode, diverge_factor)
     uv = _History(m, functional=torch.is_grad_enabled())  # a: u (B, n, D), b: v (B, n, D)
 
-    def hmul(y: torch.Tensor) -> torch.Tensor:  # H y
+    def hmul(y: torch.Tensor) -> torch.Tensor:  # H y = -y + sum_i u_i (v_i . y)
         if uv.a is None:
             return -y
-        return -y + (uv.a.transpose(1, 2) @ (uv.b @ y[..., None]))[..., 0]
+        return -y + ((uv.b @ y[..., None]).transpose(1, 2) @ uv.a)[:, 0]
 
-    def rmul(y: torch.Tensor) -> torch.Tensor:  # y^T H
+    def rmul(y: torch.Tensor) -> torch.Tensor:  # y^T H = -y + sum_i (y . u_i) v_i
         if uv.a is None:
             return -y
-        return -y + (uv.b.transpose(1, 2) @ (uv.a @ y[..., None]))[..., 0]
+        return -y + ((uv.a @ y[..., None]).transpose(1, 2) @ uv.b)[:, 0]
 
     x = z0.flatten(1)
     z = x
