@@ -362,3 +362,107 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+
+
+def _csv_choices(name: str, known: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(s: str) -> list[str]:
+        vals = [v.strip() for v in s.split(",") if v.strip()]
+        bad = [v for v in vals if v not in known]
+        if bad or not vals:
+            raise argparse.ArgumentTypeError(f"{name} takes a comma-separated subset of {','.join(known)}, got {s!r}")
+        return vals
+    return parse
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"  {msg}\n")
+            sys.stderr.flush()
+    return say
+
+
+def add_bench(sub) -> None:
+    from .bench import GROUPS
+
+    p = sub.add_parser(
+        "bench", help="benchmarks as ratios: instrumentation, solvers, memory, throughput, dashboard",
+        description="Measured side by side in one process and reported as ratios (min / median / max over repeats), "
+                    "each entry saying what it compares: probe overhead vs a bare stream loop, Anderson vs fixed "
+                    "point and vs torchdeq on each DEQ checkpoint (a random DEQ when there is none), implicit vs "
+                    "unrolled training memory, iterations/s at the training size and 4x, and the dashboard's warm "
+                    "time. --quick finishes in under a minute (CI).")
+    p.add_argument("--quick", action="store_true", help="fewer repeats, small batches, one checkpoint per group")
+    p.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
+    p.add_argument("--groups", type=_csv_choices("--groups", GROUPS), default=list(GROUPS),
+                   help=f"comma-separated subset of {','.join(GROUPS)} (default all)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
+    p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0, help="torch threads (0: as is)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(run=cmd_bench)
+
+
+def cmd_bench(a) -> int:
+    import torch
+
+    from .bench import format_table, run_bench
+    from .catalog import checkpoint_folder
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    folder = a.checkpoints or str(checkpoint_folder())
+    result = run_bench(quick=a.quick, folder=folder, device=a.device, groups=tuple(a.groups),
+                       on_event=_progress(a.quiet))
+    print(json.dumps(result) if a.json else "\n".join(format_table(result)))
+    return 0
+
+
+def add_report(sub) -> None:
+    from .report import FORMATS
+
+    p = sub.add_parser(
+        "report", help="findings: accuracy vs iterations and size, iterations needed vs size, residuals, memory",
+        description="For each task: accuracy vs iterations of every checkpoint at the training size, 4x and 16x "
+                    "(or the largest size within the cost cap), the iterations needed for the best accuracy as the "
+                    "size grows, residual curves, and the DEQ memory table. Writes figures (PNG/SVG/HTML), "
+                    "results.json and summary.md into --out. About 15 minutes on 2 CPU cores; --quick: a minute.")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
+    p.add_argument("--tasks", type=_csv_choices("--tasks", tuple(TASKS)), default=None,
+                   help=f"comma-separated subset of {','.join(TASKS)} (default: every task with a checkpoint)")
+    p.add_argument("--formats", type=_csv_choices("--formats", FORMATS), default=list(FORMATS),
+                   help=f"figure formats, comma-separated subset of {','.join(FORMATS)} (default all)")
+    p.add_argument("--quick", action="store_true", help="fewer sizes, problems and iterations")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
+    p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0, help="torch threads (0: as is)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(run=cmd_report)
+
+
+def cmd_report(a) -> int:
+    import torch
+
+    from .catalog import checkpoint_folder
+    from .report import FORMATS, run_report
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    folder = a.checkpoints or str(checkpoint_folder())
+    args = ["report", "--out", a.out] + (["--checkpoints", a.checkpoints] if a.checkpoints else [])
+    args += (["--tasks", ",".join(a.tasks)] if a.tasks else []) + (["--quick"] if a.quick else [])
+    args += [] if list(a.formats) == list(FORMATS) else ["--formats", ",".join(a.formats)]
+    args += ["--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+    command = "python -m ttc " + " ".join(shlex.quote(s) for s in args)
+    try:
+        res = run_report(a.out, folder=folder, tasks=a.tasks, quick=a.quick, formats=tuple(a.formats),
+                         device=a.device, on_event=_progress(a.quiet), command=command)
+    except OSError as e:
+        raise UsageError(f"cannot write the report to {a.out!r}: {e.strerror or e}") from None
+    print(f"report: {os.path.join(a.out, 'summary.md')} ({len(res['tasks'])} tasks, {res['seconds'] / 60:.1f} min)")
+    for note in res["figure_notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+COMMANDS += [add_bench, add_report]

@@ -1,0 +1,206 @@
+"""Benchmarks and findings: `python -m ttc bench` entries say what they compare and give finite positive ratios;
+`python -m ttc report` writes a summary, results and figures for whatever checkpoints a folder holds; the
+probe's cheaper instrumentation keeps its records."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ttc import bench, report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_entries(result: dict) -> None:
+    assert result["entries"], "no bench entries"
+    for e in result["entries"]:
+        assert e["group"] in bench.GROUPS
+        assert e["name"] and e["compares"], e
+        if e["ratio"] is None:
+            assert e.get("skipped"), f"{e['name']}: no ratio and no reason"
+            continue
+        r = e["ratio"]
+        assert r["repeats"] >= 1
+        for k in ("min", "median", "max"):
+            assert math.isfinite(r[k]) and r[k] > 0, (e["name"], r)
+        assert r["min"] <= r["median"] <= r["max"]
+
+
+@pytest.mark.slow
+def test_bench_quick_json_runs_every_group_with_finite_positive_ratios():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "ttc", "bench", "--quick", "--json", "--threads", "1", "--device", "cpu",
+                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(p.stdout)
+    assert result["quick"] is True
+    assert {"cpu", "cores", "torch", "device"} <= set(result["machine"])
+    check_entries(result)
+    groups = {e["group"] for e in result["entries"]}
+    assert {"solvers", "torchdeq", "memory"} <= groups  # a random DEQ stands in when the folder has none
+    if result["checkpoints"]:
+        assert {"overhead", "throughput", "dashboard"} <= groups
+    measured = {e["group"] for e in result["entries"] if e["ratio"] is not None}
+    assert {"solvers", "memory"} <= measured
+
+
+def test_bench_without_a_deq_checkpoint_uses_a_random_deq_and_says_so(make_checkpoint, one_thread):
+    folder = make_checkpoint("prefix_sums", "recursive", "conv1d").parent
+    result = bench.run_bench(quick=True, folder=folder, device="cpu", groups=("solvers", "memory"))
+    check_entries(result)
+    assert any("random" in n and "no DEQ checkpoint" in n for n in result["notes"])
+    assert all(e["random_model"] for e in result["entries"])
+    mem = {e["name"].split(":")[0]: e for e in result["entries"] if e["group"] == "memory"}
+    assert mem["implicit memory vs iterations"]["ratio"]["median"] == pytest.approx(1.0)
+    assert mem["unrolled vs implicit at 100 iterations"]["ratio"]["median"] >= 20
+
+
+def test_bench_measures_each_checkpoint_of_the_folder(make_checkpoint, one_thread):
+    make_checkpoint("prefix_sums", "deq", "conv1d", norm=True)
+    folder = make_checkpoint("prefix_sums", "recursive", "conv1d").parent
+    result = bench.run_bench(quick=True, folder=folder, device="cpu",
+                             groups=("overhead", "solvers", "torchdeq", "throughput"))
+    check_entries(result)
+    assert not any("random" in n for n in result["notes"])
+    deq = [e for e in result["entries"] if e["group"] in ("solvers", "torchdeq")]
+    assert deq and all(not e["random_model"] and "prefix_sums-deq" in e["name"] for e in deq)
+    tp = next(e for e in result["entries"] if e["group"] == "throughput")
+    assert tp["setup"]["sizes"] == [32, 128]  # the training size (no card: the task's default) and 4x
+
+
+def test_bench_entry_says_whether_the_median_meets_the_aim():
+    assert bench.entry("g", "n", "c", [0.9, 1.0, 1.2], aim="<= 1.10")["meets_aim"] is True
+    assert bench.entry("g", "n", "c", [1.2, 1.3, 1.0], aim="<= 1.10")["meets_aim"] is False
+    assert bench.entry("g", "n", "c", [25.0], aim=">= 20")["meets_aim"] is True
+    assert bench.spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0, "repeats": 3}
+
+
+def test_bench_refuses_an_unknown_group_in_one_line(cli):
+    r = cli("bench", "--quick", "--groups", "overhead,speed")
+    assert r.rc == 2 and r.err.startswith("error: ") and r.err.count("\n") == 1 and "speed" in r.err
+
+
+def test_scaled_sizes_stay_in_range_and_odd_for_mazes():
+    assert bench.scaled_size("mazes", 9, 4) == 37
+    assert bench.scaled_size("prefix_sums", 32, 16) == 512
+    assert bench.scaled_size("prefix_sums", 1024, 16) == 4096
+
+
+# --- report --------------------------------------------------------------------------------------------------
+
+def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli, make_checkpoint, tmp_path,
+                                                                               one_thread):
+    for fam in ("explicit", "recursive", "deq"):
+        folder = make_checkpoint("prefix_sums", fam, "conv1d").parent
+    out = tmp_path / "out"
+    r = cli("report", "--quick", "--checkpoints", folder, "--out", out, "--tasks", "prefix_sums", "--formats", "html",
+            "--device", "cpu", "--quiet")
+    assert r.rc == 0, r.err
+    res = json.loads((out / "results.json").read_text())
+    (task,) = res["tasks"]
+    assert task["task"] == "prefix_sums"
+    fams = {(c["family"], c["factor"]) for c in task["curves"]}
+    assert {("explicit", 1), ("explicit", 4), ("recursive", 1), ("recursive", 4), ("deq", 1), ("deq", 4)} <= fams
+    for c in task["curves"]:
+        assert len(c["accuracy"]) == len(c["residual"]) >= 1
+        assert 1 <= c["best_iter"] <= len(c["accuracy"]) and c["n"] >= 1
+        if c["family"] == "explicit":
+            assert len(c["accuracy"]) == 3  # its depth, whatever the budget
+    assert set(task["scaling"]) == {n for n in res["checkpoints"] if "explicit" not in n}
+    assert {r["mode"] for r in res["memory"]} == {"unrolled", "implicit", "jfb"}
+    assert all("deq" in r["model"] and "random" not in r["model"] for r in res["memory"])
+    summary = (out / "summary.md").read_text()
+    assert "## prefix_sums" in summary and "Training memory" in summary and "Quick run" in summary
+    for stem in ("prefix_sums-accuracy", "prefix_sums-residual", "prefix_sums-iterations-vs-size"):
+        assert (out / "figures" / f"{stem}.html").is_file()
+        assert f"figures/{stem}.html" in summary
+    assert (out / "figures" / "plotly.min.js").is_file()  # the pages open offline
+
+
+def test_report_caps_a_costly_size_and_says_so(make_checkpoint):
+    from ttc.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(make_checkpoint("prefix_sums", "recursive", "conv1d"))
+    cfg = report.report_config(quick=True)
+    per_problem = 50 * report.macs_per_iteration(ck, 512)
+    tight = type(cfg)(**{**cfg.__dict__, "cost_cap": cfg.n_min * per_problem / 3})
+    run = report.plan_run(ck, 32, 16, lambda size: 50, tight)
+    assert 32 <= run.size < 512 and run.n >= tight.n_min
+    assert "512" in run.note and str(run.size) in run.note
+    roomy = report.plan_run(ck, 32, 16, lambda size: 50, cfg)
+    assert roomy.size == 512 and not roomy.note
+
+
+def test_report_figure_export_says_why_static_formats_are_missing(monkeypatch, tmp_path):
+    import plotly.graph_objects as go
+
+    monkeypatch.setattr(report.export, "static_export_status", lambda: (False, "no Chromium here"))
+    files, why = report.write_figure(go.Figure(), tmp_path, "f", ("png", "svg", "html"))
+    assert files == ["f.html"] and len(why) == 2 and all("no Chromium here" in w for w in why)
+
+
+def test_report_refuses_an_unknown_task_in_one_line(cli, tmp_path):
+    r = cli("report", "--out", tmp_path, "--tasks", "prefix_sums,sorting")
+    assert r.rc == 2 and r.err.startswith("error: ") and r.err.count("\n") == 1 and "sorting" in r.err
+
+
+def test_scaling_fit_recovers_a_linear_law():
+    def curve(size, k, best=1.0):
+        acc = [0.0] * (k - 1) + [best] * 5
+        return report.Curve(checkpoint="c", family="recursive", arch="conv1d", task="prefix_sums", size=size,
+                            factor=1, n=10, budget=len(acc), accuracy=acc, residual=[None] * len(acc),
+                            nfe=list(range(1, len(acc) + 1)), seconds=0.0, stop="converged", converged=10,
+                            diverged=0)
+    fit = report.scaling_fit([curve(32, 8), curve(64, 16), curve(128, 32), curve(256, 5, best=0.2)])
+    assert fit["exponent"] == pytest.approx(1.0) and fit["sizes"] == [32, 64, 128]
+
+
+# --- the probe's cheaper instrumentation -----------------------------------------------------------------------
+
+def test_probe_finiteness_from_the_norm_matches_a_full_scan():
+    from ttc.probe import _finite_rows
+
+    z = torch.ones(4, 3, 5)
+    z[1, 0, 0] = float("nan")
+    z[2, 2, 4] = float("inf")
+    z[3] = 1e30  # finite entries whose float32 norm overflows: the full scan decides
+    zn = z.flatten(1).norm(dim=1)
+    assert _finite_rows(z, zn).tolist() == torch.isfinite(z.flatten(1)).all(dim=1).tolist() == [True, False, False,
+                                                                                                   True]
+
+
+def test_probe_packed_host_copy_round_trips_every_dtype():
+    from ttc.probe import _pack_to_host, _to_host
+
+    g = torch.Generator().manual_seed(0)
+    fields = {"acc": torch.rand(6, generator=g).mean(), "correct": torch.rand(6, generator=g) > 0.5,
+              "res": torch.tensor([0.5, float("nan"), 1e-30, 2.0, 0.0, 3.0]),
+              "preds": torch.randint(0, 2, (6, 7), dtype=torch.uint8, generator=g), "conv": torch.zeros(6).bool()}
+    packed, direct = _pack_to_host(fields), _to_host(fields)
+    for k in fields:
+        assert packed[k].dtype == direct[k].dtype and packed[k].shape == direct[k].shape
+        np.testing.assert_array_equal(packed[k], direct[k])
+
+
+def test_probe_flags_a_blown_up_recursive_model_as_diverged():
+    from tasks import get_task
+    from tests.conftest import tiny_model
+    from ttc.probe import probe
+
+    model = tiny_model("prefix_sums", "recursive", "conv1d")
+    with torch.no_grad():
+        for p in model.block.parameters():
+            p.mul_(40)
+    task = get_task("prefix_sums")
+    x, y = task.generate(9, 6, 3)
+    last = list(probe(model, task, x, y, 25))[-1]
+    assert last.diverged.all() and not last.converged.any() and math.isnan(last.residual)

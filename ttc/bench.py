@@ -1,0 +1,568 @@
+"""Benchmarks (`python -m ttc bench`): what instrumentation, solvers, backward modes, problem size and the
+dashboard cost, measured side by side in one process.
+
+Every entry names what it compares and gives the ratio's min / median / max over repeats: both sides run
+interleaved on the same machine, so a busy or slow machine moves them alike, and the absolute numbers
+(seconds, bytes, iterations per second) come alongside. Problems come from explicit seeds. With no DEQ
+checkpoint in the folder, the DEQ entries run on a randomly initialised DEQ of the zoo's prefix-sums
+shape and say so.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from models import DEQModel, ModelConfig, build_model, solvers
+from tasks import get_task
+
+from .checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
+from .memory import measure_step
+from .probe import probe, resolve_device
+
+GROUPS = ("overhead", "solvers", "torchdeq", "memory", "throughput", "dashboard")
+SEED = 20_240_601  # problems of repeat r use seed SEED + r
+DEFAULT_TRAIN_SIZE = {"prefix_sums": 32, "addition": 32, "mazes": 9}
+DASHBOARD_SIZE = {"prefix_sums": 64, "addition": 32, "mazes": 13}  # the Explore page's default sizes
+RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
+              "norm": True}  # the zoo's prefix-sums DEQ shape
+TORCHDEQ_OPTS = {"m": 5, "lam": 1e-4}  # same history and regularisation on both sides
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    quick: bool
+    repeats: int  # timed pairs per ratio
+    n: int  # problems per batch (overhead, solvers, throughput)
+    overhead_iters: int  # iterations per timed overhead run
+    max_iter: int  # solver cap when counting NFE to tol
+    tol: float  # solver tolerance (relative)
+    memory_batch: int
+    memory_repeats: int
+    throughput_iters: int
+    dashboard_repeats: int
+    dashboard_n: int
+    dashboard_budget: int
+    max_checkpoints: int  # per group that loops over checkpoints (0: all)
+
+
+def bench_config(quick: bool = False) -> BenchConfig:
+    if quick:  # CI: under a minute on two busy cores
+        return BenchConfig(quick=True, repeats=5, n=16, overhead_iters=12, max_iter=60, tol=1e-4, memory_batch=2,
+                           memory_repeats=1, throughput_iters=6, dashboard_repeats=2, dashboard_n=8,
+                           dashboard_budget=6, max_checkpoints=1)
+    return BenchConfig(quick=False, repeats=15, n=100, overhead_iters=30, max_iter=500, tol=1e-4, memory_batch=4,
+                       memory_repeats=3, throughput_iters=30, dashboard_repeats=5, dashboard_n=100,
+                       dashboard_budget=30, max_checkpoints=0)
+
+
+# --- small helpers ---------------------------------------------------------------------------------------
+
+def spread(values: list[float]) -> dict:
+    """{min, median, max, repeats} of measured values."""
+    v = [float(x) for x in values]
+    return {"min": min(v), "median": statistics.median(v), "max": max(v), "repeats": len(v)}
+
+
+def entry(group: str, name: str, compares: str, ratios: list[float] | None, aim: str | None = None,
+          **extra) -> dict:
+    """One benchmark result: what it compares, the ratio's spread, the aim and whether the median meets it."""
+    out = {"group": group, "name": name, "compares": compares, "ratio": spread(ratios) if ratios else None,
+           "aim": aim}
+    if aim and ratios:
+        op, val = aim.split()
+        med = out["ratio"]["median"]
+        out["meets_aim"] = bool(med <= float(val) + 1e-12) if op == "<=" else bool(med >= float(val) - 1e-12)
+    out.update(extra)
+    return out
+
+
+def skipped(group: str, name: str, compares: str, why: str) -> dict:
+    return {"group": group, "name": name, "compares": compares, "ratio": None, "aim": None, "skipped": why}
+
+
+def training_size(ck: Checkpoint) -> int:
+    """The largest size the checkpoint trained on (its card), else the zoo's default for the task."""
+    sizes = ck.card.get("train_sizes") or (ck.card.get("train_config") or {}).get("sizes") or []
+    sizes = [int(s) for s in sizes if isinstance(s, (int, float))]
+    return max(sizes) if sizes else DEFAULT_TRAIN_SIZE.get(ck.task, 16)
+
+
+def scaled_size(task: str, size: int, factor: float) -> int:
+    """size x factor, clamped into the task's range (odd for mazes)."""
+    r = get_task(task).sizes
+    v = min(max(int(round(size * factor)), r.lo), r.hi)
+    if r.odd_only and v % 2 == 0:
+        v = v + 1 if v + 1 <= r.hi else v - 1
+    return v
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _timed(fn: Callable[[], object], dev: torch.device) -> tuple[float, float]:
+    """(wall seconds, this thread's CPU seconds) of fn()."""
+    _sync(dev)
+    w, c = time.perf_counter(), time.thread_time()
+    fn()
+    _sync(dev)
+    return time.perf_counter() - w, time.thread_time() - c
+
+
+def _paired(a: Callable[[], object], b: Callable[[], object], repeats: int, dev: torch.device) -> dict:
+    """Time a and b alternately (order flipped every repeat, one warm-up each): per-repeat ratios b / a."""
+    a(), b()
+    wa, wb, ca, cb = [], [], [], []
+    for r in range(repeats):
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        t1, t2 = _timed(first, dev), _timed(second, dev)
+        (ta, tb) = (t1, t2) if r % 2 == 0 else (t2, t1)
+        wa.append(ta[0])
+        wb.append(tb[0])
+        ca.append(ta[1])
+        cb.append(tb[1])
+    return {"wall": [y / x for x, y in zip(wa, wb, strict=True)],
+            "cpu": [y / x for x, y in zip(ca, cb, strict=True) if x > 0 and y > 0],
+            "a_seconds": wa, "b_seconds": wb}
+
+
+def machine(dev: torch.device) -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    out = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+           "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
+           "device": dev.type, "load_average": load}
+    if dev.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(dev)
+    return out
+
+
+# --- the zoo -------------------------------------------------------------------------------------------------
+
+@dataclass
+class DEQCase:
+    """A DEQ to benchmark: a checkpoint's model, or a random one standing in when the folder has none."""
+
+    name: str
+    model: DEQModel
+    task: str
+    size: int
+    random: bool = False
+
+
+def load_zoo(folder: str | Path) -> tuple[list[Checkpoint], list[str]]:
+    """The folder's valid checkpoints and a note per file that failed validation."""
+    cks, notes = [], []
+    for p in list_checkpoints(folder):
+        try:
+            cks.append(load_checkpoint(p))
+        except (CheckpointError, ValueError, OSError) as e:
+            notes.append(f"{p.name} skipped: {e}")
+    return cks, notes
+
+
+def deq_cases(cks: list[Checkpoint]) -> tuple[list[DEQCase], list[str]]:
+    cases = [DEQCase(ck.name, ck.model, ck.task, training_size(ck)) for ck in cks if ck.family == "deq"]
+    if cases:
+        return cases, []
+    spec = dict(RANDOM_DEQ)
+    task = get_task(spec.pop("task"))
+    model = build_model(ModelConfig(in_channels=task.in_channels, **spec), seed=0)
+    name = "random-prefix_sums-deq"
+    note = (f"no DEQ checkpoint: the DEQ measurements (solvers, torchdeq, memory) use {name}, a randomly "
+            f"initialised DEQ of the zoo's prefix-sums shape (conv1d, width 64, depth 2, group norm, seed 0); "
+            f"untrained, it is not contractive, so few samples reach the tolerance")
+    return [DEQCase(name, model, task.name, DEFAULT_TRAIN_SIZE[task.name], random=True)], [note]
+
+
+def _batch(task_name: str, size: int, n: int, seed: int, dev: torch.device):
+    task = get_task(task_name)
+    xs, ys = task.generate(size, n, seed)
+    return task, xs, ys, task.encode(torch.as_tensor(xs)).to(dev), torch.as_tensor(ys).long().to(dev)
+
+
+def _limit(items: list, cfg: BenchConfig) -> list:
+    return items[: cfg.max_checkpoints] if cfg.max_checkpoints else items
+
+
+# --- the groups ----------------------------------------------------------------------------------------------
+
+def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """probe() (per-iteration accuracy, residuals, convergence, predictions to the host) vs a bare loop over
+    model.stream on the same model, problems and budget: the Explore page's default run."""
+    size = DASHBOARD_SIZE.get(ck.task, training_size(ck))
+    task, xs, ys, x, _ = _batch(ck.task, size, cfg.n, SEED, dev)
+    model = ck.model.to(dev).eval()
+    iters = cfg.overhead_iters
+
+    def bare():
+        with torch.inference_mode():
+            for _ in model.stream(x, iters):
+                pass
+
+    def instrumented():
+        for _ in probe(model, task, xs, ys, iters, device=dev):
+            pass
+
+    t = _paired(bare, instrumented, cfg.repeats, dev)
+    return entry("overhead", f"probe overhead: {ck.name}",
+                 "wall time of probe() / wall time of a bare loop over model.stream, same model, problems and "
+                 "budget", t["wall"], aim="<= 1.10",
+                 cpu_ratio=spread(t["cpu"]) if t["cpu"] else None,
+                 bare_seconds=spread(t["a_seconds"]), probe_seconds=spread(t["b_seconds"]),
+                 setup={"checkpoint": ck.name, "task": ck.task, "size": size, "n": cfg.n, "iters": iters,
+                        "device": dev.type})
+
+
+def _f_of(case: DEQCase, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    e = case.model.encoder(x)
+    return lambda z: case.model.f(z, e)
+
+
+def bench_solvers(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> dict:
+    """Anderson vs fixed-point iteration: batch NFE until every sample reaches rel tol (or the cap)."""
+    model = case.model.to(dev).eval()
+    ratios, rows = [], []
+    for r in range(cfg.repeats if not cfg.quick else 2):
+        *_, x, _ = _batch(case.task, case.size, cfg.n, SEED + r, dev)
+        with torch.no_grad():
+            f = _f_of(case, x)
+            z0 = torch.zeros_like(model.encoder(x))
+            row = {}
+            for method in ("anderson", "fixed_point"):
+                t0 = time.perf_counter()
+                _, st = solvers.solve(f, z0, method, tol=cfg.tol, max_iter=cfg.max_iter)
+                conv = st.converged
+                row[method] = {"nfe": st.nfe, "converged": float(conv.float().mean()),
+                               "mean_stop_step_converged": float(st.stop_step[conv].float().mean())
+                               if bool(conv.any()) else None, "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        ratios.append(row["anderson"]["nfe"] / row["fixed_point"]["nfe"])
+    capped = any(row["fixed_point"]["converged"] < 1 for row in rows)
+    return entry("solvers", f"Anderson vs fixed point: {case.name}",
+                 f"batch NFE of Anderson / batch NFE of fixed-point iteration to rel tol {cfg.tol:g} (cap "
+                 f"{cfg.max_iter} steps), same f and problems; repeats draw new problems", ratios, aim="<= 0.5",
+                 runs=rows, random_model=case.random,
+                 note=(f"fixed-point iteration hit the {cfg.max_iter}-step cap on some samples: its NFE is a lower "
+                       "bound, so the ratio is an upper bound") if capped else None,
+                 setup={"model": case.name, "task": case.task, "size": case.size, "n": cfg.n, "tol": cfg.tol,
+                        "max_iter": cfg.max_iter, "device": dev.type})
+
+
+class _Counted:
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, z):
+        self.calls += 1
+        return self.f(z)
+
+
+def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dict]:
+    """This project's Anderson vs torchdeq 0.1.0's on the same f, z0, history m, lam, tol and cap."""
+    compares_nfe = ("function evaluations of our Anderson / torchdeq 0.1.0's Anderson on the same f and z0 "
+                    f"(m={TORCHDEQ_OPTS['m']}, lam={TORCHDEQ_OPTS['lam']:g}, rel tol {cfg.tol:g}, cap {cfg.max_iter})")
+    compares_time = "wall time per solve call of our Anderson / torchdeq 0.1.0's, same setting, interleaved"
+    try:
+        from torchdeq.solver import get_solver
+    except ImportError:
+        why = "torchdeq is not installed (pip install torchdeq==0.1.0)"
+        return [skipped("torchdeq", f"Anderson NFE vs torchdeq: {case.name}", compares_nfe, why),
+                skipped("torchdeq", f"Anderson time vs torchdeq: {case.name}", compares_time, why)]
+    td = get_solver("anderson")
+    model = case.model.to(dev).eval()
+    *_, x, _ = _batch(case.task, case.size, cfg.n, SEED, dev)
+    calls: dict[str, int] = {}
+    out: dict[str, object] = {}
+    with torch.no_grad():
+        f = _f_of(case, x)
+        z0 = torch.zeros_like(model.encoder(x))
+
+        def ours():
+            c = _Counted(f)
+            z, st = solvers.solve(c, z0, "anderson", tol=cfg.tol, max_iter=cfg.max_iter, **TORCHDEQ_OPTS)
+            calls["ours"], out["ours"] = c.calls, (z, float(st.converged.float().mean()))
+
+        def theirs():
+            c = _Counted(f)
+            z, _, info = td(c, z0, max_iter=cfg.max_iter, tol=cfg.tol, stop_mode="rel", **TORCHDEQ_OPTS)
+            calls["torchdeq"] = c.calls
+            out["torchdeq"] = (z, float((info["rel_lowest"] < cfg.tol).float().mean()))
+
+        t = _paired(theirs, ours, cfg.repeats, dev)
+    z_ours, conv_ours = out["ours"]
+    z_td, conv_td = out["torchdeq"]
+    diff = float((z_ours - z_td).norm() / (z_td.norm() + 1e-12))
+    setup = {"model": case.name, "task": case.task, "size": case.size, "n": cfg.n, "tol": cfg.tol,
+             "max_iter": cfg.max_iter, **TORCHDEQ_OPTS, "device": dev.type}
+    common = {"random_model": case.random, "setup": setup,
+              "converged": {"ours": conv_ours, "torchdeq": conv_td}, "fixed_points_rel_diff": diff,
+              "note": "torchdeq stops the whole batch at once; ours freezes each sample at its own tolerance"}
+    return [
+        entry("torchdeq", f"Anderson NFE vs torchdeq: {case.name}", compares_nfe,
+              [calls["ours"] / calls["torchdeq"]], aim="<= 1.00",
+              nfe={"ours": calls["ours"], "torchdeq": calls["torchdeq"]}, **common),
+        entry("torchdeq", f"Anderson time vs torchdeq: {case.name}", compares_time, t["wall"],
+              seconds={"ours": spread(t["b_seconds"]), "torchdeq": spread(t["a_seconds"])}, **common),
+    ]
+
+
+def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dict]:
+    """Bytes autograd saves in one training step: implicit at 1000 vs 10 forward iterations, unrolled vs
+    implicit at 100 (and the CUDA peaks on a GPU). Forward solves run exactly the iteration count (tol 0)."""
+    model = copy.deepcopy(case.model).to(dev)
+    model.backward = {"max_iter": 30}  # the implicit backward's own solve: its cost, not the forward's memory
+    rows: dict[tuple[str, int], list[dict]] = {}
+    size = min(case.size, 32)
+    for r in range(cfg.memory_repeats):
+        *_, x, y = _batch(case.task, size, cfg.memory_batch, SEED + r, dev)
+        for mode, k in (("implicit", 10), ("implicit", 1000), ("implicit", 100), ("unrolled", 100)):
+            rows.setdefault((mode, k), []).append(measure_step(model, x, y, mode, k, tol=0.0))
+    setup = {"model": case.name, "task": case.task, "size": size, "batch": cfg.memory_batch, "device": dev.type,
+             "forward_tol": 0.0, "backward_max_iter": 30}
+
+    def ratio(num: tuple[str, int], den: tuple[str, int], key: str) -> list[float]:
+        return [a[key] / b[key] for a, b in zip(rows[num], rows[den], strict=True) if a[key] and b[key]]
+
+    def saved(key: str) -> dict:
+        return {f"{m}@{k}": rs[0][key] for (m, k), rs in rows.items()}
+
+    out = [
+        entry("memory", f"implicit memory vs iterations: {case.name}",
+              "bytes saved for backward by an implicit-differentiation step at 1000 forward iterations / at 10",
+              ratio(("implicit", 1000), ("implicit", 10), "saved_bytes"), aim="<= 1.00",
+              saved_bytes=saved("saved_bytes"), random_model=case.random, setup=setup),
+        entry("memory", f"unrolled vs implicit at 100 iterations: {case.name}",
+              "bytes saved for backward by unrolled backprop through 100 solver steps / by implicit "
+              "differentiation at 100", ratio(("unrolled", 100), ("implicit", 100), "saved_bytes"), aim=">= 20",
+              saved_bytes=saved("saved_bytes"), random_model=case.random, setup=setup),
+    ]
+    if dev.type == "cuda":
+        out += [
+            entry("memory", f"implicit CUDA peak vs iterations: {case.name}",
+                  "CUDA peak allocated above baseline, implicit step at 1000 forward iterations / at 10",
+                  ratio(("implicit", 1000), ("implicit", 10), "peak_bytes"), aim="<= 1.00",
+                  peak_bytes=saved("peak_bytes"), random_model=case.random, setup=setup),
+            entry("memory", f"unrolled vs implicit CUDA peak at 100: {case.name}",
+                  "CUDA peak allocated above baseline, unrolled / implicit at 100 iterations",
+                  ratio(("unrolled", 100), ("implicit", 100), "peak_bytes"), aim=">= 20",
+                  peak_bytes=saved("peak_bytes"), random_model=case.random, setup=setup),
+        ]
+    return out
+
+
+def _probe_run(model, task_name: str, size: int, n: int, iters: int, dev: torch.device,
+               opts: dict) -> Callable[[], int]:
+    """A function running probe() over n problems of this size; it returns the records it got."""
+    task, xs, ys, *_ = _batch(task_name, size, n, SEED, dev)
+    return lambda: sum(1 for _ in probe(model, task, xs, ys, iters, device=dev, **opts))
+
+
+def bench_throughput(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """Iterations per second of an instrumented run at the training size and at 4x (DEQs: every iteration a
+    real solver step, tol 0). The ratio is 4x / training size."""
+    base = training_size(ck)
+    big = scaled_size(ck.task, base, 4)
+    iters = cfg.throughput_iters
+    opts = {"tol": 0.0} if ck.family == "deq" else {}
+    model = ck.model.to(dev).eval()
+    per_size: dict[int, list[float]] = {base: [], big: []}
+    runs = {size: _probe_run(model, ck.task, size, cfg.n, iters, dev, opts) for size in (base, big)}
+    done = {size: run() for size, run in runs.items()}  # warm-up; explicit models yield their depth
+    for _ in range(max(3, cfg.repeats // 3)):
+        for size in (base, big):
+            w, _ = _timed(runs[size], dev)
+            per_size[size].append(done[size] / w)
+    ratios = [b / a for a, b in zip(per_size[base], per_size[big], strict=True)]
+    return entry("throughput", f"throughput: {ck.name}",
+                 f"iterations per second at 4x the training size ({big}) / at the training size ({base}), "
+                 f"{cfg.n} problems per batch, instrumented", ratios,
+                 iterations_per_second={str(base): spread(per_size[base]), str(big): spread(per_size[big])},
+                 problem_iterations_per_second={str(s): spread([v * cfg.n for v in vs]) for s, vs in per_size.items()},
+                 setup={"checkpoint": ck.name, "family": ck.family, "task": ck.task, "sizes": [base, big],
+                        "n": cfg.n, "iters": done[base], "device": dev.type})
+
+
+def _measure_app_module():
+    """scripts/measure_app.py, when it exists and offers warm_times(); else None."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "measure_app.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("_ttc_measure_app", path)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception:  # a script that cannot be imported here: measure in-process instead
+        return None
+    return mod if callable(getattr(mod, "warm_times", None)) else None
+
+
+def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> dict:
+    """Explore page, warm (the checkpoint loaded, the page run once), in-process through Streamlit's AppTest
+    (no browser): after a settings change (the problem size), the seconds to the first chart the page emits
+    (the headline number) and to the end of the rerun; the ratio is the rerun against the same run computed
+    without the app (ttc.trace.compute_trace), the cost of the live drawing."""
+    compares = ("Explore, warm, after a size change (Streamlit AppTest, server side, no browser): seconds of the "
+                "page's whole rerun / seconds to compute the same run without the app")
+    try:
+        from streamlit.testing.v1 import AppTest
+    except ImportError:
+        return skipped("dashboard", "dashboard warm time", compares, "streamlit is not installed")
+    if not cks:
+        return skipped("dashboard", "dashboard warm time", compares, f"no checkpoint in {folder}")
+    from streamlit.delta_generator import DeltaGenerator
+
+    from .catalog import ENV_FOLDER
+    from .settings import RunSettings
+    from .trace import compute_trace
+
+    order = {"recursive": 0, "deq": 1, "explicit": 2}
+    ck = min(cks, key=lambda c: (c.task != "prefix_sums", order.get(c.family, 3)))
+    task = get_task(ck.task)
+    base = DASHBOARD_SIZE.get(ck.task, training_size(ck))
+    sizes = [scaled_size(ck.task, base, 1 + 0.25 * (i + 1)) for i in range(cfg.dashboard_repeats)]
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    first: list[float] = []
+    real = DeltaGenerator.plotly_chart
+
+    def spy(self, *a, **k):  # the moment the page hands its first chart to Streamlit
+        if not first:
+            first.append(time.perf_counter())
+        return real(self, *a, **k)
+
+    old_env = os.environ.get(ENV_FOLDER)
+    os.environ[ENV_FOLDER] = str(folder)
+    DeltaGenerator.plotly_chart = spy
+    firsts, fulls, computes = [], [], []
+    try:
+        at = AppTest.from_file(app, default_timeout=300)
+        at.query_params = {"task": ck.task, "checkpoint": ck.name, "size": str(base), "n": str(cfg.dashboard_n),
+                           "budget": str(cfg.dashboard_budget), "seed": "0"}
+        at.run()  # cold: imports, checkpoint validation, the first run
+        if at.exception:
+            return skipped("dashboard", "dashboard warm time", compares,
+                           f"the Explore page raised: {at.exception[0].value}")
+        for size in sizes:
+            first.clear()
+            t0 = time.perf_counter()
+            at.number_input(key="w_size").set_value(size).run()
+            t1 = time.perf_counter()
+            if at.exception or not first:
+                return skipped("dashboard", "dashboard warm time", compares, "the page drew no chart after a change")
+            s = RunSettings(**at.session_state["settings"])
+            c0 = time.perf_counter()
+            compute_trace(ck, s)
+            computes.append(time.perf_counter() - c0)
+            firsts.append(first[0] - t0)
+            fulls.append(t1 - t0)
+    finally:
+        DeltaGenerator.plotly_chart = real
+        if old_env is None:
+            os.environ.pop(ENV_FOLDER, None)
+        else:
+            os.environ[ENV_FOLDER] = old_env
+    return entry("dashboard", "dashboard warm time", compares,
+                 [f / c for f, c in zip(fulls, computes, strict=True)],
+                 first_chart_seconds=spread(firsts), rerun_seconds=spread(fulls), compute_seconds=spread(computes),
+                 setup={"checkpoint": ck.name, "task": task.name, "sizes": sizes, "n": cfg.dashboard_n,
+                        "budget": cfg.dashboard_budget, "page": "Explore"},
+                 note="first_chart_seconds: from the change to the first chart the page hands to Streamlit; a "
+                      "browser adds transfer and rendering on top")
+
+
+# --- the whole bench -----------------------------------------------------------------------------------------
+
+def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: str | None = "cpu",
+              groups: tuple[str, ...] = GROUPS, on_event: Callable[[str], None] | None = None) -> dict:
+    """Every requested group on the folder's checkpoints: {machine, config, checkpoints, notes, entries}."""
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        raise ValueError(f"unknown bench groups {bad}; known groups: {', '.join(GROUPS)}")
+    say = on_event or (lambda msg: None)
+    dev = resolve_device(device)
+    cfg = bench_config(quick)
+    folder = Path(folder)
+    t_start = time.perf_counter()
+    cks, notes = load_zoo(folder)
+    if not cks:
+        notes.append(f"no checkpoint in {folder}: the overhead, throughput and dashboard entries are skipped")
+    cases, deq_notes = deq_cases(cks) if {"solvers", "torchdeq", "memory"} & set(groups) else ([], [])
+    notes += deq_notes
+    by_family = sorted(cks, key=lambda c: ({"recursive": 0, "deq": 1, "explicit": 2}.get(c.family, 3), c.name))
+    entries: list[dict] = []
+
+    def step(label: str, fn: Callable[[], dict | list[dict]]) -> None:
+        say(f"{label} ({time.perf_counter() - t_start:.0f}s)")
+        got = fn()
+        entries.extend(got if isinstance(got, list) else [got])
+
+    if "overhead" in groups:
+        for ck in _limit(by_family, cfg):
+            step(f"overhead {ck.name}", lambda ck=ck: bench_overhead(ck, cfg, dev))
+    for case in _limit(cases, cfg):
+        if "solvers" in groups:
+            step(f"solvers {case.name}", lambda case=case: bench_solvers(case, cfg, dev))
+        if "torchdeq" in groups:
+            step(f"torchdeq {case.name}", lambda case=case: bench_torchdeq(case, cfg, dev))
+        if "memory" in groups:
+            step(f"memory {case.name}", lambda case=case: bench_memory(case, cfg, dev))
+    if "throughput" in groups:
+        for ck in _limit(by_family, cfg):
+            step(f"throughput {ck.name}", lambda ck=ck: bench_throughput(ck, cfg, dev))
+    if "dashboard" in groups:
+        step("dashboard", lambda: bench_dashboard(cks, folder, cfg))
+    if cfg.max_checkpoints and len(cks) > cfg.max_checkpoints:
+        notes.append(f"--quick measures {cfg.max_checkpoints} checkpoint per group; run without --quick for all")
+    return {"quick": quick, "machine": machine(dev), "config": asdict(cfg), "folder": str(folder),
+            "checkpoints": [c.name for c in cks], "notes": notes, "entries": entries,
+            "seconds": round(time.perf_counter() - t_start, 2)}
+
+
+def format_table(result: dict) -> list[str]:
+    """The bench as plain-text lines: one per entry, ratio median [min, max] and the aim."""
+    m = result["machine"]
+    lines = [f"TTC Lab bench{' (quick)' if result['quick'] else ''}: {m['cpu']}, {m['cores']} cores, torch "
+             f"{m['torch']} ({m['torch_threads']} threads), device {m['device']}, load {m['load_average']}; "
+             f"{result['seconds']:.0f}s"]
+    for e in result["entries"]:
+        if e.get("ratio") is None:
+            lines.append(f"  {e['name']}: skipped ({e.get('skipped', 'no data')})")
+            continue
+        r = e["ratio"]
+        aim = f"  aim {e['aim']}: {'met' if e.get('meets_aim') else 'not met'}" if e.get("aim") else ""
+        lines.append(f"  {e['name']}: {fmt_ratio(r)}{aim}")
+        lines.append(f"      {e['compares']}")
+    lines += [f"  note: {n}" for n in result["notes"]]
+    return lines
+
+
+def fmt_ratio(r: dict) -> str:
+    """'1.04 [1.01, 1.09] (n=15)' for a ratio's median, min and max."""
+    def f(v: float) -> str:
+        return f"{v:.3g}" if math.isfinite(v) else str(v)
+    return f"{f(r['median'])} [{f(r['min'])}, {f(r['max'])}] (n={r['repeats']})"
+

@@ -1,0 +1,501 @@
+"""Findings (`python -m ttc report --out DIR`): what test-time compute buys each family as problems grow.
+
+For each task with checkpoints: exact-match accuracy against iterations for every checkpoint at the
+training size, 4x and 16x (or the largest size whose run fits the cost cap); the iterations needed to
+reach the best accuracy as a function of problem size (how needed compute grows with size: the
+algorithmic-complexity question); residual curves; and the DEQ memory table. Figures go out as PNG and
+SVG (kaleido with a Chromium, else the summary says why) and HTML, the numbers as results.json, and
+summary.md puts them together.
+
+Costs are capped: a run's problems are cut (down to a floor) so that problems x iterations x
+multiply-accumulates per problem-iteration stays under a cap, and a size whose run would still exceed
+it is replaced by the largest affordable one. Runs end early once every sample's state has stopped
+changing (relative change < 1e-4; a DEQ's solver tolerance) or once every problem has been solved for as
+many iterations again as it took. Every such choice is written into the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from tasks import TASKS, get_task
+
+from . import export
+from .bench import DEQCase, deq_cases, load_zoo, machine, scaled_size, training_size
+from .checkpoint import Checkpoint
+from .memory import measure_step, memory_budget, unrolled_bytes_estimate
+from .plots import FAMILY_COLORS, memory_modes_figure
+from .probe import MAX_ITERS, probe, resolve_device
+from .zoo import TEST_SEED
+
+FAMILY_ORDER = {"explicit": 0, "recursive": 1, "deq": 2}
+FORMATS = ("png", "svg", "html")
+_DASH = {1: "solid", 2: "dot", 4: "dash", 8: "dashdot", 16: "longdash"}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    quick: bool
+    curve_factors: tuple[int, ...]  # sizes of the accuracy-vs-iterations figures, x the training size
+    scaling_factors: tuple[int, ...]  # sizes of the iterations-needed-vs-size study
+    n_base: int  # problems at the training size (and wherever the cost allows)
+    n_min: int  # the floor when the cost cap cuts problems
+    cost_cap: float  # multiply-accumulates per run
+    iter_cap: int  # iteration budget cap
+    base_budget: int  # budget at the training size, in multiples of the training iterations
+    memory_iters: tuple[int, ...]
+
+
+def report_config(quick: bool = False) -> ReportConfig:
+    if quick:
+        return ReportConfig(quick=True, curve_factors=(1, 4), scaling_factors=(1, 2, 4), n_base=32, n_min=8,
+                            cost_cap=1e10, iter_cap=120, base_budget=2, memory_iters=(10, 100))
+    return ReportConfig(quick=False, curve_factors=(1, 4, 16), scaling_factors=(1, 2, 4, 8, 16), n_base=200,
+                        n_min=25, cost_cap=6e10, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
+
+
+# --- cost and plan -------------------------------------------------------------------------------------------
+
+def macs_per_iteration(ck: Checkpoint, size: int) -> float:
+    """Approximate multiply-accumulates of one iteration on one problem: each of the block's residual units
+    holds two convolutions (or one attention + MLP layer) over every cell."""
+    cfg = ck.config
+    cells = int(np.prod(get_task(ck.task).target_shape(size)))
+    if cfg.arch == "transformer":
+        per_cell = 12 * cfg.width**2 + 2 * cells * cfg.width
+    else:
+        taps = cfg.kernel ** (2 if cfg.arch == "conv2d" else 1)
+        per_cell = 2 * taps * cfg.width**2
+    return float(cfg.depth * cells * per_cell)
+
+
+@dataclass
+class Run:
+    """One planned run: a checkpoint on n problems of a size with an iteration budget."""
+
+    size: int
+    factor: int  # the size as a multiple of the training size (the nominal one when the size was capped)
+    n: int
+    budget: int
+    note: str = ""
+
+
+def plan_run(ck: Checkpoint, base: int, factor: int, budget_at: Callable[[int], int], cfg: ReportConfig) -> Run:
+    """The largest size up to base x factor whose run (budget_at(size) iterations) fits the cost cap with at
+    least n_min problems, and as many problems (up to n_base) as the cap allows."""
+    want = scaled_size(ck.task, base, factor)
+    size = want
+    while size > base and cfg.n_min * budget_at(size) * macs_per_iteration(ck, size) > cfg.cost_cap:
+        smaller = scaled_size(ck.task, size, 0.8)
+        size = smaller if smaller < size else base
+    budget = budget_at(size)
+    n = int(min(cfg.n_base, max(cfg.n_min, cfg.cost_cap // max(1.0, budget * macs_per_iteration(ck, size)))))
+    note = ""
+    if size != want:
+        note = (f"size {want} ({factor}x) would cost more than the cap ({cfg.cost_cap:.0e} multiply-accumulates "
+                f"with {cfg.n_min} problems); ran size {size}, the largest that fits")
+    return Run(size=size, factor=factor, n=n, budget=budget, note=note)
+
+
+def looped_budget(ck: Checkpoint, size: int, base: int, k0: int | None, cfg: ReportConfig) -> int:
+    """Budget at a size. At the training size (k0 unknown): base_budget x the training iterations. Elsewhere:
+    3x the iterations the training size needed (k0), scaled linearly with size, at least twice the training
+    iterations; never above the cap."""
+    layers = ck.config.layers
+    want = cfg.base_budget * layers if k0 is None else max(2 * layers, math.ceil(3 * k0 * size / base))
+    return int(min(cfg.iter_cap, MAX_ITERS, want))
+
+
+# --- one run -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Curve:
+    checkpoint: str
+    family: str
+    arch: str
+    task: str
+    size: int
+    factor: int
+    n: int
+    budget: int
+    accuracy: list[float]  # exact-match fraction after each iteration
+    residual: list[float | None]  # mean relative residual over running samples (None when none runs)
+    nfe: list[int]
+    seconds: float
+    stop: str  # why the curve ends: "budget", "converged" (no sample still changing) or "solved"
+    converged: int
+    diverged: int
+    note: str = ""
+    best_accuracy: float = field(init=False)
+    best_iter: int = field(init=False)  # the first iteration at the best accuracy
+    near_best_iter: int = field(init=False)  # the first within one percentage point of the best
+    final_accuracy: float = field(init=False)
+    still_improving: bool = field(init=False)  # the best came in the budget's last tenth, the budget hit
+
+    def __post_init__(self) -> None:
+        acc = np.asarray(self.accuracy)
+        b = int(np.argmax(acc))
+        self.best_accuracy, self.best_iter = float(acc[b]), b + 1
+        self.near_best_iter = int(np.argmax(acc >= acc[b] - 0.01)) + 1
+        self.final_accuracy = float(acc[-1])
+        self.still_improving = (self.family != "explicit" and self.stop == "budget" and self.best_accuracy < 1
+                                and self.best_iter > 0.9 * len(acc) and self.best_accuracy > acc[0])
+
+    @property
+    def label(self) -> str:
+        return f"{self.checkpoint} @ {self.size}"
+
+
+def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device) -> Curve:
+    """probe() over the run's problems, until the budget, convergence, or solved for as long again."""
+    task = get_task(ck.task)
+    xs, ys = task.generate(run.size, run.n, seed)
+    acc, res, nfe = [], [], []
+    stop, first_solved, last = "budget", None, None
+    t0 = time.perf_counter()
+    for r in probe(ck.model, task, xs, ys, run.budget, device=device, early_stop=True):
+        last = r
+        acc.append(r.accuracy)
+        res.append(None if math.isnan(r.residual) else r.residual)
+        nfe.append(r.nfe)
+        if r.accuracy >= 1.0:
+            first_solved = r.k if first_solved is None else first_solved
+            if ck.family != "explicit" and r.k >= 2 * first_solved + 10:
+                stop = "solved"
+                break
+        else:
+            first_solved = None
+    seconds = time.perf_counter() - t0
+    if stop == "budget" and len(acc) < (ck.config.layers if ck.family == "explicit" else run.budget):
+        stop = "converged"
+    return Curve(checkpoint=ck.name, family=ck.family, arch=ck.arch, task=ck.task, size=run.size, factor=run.factor,
+                 n=run.n, budget=run.budget, accuracy=acc, residual=res, nfe=nfe, seconds=round(seconds, 2),
+                 stop=stop, converged=int(last.converged.sum()), diverged=int(last.diverged.sum()), note=run.note)
+
+
+def scaling_fit(curves: list[Curve], min_accuracy: float = 0.5) -> dict | None:
+    """Least-squares slope of log(iterations to near-best accuracy) on log(size), over the sizes whose best
+    accuracy reaches min_accuracy and whose curve is not cut by the budget: needed ~ size^slope."""
+    pts = [(c.size, c.near_best_iter) for c in curves if c.best_accuracy >= min_accuracy and not c.still_improving]
+    if len({s for s, _ in pts}) < 2:
+        return None
+    x = np.log([p[0] for p in pts])
+    y = np.log([max(1, p[1]) for p in pts])
+    slope, icpt = np.polyfit(x, y, 1)
+    return {"exponent": float(slope), "prefactor": float(np.exp(icpt)), "sizes": [p[0] for p in pts],
+            "iters": [p[1] for p in pts], "min_accuracy": min_accuracy}
+
+
+# --- figures -------------------------------------------------------------------------------------------------
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title={"text": title, "x": 0.02}, xaxis_title=x, yaxis_title=y, template="plotly_white",
+                      height=420, width=760, margin={"l": 60, "r": 20, "t": 50, "b": 45},
+                      legend={"orientation": "v", "x": 1.02, "y": 1})
+    return fig
+
+
+def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
+    """Accuracy vs iterations: colour by family, dash by size multiple."""
+    fig = go.Figure()
+    for c in curves:
+        fig.add_trace(go.Scatter(x=list(range(1, len(c.accuracy) + 1)), y=c.accuracy, mode="lines",
+                                 name=f"{c.checkpoint} @ {c.size} ({c.factor}x, n={c.n})",
+                                 line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
+                                       "dash": _DASH.get(c.factor, "solid")}))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return _layout(fig, f"{task}: accuracy vs iterations", "iterations (log)", "exact-match accuracy")
+
+
+def residual_figure(task: str, curves: list[Curve]) -> go.Figure:
+    fig = go.Figure()
+    for c in curves:
+        y = [v if v is not None and v > 0 else None for v in c.residual]
+        fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=y, mode="lines",
+                                 name=f"{c.checkpoint} @ {c.size} ({c.factor}x)",
+                                 line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
+                                       "dash": _DASH.get(c.factor, "solid")}))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log", exponentformat="power")
+    return _layout(fig, f"{task}: residual ||z_k - z_(k-1)|| / ||z_k|| (DEQ: solver residual)",
+                   "iterations (log)", "relative residual (log)")
+
+
+def scaling_figure(task: str, by_ck: dict[str, list[Curve]], fits: dict[str, dict | None]) -> go.Figure:
+    """Iterations to near-best accuracy vs problem size, log-log, one line per looped checkpoint."""
+    fig = go.Figure()
+    for name, curves in by_ck.items():
+        fam = curves[0].family
+        fit = fits.get(name)
+        label = name + (f" (~ size^{fit['exponent']:.2f})" if fit else "")
+        fig.add_trace(go.Scatter(x=[c.size for c in curves], y=[c.near_best_iter for c in curves],
+                                 mode="lines+markers", name=label,
+                                 text=[f"best {c.best_accuracy:.0%}" for c in curves],
+                                 hovertemplate="size %{x}: %{y} iterations, %{text}<extra></extra>",
+                                 line={"color": FAMILY_COLORS.get(fam, "#9467bd")},
+                                 marker={"symbol": ["circle" if c.best_accuracy >= 0.5 else "x" for c in curves],
+                                         "size": 9}))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return _layout(fig, f"{task}: iterations to reach the best accuracy vs size (x: best < 50%)",
+                   "problem size (log)", "iterations (log)")
+
+
+def write_figure(fig: go.Figure, folder: Path, stem: str, formats: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Write the figure in each format; returns (files written, reasons for formats that could not be)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files, why = [], []
+    for fmt in formats:
+        path = folder / f"{stem}.{fmt}"
+        if fmt == "html":  # plotly.js once per folder, beside the pages: they open offline
+            js = folder / "plotly.min.js"
+            if not js.exists():
+                from plotly.offline import get_plotlyjs
+
+                js.write_text(get_plotlyjs())
+            path.write_text(fig.to_html(include_plotlyjs="directory", full_html=True))
+        else:
+            ok, reason = export.static_export_status()
+            if not ok:
+                why.append(f"{fmt.upper()} not written: {reason}")
+                continue
+            try:
+                path.write_bytes(export.to_image(fig, fmt))
+            except Exception as e:  # a browser that fails to start: the other formats still go out
+                why.append(f"{fmt.upper()} not written: {type(e).__name__}: {e}")
+                continue
+        files.append(path.name)
+    return files, why
+
+
+# --- memory --------------------------------------------------------------------------------------------------
+
+def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple[list[dict], list[str]]:
+    """Bytes saved for backward per mode and forward iterations (exactly that many: tol 0), batch 2."""
+    import copy
+
+    model = copy.deepcopy(case.model).to(device)
+    model.backward = {"max_iter": 30}
+    task = get_task(case.task)
+    size = min(case.size, 32)
+    xs, ys = task.generate(size, 2, TEST_SEED)
+    x, y = task.encode(torch.as_tensor(xs)).to(device), torch.as_tensor(ys).long().to(device)
+    rows, notes = [], []
+    budget = memory_budget(device)
+    for mode in ("unrolled", "implicit", "jfb"):
+        for k in cfg.memory_iters:
+            if mode == "unrolled" and unrolled_bytes_estimate(model, x, y, k) > budget / 4:
+                notes.append(f"unrolled at {k} iterations skipped: it would not fit this machine's memory")
+                continue
+            r = measure_step(model, x, y, mode, k, tol=0.0)
+            rows.append({"model": case.name, "size": size, "batch": 2, **{q: r[q] for q in (
+                "mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}})
+    return rows, notes
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+
+def _looped(ck: Checkpoint) -> bool:
+    return ck.family != "explicit"
+
+
+def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: torch.device,
+                say: Callable[[str], None]) -> dict:
+    """Every run of one task: the curves at each size, the scaling fits and the notes."""
+    cks = sorted(cks, key=lambda c: (FAMILY_ORDER.get(c.family, 9), c.name))
+    base = max(training_size(c) for c in cks)
+    factors = sorted(set(cfg.curve_factors) | set(cfg.scaling_factors))
+    curves: list[Curve] = []
+    notes: list[str] = []
+    for ck in cks:
+        if not _looped(ck):
+            for f in cfg.curve_factors:
+                run = plan_run(ck, base, f, lambda size, ck=ck: ck.config.layers, cfg)
+                say(f"{task}: {ck.name} at size {run.size}, n={run.n}, depth {ck.config.layers}")
+                curves.append(run_curve(ck, run, TEST_SEED, device))
+            continue
+        k0 = None
+        for f in factors:
+            run = plan_run(ck, base, f, lambda size, ck=ck, k0=k0: looped_budget(ck, size, base, k0, cfg), cfg)
+            if any(c.checkpoint == ck.name and c.size == run.size for c in curves):
+                continue  # a capped size that an earlier factor already ran
+            say(f"{task}: {ck.name} at size {run.size}, n={run.n}, budget {run.budget}")
+            c = run_curve(ck, run, TEST_SEED, device)
+            curves.append(c)
+            if k0 is None:
+                k0 = c.near_best_iter
+        notes += [f"{ck.name}: {c.note}" for c in curves if c.checkpoint == ck.name and c.note]
+    by_ck: dict[str, list[Curve]] = {}
+    for c in curves:
+        if c.family != "explicit":
+            by_ck.setdefault(c.checkpoint, []).append(c)
+    fits = {name: scaling_fit(cs) for name, cs in by_ck.items()}
+    return {"task": task, "base_size": base, "curves": curves, "by_checkpoint": by_ck, "fits": fits,
+            "notes": notes}
+
+
+def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
+               quick: bool = False, formats: tuple[str, ...] = FORMATS, device: str | None = "cpu",
+               on_event: Callable[[str], None] | None = None, command: str = "") -> dict:
+    """Run everything, write the figures, results.json and summary.md under out; return the results."""
+    say = on_event or (lambda msg: None)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure formats {bad}; accepted: {', '.join(FORMATS)}")
+    unknown = [t for t in tasks or [] if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; known tasks: {', '.join(TASKS)}")
+    dev = resolve_device(device)
+    cfg = report_config(quick)
+    out = Path(out)
+    figdir = out / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    cks, notes = load_zoo(folder)
+    wanted = [t for t in TASKS if t in (tasks or TASKS)]
+    per_task = []
+    figure_notes: list[str] = []
+    figures: dict[str, list[str]] = {}
+
+    def fig_out(fig: go.Figure, stem: str) -> None:
+        files, why = write_figure(fig, figdir, stem, formats)
+        figures[stem] = files
+        figure_notes.extend(w for w in why if w not in figure_notes)
+
+    for task in wanted:
+        mine = [c for c in cks if c.task == task]
+        if not mine:
+            notes.append(f"{task}: no checkpoint in {folder}; nothing to report")
+            continue
+        tr = task_report(task, mine, cfg, dev, say)
+        per_task.append(tr)
+        curves = tr["curves"]
+        shown = [c for c in curves if c.factor in cfg.curve_factors]
+        fig_out(accuracy_figure(task, shown), f"{task}-accuracy")
+        looped = [c for c in shown if c.family != "explicit"]
+        if looped:
+            fig_out(residual_figure(task, looped), f"{task}-residual")
+        if tr["by_checkpoint"]:
+            fig_out(scaling_figure(task, tr["by_checkpoint"], tr["fits"]), f"{task}-iterations-vs-size")
+    say("memory table")
+    cases, deq_notes = deq_cases([c for c in cks if c.task in wanted] or cks)
+    mem_rows: list[dict] = []
+    for case in cases:
+        rows, mnotes = memory_rows(case, cfg, dev)
+        mem_rows += rows
+        notes += [f"{case.name}: {m}" for m in mnotes]
+    notes += deq_notes
+    if mem_rows:
+        for name in dict.fromkeys(r["model"] for r in mem_rows):
+            fig_out(memory_modes_figure([r for r in mem_rows if r["model"] == name]), f"memory-{name}")
+    seconds = time.perf_counter() - t0
+    results = {
+        "command": command, "quick": quick, "machine": machine(dev), "seconds": round(seconds, 1),
+        "config": asdict(cfg), "folder": str(folder), "checkpoints": [c.name for c in cks], "seed": TEST_SEED,
+        "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"],
+                   "curves": [asdict(c) for c in tr["curves"]],
+                   "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
+        "memory": mem_rows, "notes": notes, "figures": figures, "figure_notes": figure_notes,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "summary.md").write_text(summary_markdown(results))
+    return results
+
+
+# --- the summary ---------------------------------------------------------------------------------------------
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _mib(b: float) -> str:
+    return f"{b / 2**20:.2f} MiB"
+
+
+def summary_markdown(res: dict) -> str:
+    """summary.md: how it was made, then per task the tables and figures, then memory."""
+    m = res["machine"]
+    cfg = res["config"]
+    lines = ["# TTC Lab findings", "",
+             f"Made by `{res['command'] or 'python -m ttc report'}` in {res['seconds'] / 60:.1f} min on {m['cpu']} "
+             f"({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads, device {m['device']}, "
+             f"load average {m['load_average']}).", "",
+             f"Test problems from seed {res['seed']} (never used in training). Exact-match accuracy: a problem "
+             f"counts only if every output cell is right. Up to {cfg['n_base']} problems per run; where a run "
+             f"would cost more than {cfg['cost_cap']:.0e} multiply-accumulates the problems are cut (to no fewer "
+             f"than {cfg['n_min']}), and the column n says how many were used. Budgets: "
+             f"{cfg['base_budget']}x the training iterations at the training size, then 3x the iterations the "
+             f"training size needed, scaled linearly with size (cap {cfg['iter_cap']}). A curve ends early once no "
+             "sample's state changes any more (relative change < 1e-4; a DEQ's solver tolerance) or once every "
+             "problem has been solved for as many iterations again (the `stop` column).", ""]
+    if res["quick"]:
+        lines += ["**Quick run** (`--quick`): fewer sizes, problems and iterations; not the findings.", ""]
+    for note in res["notes"] + res["figure_notes"]:
+        lines.append(f"- {note}")
+    if res["notes"] or res["figure_notes"]:
+        lines.append("")
+    figs = res["figures"]
+
+    def img(stem: str) -> list[str]:
+        files = figs.get(stem, [])
+        pic = next((f for f in files if f.endswith(".png")), None) or next((f for f in files if f.endswith(".svg")),
+                                                                          None)
+        html = next((f for f in files if f.endswith(".html")), None)
+        out = [f"![{stem}](figures/{pic})"] if pic else []
+        if html:
+            out.append(f"[interactive: figures/{html}](figures/{html})")
+        return out + [""] if out else []
+
+    for t in res["tasks"]:
+        task = t["task"]
+        lines += [f"## {task} (training size {t['base_size']})", "",
+                  "| checkpoint | family | size | x train | n | budget | best | at iter | within 1 pt at | final "
+                  "| stop | converged | s |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+        for c in t["curves"]:
+            cut = " (still improving)" if c["still_improving"] else ""
+            lines.append(f"| {c['checkpoint']} | {c['family']} | {c['size']} | {c['size'] / t['base_size']:.3g} | "
+                         f"{c['n']} | {c['budget']} | {_pct(c['best_accuracy'])}{cut} | {c['best_iter']} | "
+                         f"{c['near_best_iter']} | {_pct(c['final_accuracy'])} | {c['stop']} | "
+                         f"{c['converged']}/{c['n']} | {c['seconds']:.1f} |")
+        lines.append("")
+        for note in t["notes"]:
+            lines.append(f"- {note}")
+        lines += img(f"{task}-accuracy")
+        lines += img(f"{task}-residual")
+        if t["scaling"]:
+            lines += ["Iterations to reach the best accuracy (first iteration within one percentage point of it) "
+                      "as the problem grows; the exponent is the slope of log(iterations) on log(size) over the "
+                      "sizes where the best accuracy is at least 50% and the budget did not cut the curve.", "",
+                      "| checkpoint | size: iterations (best accuracy) | iterations ~ size^k |", "| --- | --- | ---: |"]
+            for name, fit in t["scaling"].items():
+                pts = [c for c in t["curves"] if c["checkpoint"] == name]
+                cells = ", ".join(f"{c['size']}: {c['near_best_iter']} ({_pct(c['best_accuracy'])})" for c in pts)
+                k = f"{fit['exponent']:.2f}" if fit else "n/a (fewer than 2 sizes at >= 50%)"
+                lines.append(f"| {name} | {cells} | {k} |")
+            lines.append("")
+            lines += img(f"{task}-iterations-vs-size")
+    if res["memory"]:
+        lines += ["## Training memory of a DEQ step", "",
+                  "Bytes autograd saves for backward in one training step (batch 2), by backward mode and forward "
+                  "iterations (exactly that many: tol 0); on CUDA also the peak above the baseline.", "",
+                  "| model | size | mode | iterations | saved | CUDA peak | seconds |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+        for r in res["memory"]:
+            peak = _mib(r["peak_bytes"]) if r["peak_bytes"] is not None else "n/a (CPU)"
+            lines.append(f"| {r['model']} | {r['size']} | {r['mode']} | {r['iters']} | {_mib(r['saved_bytes'])} | "
+                         f"{peak} | {r['seconds']:.2f} |")
+        lines.append("")
+        for name in dict.fromkeys(r["model"] for r in res["memory"]):
+            lines += img(f"memory-{name}")
+    return "\n".join(lines).rstrip() + "\n"
