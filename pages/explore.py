@@ -18,7 +18,7 @@ from pages._common import (
 from ttc import export, plots
 from ttc.trace import LiveRun, Trace, peak_note
 
-DRAW_EVERY = 0.12  # seconds between live redraws: >= 5 a second with room for the drawing itself
+DRAW_EVERY = 0.12  # seconds from one live frame to the next: about 8 a second, 5 even with slow iterations
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "solver", "tol", "damping")
 
@@ -40,8 +40,7 @@ stop_clicked = b_stop.button("Stop", key="explore_stop", help="stop the run in p
 progress = prog_col.empty()
 metrics_ph = st.empty()
 note_ph = st.empty()
-acc_col, res_col, mem_col = st.columns(3)
-acc_ph, res_ph, mem_ph = acc_col.empty(), res_col.empty(), mem_col.empty()
+curves_ph = st.empty()  # one live figure while running, then three charts with their exports
 st.subheader("Example inspector")
 insp_ph = st.empty()
 bundle_ph = st.empty()
@@ -61,11 +60,12 @@ def draw_metrics(t: Trace) -> None:
         cols[5].metric("Converged / diverged", f"{m['converged']} / {m['diverged']}", f"of {s.n}", **PLAIN)
 
 
-def draw_progress(t: Trace) -> None:
+def draw_progress(t: Trace, frames_per_s: float | None = None) -> None:
+    live = f" Drawn live at {frames_per_s:.1f} frames/s." if frames_per_s else ""
     if t.stopped:
         text = f"Stopped at iteration {t.iters} of {t.expected}. Press Run to start again."
     elif t.complete:
-        text = f"Done: {t.iters} iterations in {t.summary()['seconds']:.2f} s."
+        text = f"Done: {t.iters} iterations in {t.summary()['seconds']:.2f} s.{live}"
     else:
         text = f"Running: iteration {t.iters} of {t.expected}"
     progress.progress(min(1.0, t.iters / max(1, t.expected)), text=text)
@@ -86,31 +86,31 @@ def example(t: Trace, problem: int, k: int):
 
 
 def draw_live(t: Trace, tag: int) -> None:
+    """One live frame: progress, metrics and one three-panel figure (the inspector waits for the end)."""
     draw_progress(t)
     draw_metrics(t)
-    for name, fig in figures(t).items():
-        chart(fig, key=f"live-{name}-{tag}", container={"accuracy": acc_ph, "residual": res_ph, "memory": mem_ph}[name])
-    if t.iters:
-        with insp_ph.container():
-            left, right = st.columns([2, 1])
-            chart(example(t, 0, t.iters), key=f"live-example-{tag}", container=left)
-            chart(plots.confidence_figure(t, 0, t.iters), key=f"live-confidence-{tag}", container=right)
+    curves_ph.plotly_chart(plots.live_figure(s.checkpoint, t), key=f"live-{tag}", width="stretch",
+                           config={"staticPlot": True})
 
 
-def run_live() -> Trace:
+def run_live() -> tuple[Trace, float | None]:
     """Run with the charts redrawn every DRAW_EVERY seconds; the run object stays in the session so that
-    a Stop (which reruns the script and so ends this loop) finds what was computed."""
+    a Stop (which reruns the script and so ends this loop) finds what was computed. Returns the trace and
+    the live frames per second (None when the run was too short to measure)."""
     run = LiveRun(entry.ck, s)
     st.session_state["explore_live"] = ((s, entry.version), run)
-    last, tag = 0.0, 0
+    insp_ph.caption("The inspector opens when the run ends.")
+    last, tag, start = 0.0, 0, time.perf_counter()
     for _ in run:
-        if time.perf_counter() - last >= DRAW_EVERY:
+        now = time.perf_counter()
+        if now - last >= DRAW_EVERY:  # measured from the start of the last frame: drawing time included
+            last = now
             draw_live(run.trace(), tag)
             tag += 1
-            last = time.perf_counter()
     t = run.trace()
     remember_trace(s, entry, t)
-    return t
+    seconds = time.perf_counter() - start
+    return t, (tag / seconds if tag > 2 else None)
 
 
 @st.fragment
@@ -143,16 +143,16 @@ key = (s, entry.version)
 live_key, live_run = st.session_state.get("explore_live", (None, None))
 if stop_clicked and live_key == key and live_run.done < live_run.expected:
     live_run.stopped = True
-trace = None
+trace, frames_per_s = None, None
 if not run_clicked:
     if live_key == key and live_run.stopped:
         trace = live_run.trace()
     elif is_cached(s, entry):
         trace = trace_for(s, entry)
 if trace is None:
-    trace = run_live()
+    trace, frames_per_s = run_live()
 
-draw_progress(trace)
+draw_progress(trace, frames_per_s)
 draw_metrics(trace)
 with note_ph.container():
     st.info(peak_note(trace, s.checkpoint))
@@ -160,10 +160,11 @@ with note_ph.container():
         st.warning(f"{trace.diverged[-1]} of {s.n} samples diverged (their state turned non-finite or their residual "
                    "blew up): they leave the residual mean and are counted on the residual chart's right axis.")
 stem = f"{s.checkpoint}-{s.task}{s.size}-n{s.n}-b{s.budget}-seed{s.seed}"
-for (name, fig), ph in zip(figures(trace).items(), (acc_ph, res_ph, mem_ph), strict=True):
-    with ph.container():
-        chart(fig, key=f"final-{name}")
-        export_buttons(fig, f"{stem}-{name}", key=f"export-{name}")
+with curves_ph.container():
+    for (name, fig), col in zip(figures(trace).items(), st.columns(3), strict=True):
+        with col:
+            chart(fig, key=f"final-{name}")
+            export_buttons(fig, f"{stem}-{name}", key=f"export-{name}")
 if trace.iters:
     with insp_ph.container():
         inspector(trace, key)

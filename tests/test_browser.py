@@ -1,0 +1,225 @@
+"""Real-browser tests: `streamlit run app.py` on a free loopback port, driven by Playwright through the
+system Chromium. What AppTest cannot see: live chart updates, Stop, downloads, URLs, page navigation.
+
+These never skip: without /usr/bin/chromium they fail, saying how to install it. Screenshots of every
+page go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pytest
+
+from tests.dashboard_checkpoints import make_checkpoints
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+SMALL = {"task": "prefix_sums", "checkpoint": "prefix_sums-recursive", "size": "16", "n": "12", "budget": "8",
+         "seed": "0"}
+LONG = {**SMALL, "size": "256", "n": "100", "budget": "600", "seed": "1"}  # a few seconds of live drawing
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app under `streamlit run`, on tiny random checkpoints; yields its base URL."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    make_checkpoints(folder)
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")  # noqa: SIM115 (closed below)
+    env = {**os.environ, "TTC_CHECKPOINTS": str(folder), "OMP_NUM_THREADS": "1", "BROWSER_PATH": CHROMIUM}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    text = log.read()
+    log.close()
+    assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need a system Chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1800}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    ctx.close()
+
+
+def url(base: str, path: str = "", **query) -> str:
+    return f"{base}/{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+FIG_POINTS = """title => {
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const t = gd.layout && gd.layout.title && gd.layout.title.text;  // Streamlit's theme wraps it in <b>
+    if (t && t.includes(title) && gd.data && gd.data[0].x) return gd.data[0].x.length;
+  }
+  return -1;
+}"""
+
+# In the page, every animation frame until the run is done: each new length of the accuracy curve (the live
+# three-panel figure, then the final chart), and the frames in which it was missing once drawn (flicker).
+WATCH_RUN = """async ([titles, budget]) => {
+  const seen = []; let frames = 0, missing = 0, drawn = false; const t0 = performance.now();
+  while (performance.now() - t0 < 90000) {
+    let n = -1;
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+      const t = gd.layout && gd.layout.title && gd.layout.title.text;
+      if (t && titles.some(s => t.includes(s)) && gd.querySelector('.scatterlayer .trace')) n = gd.data[0].x.length;
+    }
+    frames++;
+    if (n > 0) drawn = true; else if (drawn) missing++;
+    if (n > 0 && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
+    if (n === budget && document.body.innerText.includes('Done:')) break;
+    await new Promise(r => requestAnimationFrame(r));
+  }
+  return {seen, frames, missing};
+}"""
+
+
+def points(pg, title: str = "Accuracy vs iterations") -> int:
+    return pg.evaluate(FIG_POINTS, title)
+
+
+def wait_done(pg, timeout: float = 60_000) -> None:
+    pg.get_by_text("Done:").first.wait_for(timeout=timeout)
+
+
+def no_exceptions(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.inner_text("body")[:2000]
+
+
+def test_explore_draws_the_run_live(server, page):
+    page.goto(url(server, **LONG))
+    budget = int(LONG["budget"])
+    watch = page.evaluate(WATCH_RUN, [["Running: iteration", "Accuracy vs iterations"], budget])
+    seen = watch["seen"]
+    assert seen and seen[-1] == budget, watch
+    assert len([n for n in seen if n < budget]) >= 3, f"the chart should grow while the run goes: {seen}"
+    assert watch["missing"] <= watch["frames"] // 20, f"the chart vanished in {watch['missing']} frames: {watch}"
+    done = page.get_by_text("Done:").first.inner_text()
+    rate = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
+    assert rate >= 5, done
+    no_exceptions(page)
+
+
+def test_stop_ends_a_run_within_a_second(server, page):
+    page.goto(url(server, **{**LONG, "size": "1024", "n": "200", "budget": "1000", "seed": "2"}))
+    page.get_by_text("Running: iteration").first.wait_for()
+    page.wait_for_timeout(500)
+    t0 = time.time()
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped at iteration").first.wait_for(timeout=10_000)
+    elapsed = time.time() - t0
+    assert elapsed < 1.5, f"Stop took {elapsed:.2f} s"
+    stopped_at = points(page)
+    page.wait_for_timeout(1000)
+    assert 0 < points(page) == stopped_at < 1000  # nothing runs on after the stop
+    no_exceptions(page)
+
+
+def test_exports_download_as_files(server, page):
+    page.goto(url(server, **SMALL))
+    wait_done(page)
+    page.get_by_role("button", name="Export").first.click()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert dl.value.suggested_filename.endswith("-accuracy.csv")
+    assert [r["x"] for r in rows if r["trace"] == "prefix_sums-recursive"] == [str(k) for k in range(1, 9)]
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="PNG").click()
+    assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.keyboard.press("Escape")
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download run bundle (.zip)").click()
+    assert Path(dl.value.path()).read_bytes()[:2] == b"PK"
+
+
+@pytest.mark.parametrize("title", ["Explore", "Compare", "Memory", "Checkpoints"])
+def test_every_page_opens_from_the_navigation(server, page, title):
+    page.goto(url(server, **SMALL))
+    wait_done(page)
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading", name=title, exact=True).first.wait_for()
+    if title in ("Compare", "Memory"):
+        page.get_by_text("done.").last.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    assert urlparse(page.url).path.rstrip("/") == ("" if title == "Explore" else f"/{title.lower()}")
+    no_exceptions(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{title.lower()}.png"), full_page=True)
+
+
+def test_a_shared_url_reopens_the_same_settings(server, page, browser):
+    page.goto(url(server, **SMALL))
+    wait_done(page)
+    size = page.get_by_label("Problem size (2..4096)")
+    size.fill("24")
+    size.press("Enter")
+    page.wait_for_function("() => location.search.includes('size=24')")
+    wait_done(page)
+    shared = page.url
+    assert parse_qs(urlparse(shared).query)["size"] == ["24"]
+    other = browser.new_context(viewport={"width": 1500, "height": 1800}).new_page()
+    other.goto(shared)  # a new session, as for someone the link was sent to
+    wait_done(other)
+    assert other.get_by_label("Problem size (2..4096)").input_value() == "24"
+    assert parse_qs(urlparse(other.url).query) == parse_qs(urlparse(shared).query)
+    assert points(other) == points(page) == 8
+    page.reload()
+    wait_done(page)
+    assert page.get_by_label("Problem size (2..4096)").input_value() == "24"
+    other.context.close()
