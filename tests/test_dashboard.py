@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from dataclasses import replace
 
@@ -128,6 +129,14 @@ def test_live_snapshots_grow_and_end_equal_to_the_whole_trace(entries):
     whole = compute_trace(e.ck, s)
     np.testing.assert_allclose(run.trace().accuracy, whole.accuracy)
     np.testing.assert_array_equal(run.trace().preds, whole.preds)
+
+
+def test_time_spent_drawing_between_iterations_is_not_counted_as_compute(entries):
+    s, e = settings(entries)
+    run = LiveRun(e.ck, s)
+    for _ in run:
+        time.sleep(0.05)  # a slow consumer, as a live chart is
+    assert run.trace().elapsed[-1] < 0.05 * (s.budget - 1)
 
 
 def synthetic(acc: list[float], family: str = "recursive") -> Trace:

@@ -9,6 +9,7 @@ every iteration (for the example inspector), within a fixed memory bound.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ class Trace:
     bit_accuracy: np.ndarray  # (K,) fraction of output cells right
     residual: np.ndarray  # (K,) mean relative residual over running samples, NaN when none runs
     nfe: np.ndarray  # (K,) int
-    elapsed: np.ndarray  # (K,) seconds since the start
+    elapsed: np.ndarray  # (K,) seconds of compute since the start (time spent drawing a live run excluded)
     memory_bytes: np.ndarray  # (K,) int
     converged: np.ndarray  # (K,) int, samples converged so far
     diverged: np.ndarray  # (K,) int
@@ -128,6 +129,7 @@ class LiveRun:
         return len(self._cols["k"])
 
     def __iter__(self) -> Iterator[LiveRun]:
+        paused = 0.0  # seconds the consumer held the stream between iterations (drawing): not compute
         for r in self._records:
             c = self._cols
             c["k"].append(r.k)
@@ -135,7 +137,7 @@ class LiveRun:
             c["bit_accuracy"].append(r.bit_accuracy)
             c["residual"].append(r.residual)
             c["nfe"].append(r.nfe)
-            c["elapsed"].append(r.elapsed)
+            c["elapsed"].append(r.elapsed - paused)
             c["memory_bytes"].append(r.memory_bytes)
             c["converged"].append(int(r.converged.sum()))
             c["diverged"].append(int(r.diverged.sum()))
@@ -143,7 +145,9 @@ class LiveRun:
             c["confidence"].append(r.confidence.astype(np.float32))
             c["preds"].append(r.preds[: self.shown].numpy())
             self.memory_kind = r.memory_kind
+            handed = time.perf_counter()
             yield self
+            paused += time.perf_counter() - handed
 
     def trace(self) -> Trace:
         c, n, m = self._cols, self.settings.n, self.shown
