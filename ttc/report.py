@@ -60,7 +60,7 @@ def report_config(quick: bool = False) -> ReportConfig:
         return ReportConfig(quick=True, curve_factors=(1, 4), scaling_factors=(1, 2, 4), n_base=32, n_min=8,
                             cost_cap=1e10, iter_cap=120, base_budget=2, memory_iters=(10, 100))
     return ReportConfig(quick=False, curve_factors=(1, 4, 16), scaling_factors=(1, 2, 4, 8, 16), n_base=200,
-                        n_min=25, cost_cap=6e10, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
+                        n_min=20, cost_cap=4e11, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
 
 
 # --- cost and plan -------------------------------------------------------------------------------------------
@@ -340,8 +340,11 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
         if c.family != "explicit":
             by_ck.setdefault(c.checkpoint, []).append(c)
     fits = {name: scaling_fit(cs) for name, cs in by_ck.items()}
+    models = [{"checkpoint": c.name, "family": c.family, "arch": c.arch, "params": c.model.num_params(),
+               "width": c.config.width, "train_sizes": c.card.get("train_sizes") or [training_size(c)],
+               "train_iters": c.config.layers} for c in cks]
     return {"task": task, "base_size": base, "curves": curves, "by_checkpoint": by_ck, "fits": fits,
-            "notes": notes}
+            "notes": notes, "models": models}
 
 
 def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
@@ -402,7 +405,7 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
     results = {
         "command": command, "quick": quick, "machine": machine(dev), "seconds": round(seconds, 1),
         "config": asdict(cfg), "folder": str(folder), "checkpoints": [c.name for c in cks], "seed": TEST_SEED,
-        "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"],
+        "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"], "models": tr["models"],
                    "curves": [asdict(c) for c in tr["curves"]],
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
         "memory": mem_rows, "notes": notes, "figures": figures, "figure_notes": figure_notes,
@@ -458,13 +461,21 @@ def summary_markdown(res: dict) -> str:
 
     for t in res["tasks"]:
         task = t["task"]
-        lines += [f"## {task} (training size {t['base_size']})", "",
-                  "| checkpoint | family | size | x train | n | budget | best | at iter | within 1 pt at | final "
+        base = t["base_size"]
+        lines += [f"## {task}", "",
+                  "| checkpoint | family | arch | params | trained on sizes | trained at iterations |",
+                  "| --- | --- | --- | ---: | --- | ---: |"]
+        for md in t["models"]:
+            lines.append(f"| {md['checkpoint']} | {md['family']} | {md['arch']}, width {md['width']} | "
+                         f"{md['params']:,} | {', '.join(map(str, md['train_sizes']))} | {md['train_iters']} |")
+        lines += ["", f"Sizes are multiples of {base}, the largest training size of the task's checkpoints "
+                  "(explicit models: iterations are layers, their depth).", "",
+                  f"| checkpoint | family | size | x {base} | n | budget | best | at iter | within 1 pt at | final "
                   "| stop | converged | s |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
         for c in t["curves"]:
             cut = " (still improving)" if c["still_improving"] else ""
-            lines.append(f"| {c['checkpoint']} | {c['family']} | {c['size']} | {c['size'] / t['base_size']:.3g} | "
+            lines.append(f"| {c['checkpoint']} | {c['family']} | {c['size']} | {c['size'] / base:.3g} | "
                          f"{c['n']} | {c['budget']} | {_pct(c['best_accuracy'])}{cut} | {c['best_iter']} | "
                          f"{c['near_best_iter']} | {_pct(c['final_accuracy'])} | {c['stop']} | "
                          f"{c['converged']}/{c['n']} | {c['seconds']:.1f} |")
