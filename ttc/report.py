@@ -209,7 +209,7 @@ def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
     fig = go.Figure()
     for c in curves:
         fig.add_trace(go.Scatter(x=list(range(1, len(c.accuracy) + 1)), y=c.accuracy, mode="lines",
-                                 name=f"{c.checkpoint} @ {c.size} ({c.factor}x, n={c.n})",
+                                 name=f"{c.checkpoint} @ {c.size} (n={c.n})",
                                  line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
                                        "dash": _DASH.get(c.factor, "solid")}))
     fig.update_xaxes(type="log")
@@ -222,7 +222,7 @@ def residual_figure(task: str, curves: list[Curve]) -> go.Figure:
     for c in curves:
         y = [v if v is not None and v > 0 else None for v in c.residual]
         fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=y, mode="lines",
-                                 name=f"{c.checkpoint} @ {c.size} ({c.factor}x)",
+                                 name=f"{c.checkpoint} @ {c.size}",
                                  line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
                                        "dash": _DASH.get(c.factor, "solid")}))
     fig.update_xaxes(type="log")
