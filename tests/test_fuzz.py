@@ -4,7 +4,7 @@ Hypothesis feeds `load_checkpoint_bytes` valid tiny checkpoints with bit flips, 
 the safetensors header (metadata, config fields, tensor entries), wrong length fields, random JSON
 headers and random bytes. Every input must either load as a model with finite weights or be refused
 with one CheckpointError whose message is a single short line. The runs are derandomized (CI gives the
-same cases every time) and capped by TTC_FUZZ_EXAMPLES (default 1500 per strategy, 7500 in all, about 20 s in all on
+same cases every time) and capped by TTC_FUZZ_EXAMPLES (default 1500 per strategy, 9000 in all, about 20 s in all on
 a busy 2-core machine); the counts of cases run go to artifacts/fuzz-counts.json.
 """
 
@@ -22,6 +22,7 @@ from conftest import forge_checkpoint, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ttc.catalog import Entry, card_row
 from ttc.checkpoint import MAX_HEADER_BYTES, Checkpoint, CheckpointError, load_checkpoint_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,15 +38,30 @@ FUZZ = settings(
 MESSAGE_MAX = 600  # a refusal is one readable line, however long the hostile names in the file
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
+
+class Base(bytes):
+    """A valid checkpoint's bytes that a failing example names briefly instead of printing them whole."""
+
+    def __new__(cls, data: bytes, name: str):
+        obj = super().__new__(cls, data)
+        obj.name = name
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<{self.name}: {len(self)} bytes>"
+
+
 # one valid checkpoint per family, over all three cores and tasks
 BASES = [
-    forge_checkpoint(tiny_model("prefix_sums", "recursive", "conv1d"), "prefix_sums"),
-    forge_checkpoint(tiny_model("addition", "deq", "transformer"), "addition"),
-    forge_checkpoint(tiny_model("mazes", "explicit", "conv2d"), "mazes"),
+    Base(forge_checkpoint(tiny_model("prefix_sums", "recursive", "conv1d"), "prefix_sums"), "prefix_sums recursive"),
+    Base(forge_checkpoint(tiny_model("addition", "deq", "transformer"), "addition"), "addition deq transformer"),
+    Base(forge_checkpoint(tiny_model("mazes", "explicit", "conv2d"), "mazes"), "mazes explicit"),
 ]
 CONFIG_KEYS = ("family", "arch", "in_channels", "width", "depth", "layers", "heads", "kernel", "norm", "dropout")
 META_KEYS = ("format", "task", "family", "arch", "config", "card", "__extra__")
 ENTRY_KEYS = ("dtype", "shape", "data_offsets")
+CARD_KEYS = ("solver", "train_config", "best_val", "accuracy_table", "train_sizes", "train_seconds", "task", "params")
+CARD_FIELDS = ("method", "tol", "solver", "size", "iters", "accuracy", "sizes")
 COUNTS: Counter = Counter()
 
 
@@ -60,7 +76,7 @@ def join(header: object, body: bytes, length: int | None = None) -> bytes:
     return struct.pack("<Q", len(raw) if length is None else length) + raw + body
 
 
-def check(data: bytes, kind: str) -> None:
+def check(data: bytes, kind: str) -> Checkpoint | None:
     """The property: a finite-weight model or one short CheckpointError line, never another exception."""
     COUNTS[kind] += 1
     try:
@@ -69,10 +85,11 @@ def check(data: bytes, kind: str) -> None:
         msg = str(e)
         assert msg and "\n" not in msg and len(msg) <= MESSAGE_MAX, msg[:2000]
         COUNTS[f"{kind}: refused"] += 1
-        return
+        return None
     assert isinstance(ck, Checkpoint)
     assert all(torch.isfinite(p).all() for p in ck.model.state_dict().values())
     COUNTS[f"{kind}: loaded"] += 1
+    return ck
 
 
 scalars = (
@@ -168,6 +185,22 @@ def test_header_edits_are_loaded_or_refused(data):
     check(data, "header edits")
 
 
+fields = st.dictionaries(st.sampled_from(CARD_FIELDS), json_values, max_size=4)
+cards = st.dictionaries(st.sampled_from(CARD_KEYS), json_values | fields | st.lists(fields, max_size=3), max_size=5)
+
+
+@FUZZ
+@given(base=bases, card=cards)
+def test_hostile_model_cards_neither_break_loading_nor_the_zoo_table(base, card):
+    """The card is description only: any JSON in it loads the weights and gives a plain zoo-table row."""
+    header, body = split(base)
+    header["__metadata__"]["card"] = json.dumps(card, allow_nan=True)
+    ck = check(join(header, body), "card edits")
+    assert ck is not None
+    row = card_row(Entry(name="upload", source="upload", version="1", ck=ck))
+    assert all(v is None or isinstance(v, (str, int, float)) for v in row.values()), row
+
+
 @FUZZ
 @given(header=json_values, body=st.binary(max_size=256), length=st.none() | st.integers(0, 2**64 - 1))
 def test_random_json_headers_are_refused(header, body, length):
@@ -205,6 +238,8 @@ def test_hostile_headers_found_by_fuzzing_are_refused():
         ),
         "megabyte name": join({**header, "x" * (MAX_HEADER_BYTES - 10_000): header[name]}, body),
     }
+    # a card that names an unhashable solver method must load (the card is advice, not structure)
+    load_checkpoint_bytes(join({**header, "__metadata__": {**meta, "card": '{"solver": {"method": [1]}}'}}, body))
     for kind, data in cases.items():
         with pytest.raises(CheckpointError) as e:
             load_checkpoint_bytes(data)
@@ -215,7 +250,7 @@ def test_hostile_headers_found_by_fuzzing_are_refused():
 
 def test_zz_record_how_many_cases_ran():
     """Runs last in this file: every strategy ran its cases, and the counts are kept for the record."""
-    kinds = ("bit flips", "truncations", "header edits", "random JSON headers", "random bytes")
+    kinds = ("bit flips", "truncations", "header edits", "card edits", "random JSON headers", "random bytes")
     ran = {k: COUNTS[k] for k in kinds}
     if not all(ran.values()):
         pytest.skip("run with the whole file to count the cases")

@@ -206,6 +206,23 @@ def test_the_app_refuses_every_hostile_upload_and_keeps_going(ckpt_dir):
     assert {m.label: m.value for m in at.metric}["NFE"] == "3"
 
 
+def test_an_upload_with_a_junk_model_card_is_listed_without_breaking_the_page(ckpt_dir):
+    card = {
+        "best_val": [1, 2],
+        "accuracy_table": "x" * 50,
+        "train_sizes": 7,
+        "train_seconds": {"a": 1},
+        "solver": {"method": "anderson", "tol": "fast"},
+        "train_config": [None],
+    }
+    data = forge_checkpoint(_ps_model(), "prefix_sums", {"card": json.dumps(card)})
+    at = app(page="pages/checkpoints.py")
+    at.file_uploader(key="upload").set_value(("junkcard.safetensors", data, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "junkcard.safetensors is valid" in at.success[0].value
+    assert "junkcard" in list(at.dataframe[0].value["name"])
+
+
 # ---- uploads: size-limited, per session --------------------------------------------------------------
 
 

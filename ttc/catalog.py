@@ -107,15 +107,23 @@ def solver_defaults(ck: Checkpoint) -> dict:
     return {"solver": method, "tol": float(solver.get("tol", 1e-4))}
 
 
+def _number(v: object) -> float | None:
+    """A card's number, or None for anything else (a card comes from the file, possibly hostile)."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def card_row(e: Entry) -> dict:
-    """One row of the zoo table: what the model card says about the checkpoint."""
+    """One row of the zoo table: what the model card says about the checkpoint. Card fields of the wrong
+    type are left blank: the card is description only, and an uploaded one may hold anything."""
     if not e.ok:
         return {"name": e.name, "source": e.source, "status": f"invalid: {e.error}"}
     card, cfg = e.ck.card, e.ck.config
-    best_val = card.get("best_val") or {}
-    table = card.get("accuracy_table") or []
-    accs = "; ".join(f"{r['size']}@{r['iters']}: {r['accuracy']:.2f}" for r in table[:8]
-                     if isinstance(r, dict) and {"size", "iters", "accuracy"} <= set(r))
+    best_val = card.get("best_val") if isinstance(card.get("best_val"), dict) else {}
+    table = card.get("accuracy_table") if isinstance(card.get("accuracy_table"), list) else []
+    sizes = card.get("train_sizes") if isinstance(card.get("train_sizes"), list) else []
+    accs = "; ".join(f"{_number(r['size'])}@{_number(r['iters'])}: {r['accuracy']:.2f}" for r in table[:8]
+                     if isinstance(r, dict) and {"size", "iters", "accuracy"} <= set(r)
+                     and _number(r["accuracy"]) is not None)
     return {
         "name": e.name,
         "source": e.source,
@@ -126,9 +134,10 @@ def card_row(e: Entry) -> dict:
         "params": e.ck.model.num_params(),
         "width": cfg.width,
         "train iters": cfg.layers,
-        "train sizes": ", ".join(str(s) for s in card.get("train_sizes", [])),
-        "train seconds": card.get("train_seconds"),
-        "best val acc": best_val.get("accuracy"),
-        "val size@iters": f"{best_val['size']}@{best_val['iters']}" if {"size", "iters"} <= set(best_val) else "",
+        "train sizes": ", ".join(str(_number(s)) for s in sizes[:16]),
+        "train seconds": _number(card.get("train_seconds")),
+        "best val acc": _number(best_val.get("accuracy")),
+        "val size@iters": (f"{_number(best_val['size'])}@{_number(best_val['iters'])}"
+                           if {"size", "iters"} <= set(best_val) else ""),
         "accuracies (size@iters: acc)": accs,
     }
