@@ -328,6 +328,7 @@ def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[d
               [calls["ours"] / calls["torchdeq"]],
               nfe={"ours": calls["ours"], "torchdeq": calls["torchdeq"]}, **common),
         entry("torchdeq", f"Anderson time vs torchdeq: {case.name}", compares_time, t["wall"],
+              cpu_ratio=spread(t["cpu"]) if t["cpu"] else None,
               seconds={"ours": spread(t["b_seconds"]), "torchdeq": spread(t["a_seconds"])}, **common),
     ]
 
@@ -569,7 +570,8 @@ def headline(e: dict) -> str:
         return f"NFE ours {e['nfe']['ours']}, torchdeq {e['nfe']['torchdeq']}; fixed points differ by " \
                f"{e['fixed_points_rel_diff']:.1e}"
     if e["group"] == "torchdeq" and "seconds" in e:
-        return f"seconds per call (median): ours {e['seconds']['ours']['median']:.3f}, torchdeq " \
+        cpu = f"cpu-time ratio {fmt_ratio(e['cpu_ratio'])}; " if e.get("cpu_ratio") else ""
+        return f"{cpu}seconds per call (median): ours {e['seconds']['ours']['median']:.3f}, torchdeq " \
                f"{e['seconds']['torchdeq']['median']:.3f}"
     if e["group"] == "memory":
         b = e.get("saved_bytes") or e.get("peak_bytes") or {}
