@@ -518,6 +518,7 @@ def test_figures_take_nan_and_inf_without_breaking():
         "accuracy": plots.accuracy_figure([("nasty", nasty)], bits=True),
         "accuracy-time": plots.accuracy_figure([("nasty", nasty)], x="seconds"),
         "memory": plots.memory_figure([("nasty", nasty)]),
+        "live": plots.live_figure("nasty", nasty),
         "confidence": plots.confidence_figure(nasty, 0, 3),
         "heat": plots.heatmap_figure(
             "nasty", [8, 16, 32], [np.array([np.nan, np.inf, 0.5]), None, np.array([-np.inf])], 4
