@@ -1,7 +1,15 @@
 """TTC Lab dashboard: `streamlit run app.py`. Navigation over the pages in pages/ (st.navigation only)."""
 
-import streamlit as st
+import os
 
+import streamlit as st
+import torch
+
+from ttc.settings import dashboard_threads
+
+threads = dashboard_threads(os.environ.get("TTC_THREADS"))
+if torch.get_num_threads() != threads:
+    torch.set_num_threads(threads)
 st.set_page_config(page_title="TTC Lab", page_icon="🔁", layout="wide")
 
 PAGES = [

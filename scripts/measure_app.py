@@ -81,6 +81,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
     ap.add_argument("--repeats", type=int, default=5, help="warm measurements of each kind")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the server (TTC_THREADS; default: the app's choice, half the CPUs, 1..4)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
     chromium = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
@@ -91,9 +93,12 @@ def main() -> int:
     env = dict(os.environ)
     if a.checkpoints:
         env["TTC_CHECKPOINTS"] = a.checkpoints
+    if a.threads:
+        env["TTC_THREADS"] = str(a.threads)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     out: dict = {"checkpoints": env.get("TTC_CHECKPOINTS", "checkpoints"), "machine": f"{os.cpu_count()} CPUs",
+                 "threads": env.get("TTC_THREADS", "default"),
                  "load_average": os.getloadavg()[0]}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
@@ -115,7 +120,7 @@ def main() -> int:
             if "Drawn live at" in done:
                 out["live_frames_per_s"] = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
             out["default_view"] = page.url.split("?", 1)[-1]
-            slider = page.locator('[data-testid="stSidebar"] [role="slider"]').first
+            slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
             fresh, cached = [], []
             for i in range(a.repeats):
                 for key, into in (("ArrowLeft", fresh), ("ArrowRight", cached)):
@@ -139,7 +144,8 @@ def main() -> int:
     if a.json:
         print(json.dumps(out))
     else:
-        print(f"checkpoints {out['checkpoints']}; {out['machine']}, load average {out['load_average']:.1f}")
+        print(f"checkpoints {out['checkpoints']}; {out['machine']}, torch threads {out['threads']}, load average "
+              f"{out['load_average']:.1f}")
         print(f"default view: {out['default_view']}")
         print(f"cold start: server ready {out['server_ready_s']:.2f} s, first chart {out['cold_first_chart_s']:.2f} s, "
               f"first run done {out['cold_first_run_done_s']:.2f} s after launch")

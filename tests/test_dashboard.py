@@ -16,7 +16,15 @@ from ttc import catalog, export, plots
 from ttc.checkpoint import CheckpointError
 from ttc.cli import main as cli_main
 from ttc.memory_sweep import measure_one, ratio_notes
-from ttc.settings import BUDGET_MAX, N_MAX, RunSettings, sanitize, sweep_sizes, with_checkpoint
+from ttc.settings import (
+    BUDGET_MAX,
+    N_MAX,
+    RunSettings,
+    dashboard_threads,
+    sanitize,
+    sweep_sizes,
+    with_checkpoint,
+)
 from ttc.trace import LiveRun, Trace, compute_trace, peak_note
 
 
@@ -99,6 +107,12 @@ def test_another_checkpoint_gets_its_own_solver_defaults(entries):
     deq = with_checkpoint(s, by_name(entries, "prefix_sums-deq"))
     assert (deq.checkpoint, deq.size, deq.solver) == ("prefix_sums-deq", 20, "anderson")
     assert deq == sanitize({"checkpoint": "prefix_sums-deq", "size": "20"}, entries)[0]
+
+
+def test_the_app_uses_half_the_cpus_or_what_ttc_threads_says():
+    assert [dashboard_threads(None, c) for c in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
+    assert dashboard_threads("3", 2) == 3
+    assert dashboard_threads("lots", 8) == dashboard_threads("0", 8) == 4
 
 
 def test_sweep_sizes_reach_past_the_chosen_size():

@@ -112,8 +112,9 @@ def live_figure(name: str, t: Trace) -> go.Figure:
     fig.add_trace(go.Scatter(x=k, y=res.tolist(), mode="lines", showlegend=False, line={"color": color}), 1, 2)
     fig.add_trace(go.Scatter(x=k, y=(t.memory_bytes / 2**20).tolist(), mode="lines", showlegend=False,
                              line={"color": color}), 1, 3)
+    # no template: copying one costs more than the rest of the frame, and the app draws in its own theme
     fig.update_layout(title={"text": f"Running: iteration {t.iters} of {t.expected}", "x": 0.01}, height=340,
-                      template="plotly_white", margin={"l": 50, "r": 20, "t": 70, "b": 40}, uirevision="live",
+                      template=None, margin={"l": 50, "r": 20, "t": 70, "b": 40}, uirevision="live",
                       legend={"orientation": "h", "y": -0.2})
     x_max = max(t.expected, 2)
     fig.update_xaxes(range=[1, x_max], title_text="iteration")
@@ -125,7 +126,9 @@ def live_figure(name: str, t: Trace) -> go.Figure:
 
 def confidence_figure(t: Trace, problem: int, k: int) -> go.Figure:
     """The model's confidence (mean probability of its predicted class) on one problem, per iteration."""
-    fig = _base(f"Confidence on problem {problem}", "iteration", "mean class probability", height=260)
+    fig = _base(f"Confidence on problem {problem} (dots: whole answer right)", "iteration", "mean class probability",
+                height=260)
+    fig.update_layout(showlegend=False)
     conf = t.confidence[:, problem] if t.iters else np.zeros(0)
     right = t.correct[:, problem] if t.iters else np.zeros(0, dtype=bool)
     fig.add_trace(go.Scatter(x=t.k.tolist(), y=conf.tolist(), mode="lines", name="confidence",

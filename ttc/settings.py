@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -230,3 +231,14 @@ def sweep_sizes(task: str, size: int, count: int = 4) -> list[int]:
     ladder = sorted(set(size_ladder(task)) | {size})
     end = min(len(ladder), max(ladder.index(size) + 2, count))
     return ladder[max(0, end - count):end]
+
+
+def dashboard_threads(env: str | None = None, cpus: int | None = None) -> int:
+    """Torch threads for the dashboard's process: $TTC_THREADS when set (1..256), else half the CPUs,
+    1 to 4. Runs of several sessions, and other jobs on the machine, then share the cores instead of
+    oversubscribing them (oversubscribed OpenMP threads spin and slow a run down many times over)."""
+    if env:
+        v = _to_int(env)
+        if v is not None and 1 <= v <= 256:
+            return v
+    return max(1, min(4, (cpus or os.cpu_count() or 2) // 2))
