@@ -65,6 +65,8 @@ class TransformerBlock(nn.Module):
         self.proj = nn.Linear(w, w)
         self.ln2 = nn.LayerNorm(w)
         self.mlp = nn.Sequential(nn.Linear(w, 4 * w), nn.GELU(), nn.Linear(4 * w, w))
+        # the state leaves every block normalised: looped k times, pre-norm residual streams grow without bound
+        self.ln_out = nn.LayerNorm(w)
 
     def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         L = z.shape[-1]
@@ -77,7 +79,7 @@ class TransformerBlock(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, L, W/heads)
         h = h + self.proj(a.transpose(1, 2).reshape(B, L, W))
         h = h + self.mlp(self.ln2(h))
-        return h.transpose(1, 2)  # (B, W, L)
+        return self.ln_out(h).transpose(1, 2)  # (B, W, L)
 
 
 def make_block(cfg: ModelConfig) -> nn.Module:

@@ -189,7 +189,26 @@ def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
     model = build_model(cfg)  # its size is now bounded by the file's: every tensor's shape matched
     model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
     model.eval()
+    if cfg.family == "deq":
+        _restore_solver(model, card)
     return Checkpoint(model=model, task=task, config=cfg, card=card, path=name)
+
+
+def _restore_solver(model, card: dict) -> None:
+    """A DEQ evaluates with the solver its card recommends ("solver": {"method", "tol"}), else the one it
+    trained with; an unknown or malformed entry leaves the model's default (it is advice, not structure)."""
+    from models.solvers import SOLVERS
+
+    rec = card.get("solver")
+    if not isinstance(rec, dict):
+        tc = card.get("train_config") if isinstance(card.get("train_config"), dict) else {}
+        rec = {"method": tc.get("solver"), "tol": tc.get("tol")}
+    method, tol = rec.get("method"), rec.get("tol")
+    if isinstance(method, str) and method in SOLVERS:
+        model.solver = {**model.solver, "method": method}
+        model.solver = {k: v for k, v in model.solver.items() if k in ("method", "tol")}
+    if isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1:
+        model.solver["tol"] = float(tol)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

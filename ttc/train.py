@@ -43,6 +43,7 @@ class TrainConfig:
     batch: int = 64
     steps: int = 2000  # optimiser steps (the run also stops at time_budget seconds, if set)
     time_budget: float = 0.0  # seconds; 0 = no limit
+    stop_after: int = 0  # end after this many steps with the schedule still planned for `steps` (0: run all)
     lr: float = 1e-3
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr * 0.02
     weight_decay: float = 1e-4
@@ -154,7 +155,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     torch.set_flush_denormal(True)  # denormal weights/moments late in training slow CPU kernels many-fold
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     mcfg = cfg.model_config()
@@ -173,10 +175,12 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     best = {"acc": -1.0, "iter": 0, "step": 0, "state": copy.deepcopy(model.state_dict())}
     history: list[dict] = []
     t0 = time.perf_counter()
-    seen, step, interrupted, first_loss = 0, 0, False, None
+    seen, step, done, interrupted, first_loss = 0, 0, 0, False, None
     try:
         for step in range(cfg.steps):
             if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
+                break
+            if cfg.stop_after and step >= cfg.stop_after:
                 break
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg, cfg.steps)
@@ -189,6 +193,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
             opt.step()
+            done = step + 1
             seen += x.shape[0] * world
             lv = float(loss.detach())
             first_loss = lv if first_loss is None else first_loss
@@ -197,7 +202,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
                   "lr": opt.param_groups[0]["lr"], "elapsed": time.perf_counter() - t0,
                   "samples_per_s": seen / max(1e-9, time.perf_counter() - t0)}
             emit(ev)
-            if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+            last = step + 1 == cfg.steps or step + 1 == cfg.stop_after
+            if (step + 1) % cfg.val_every == 0 or last:
                 vacc, vk = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device)
                 history.append({"step": step + 1, "loss": lv, "val_acc": vacc, "val_iter": vk})
                 emit({"event": "val", "step": step + 1, "val_size": val_size, "val_acc": vacc, "val_iter": vk})
@@ -206,6 +212,13 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     except KeyboardInterrupt:
         interrupted = True
         emit({"event": "interrupted", "step": step})
+    if not interrupted and done and (not history or history[-1]["step"] != done):
+        # stopped by the time budget or stop_after between validations: validate the final weights too
+        vacc, vk = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device)
+        history.append({"step": done, "loss": lv, "val_acc": vacc, "val_iter": vk})
+        emit({"event": "val", "step": done, "val_size": val_size, "val_acc": vacc, "val_iter": vk})
+        if vacc >= best["acc"]:
+            best = {"acc": vacc, "iter": vk, "step": done, "state": copy.deepcopy(model.state_dict())}
     wall = time.perf_counter() - t0
     if best["acc"] < 0 or interrupted and best["step"] == 0:
         best["state"] = copy.deepcopy(model.state_dict())
@@ -216,7 +229,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "train_config": asdict(cfg),
         "seed": cfg.seed,
         "train_sizes": list(cfg.sizes),
-        "steps_run": step + 1 if not interrupted else step,
+        "steps_run": done,
         "interrupted": interrupted,
         "first_loss": first_loss,
         "train_seconds": round(wall, 1),
