@@ -47,7 +47,7 @@ def server(tmp_path_factory):
     make_checkpoints(folder)
     port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")  # noqa: SIM115 (closed below)
-    env = {**os.environ, "TTC_CHECKPOINTS": str(folder), "OMP_NUM_THREADS": "1", "BROWSER_PATH": CHROMIUM}
+    env = {**os.environ, "TTC_CHECKPOINTS": str(folder), "TTC_THREADS": "1", "BROWSER_PATH": CHROMIUM}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
@@ -109,24 +109,29 @@ FIG_POINTS = """title => {
   return -1;
 }"""
 
-# In the page, every animation frame until the run is done: each new length of the accuracy curve (the live
-# three-panel figure, then the final chart), and the frames in which it was missing once drawn (flicker).
-WATCH_RUN = """async ([titles, budget]) => {
-  const seen = []; let frames = 0, missing = 0, drawn = false; const t0 = performance.now();
+# In the page, every animation frame from the start of a live run (the three-panel "Running" figure) to its
+# end: each new length of the accuracy curve (live figure, then the final chart), and the frames in which
+# it was missing once drawn (flicker). Installed before the run starts; awaited as window.__run.
+WATCH_RUN = """budget => { window.__run = (async () => {
+  const seen = []; let frames = 0, missing = 0, started = false; const t0 = performance.now();
   while (performance.now() - t0 < 90000) {
     let n = -1;
     for (const gd of document.querySelectorAll('.js-plotly-plot')) {
       const t = gd.layout && gd.layout.title && gd.layout.title.text;
-      if (t && titles.some(s => t.includes(s)) && gd.querySelector('.scatterlayer .trace')) n = gd.data[0].x.length;
+      if (!t || !gd.querySelector('.scatterlayer .trace')) continue;
+      if (t.includes('Running: iteration')) { started = true; n = gd.data[0].x.length; }
+      else if (started && t.includes('Accuracy vs iterations')) n = gd.data[0].x.length;
     }
-    frames++;
-    if (n > 0) drawn = true; else if (drawn) missing++;
-    if (n > 0 && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
-    if (n === budget && document.body.innerText.includes('Done:')) break;
+    if (started) {
+      frames++;
+      if (n < 0) missing++;
+      if (n > 0 && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
+      if (n === budget && document.body.innerText.includes('Done:')) break;
+    }
     await new Promise(r => requestAnimationFrame(r));
   }
   return {seen, frames, missing};
-}"""
+})(); return 1; }"""
 
 
 def points(pg, title: str = "Accuracy vs iterations") -> int:
@@ -142,9 +147,14 @@ def no_exceptions(pg) -> None:
 
 
 def test_explore_draws_the_run_live(server, page):
-    page.goto(url(server, **LONG))
+    page.goto(url(server, **{**LONG, "size": "16"}))  # a quick run first: the page has loaded its chart code
+    wait_done(page)
     budget = int(LONG["budget"])
-    watch = page.evaluate(WATCH_RUN, [["Running: iteration", "Accuracy vs iterations"], budget])
+    page.evaluate(WATCH_RUN, budget)
+    size = page.get_by_label("Problem size (2..4096)")
+    size.fill(LONG["size"])
+    size.press("Enter")  # new settings: a live run
+    watch = page.evaluate("() => window.__run")
     seen = watch["seen"]
     assert seen and seen[-1] == budget, watch
     assert len([n for n in seen if n < budget]) >= 3, f"the chart should grow while the run goes: {seen}"

@@ -126,8 +126,7 @@ def live_figure(name: str, t: Trace) -> go.Figure:
 
 def confidence_figure(t: Trace, problem: int, k: int) -> go.Figure:
     """The model's confidence (mean probability of its predicted class) on one problem, per iteration."""
-    fig = _base(f"Confidence on problem {problem} (dots: whole answer right)", "iteration", "mean class probability",
-                height=260)
+    fig = _base(f"Confidence, problem {problem} (dots: all right)", "iteration", "mean class probability", height=260)
     fig.update_layout(showlegend=False)
     conf = t.confidence[:, problem] if t.iters else np.zeros(0)
     right = t.correct[:, problem] if t.iters else np.zeros(0, dtype=bool)
