@@ -169,7 +169,7 @@ if trace.iters:
     with insp_ph.container():
         inspector(trace, key)
 bundle_ph.download_button("Download run bundle (.zip)", key="bundle", on_click="ignore",
-                          data=lambda: export.run_bundle(trace, s.checkpoint, entry.weights()),
+                          data=lambda: export.run_bundle(trace, s.checkpoint, entry.weights(), f"{stem}-bundle"),
                           file_name=f"{stem}-bundle.zip", mime="application/zip",
-                          help="settings, traces, the problems and the checkpoint; README.txt gives the "
-                               "python -m ttc eval command that replays it")
+                          help="settings, traces, the problems and the checkpoint; its README.txt gives the "
+                               "python -m ttc eval command that replays it from the TTC Lab folder")

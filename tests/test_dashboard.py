@@ -201,21 +201,20 @@ def test_png_and_svg_export_need_a_chromium_and_say_so_without_one(entries, monk
 
 
 @pytest.mark.parametrize("checkpoint", ["prefix_sums-recursive", "prefix_sums-deq"])
-def test_a_run_bundle_replays_with_the_cli(entries, checkpoint, tmp_path, capsys):
+def test_a_run_bundle_replays_with_the_cli(entries, checkpoint, tmp_path, capsys, monkeypatch):
     s, e = settings(entries, checkpoint=checkpoint)
     t = compute_trace(e.ck, s)
-    with zipfile.ZipFile(io.BytesIO(export.run_bundle(t, e.name, e.weights()))) as z:
+    with zipfile.ZipFile(io.BytesIO(export.run_bundle(t, e.name, e.weights(), "my-run"))) as z:
+        assert {n.split("/")[0] for n in z.namelist()} == {"my-run"}
         z.extractall(tmp_path)
-    readme = (tmp_path / "README.txt").read_text()
-    cmd = json.loads((tmp_path / "settings.json").read_text())["replay"]
+    readme = (tmp_path / "my-run" / "README.txt").read_text()
+    cmd = json.loads((tmp_path / "my-run" / "settings.json").read_text())["replay"]
     assert cmd in readme and cmd.startswith("python -m ttc eval ")
-    args = cmd.split()[3:]
-    args[args.index("--checkpoint") + 1] = str(tmp_path / args[args.index("--checkpoint") + 1])
-    args[args.index("--data") + 1] = str(tmp_path / args[args.index("--data") + 1])
+    monkeypatch.chdir(tmp_path)  # where the bundle was unzipped, as its README says
     capsys.readouterr()
-    assert cli_main(args) == 0
+    assert cli_main(cmd.split()[3:]) == 0
     replay = json.loads(capsys.readouterr().out)
-    stored = json.loads((tmp_path / "trace.json").read_text())
+    stored = json.loads((tmp_path / "my-run" / "trace.json").read_text())
     assert replay["accuracy"] == pytest.approx(stored["accuracy"])
     assert replay["residual"] == pytest.approx(stored["residual"], rel=1e-4, nan_ok=True)
     assert stored["nfe"] == replay["nfe"] and stored["n"] == replay["n"] == 12
@@ -225,7 +224,7 @@ def test_a_stopped_run_bundle_says_so(entries):
     s, e = settings(entries)
     t = replace(compute_trace(e.ck, s), stopped=True)
     with zipfile.ZipFile(io.BytesIO(export.run_bundle(t, e.name, e.weights()))) as z:
-        assert "stopped" in z.read("README.txt").decode()
+        assert "stopped" in z.read("ttc-run/README.txt").decode()
 
 
 def test_catalog_lists_an_invalid_file_with_its_error(tmp_path):

@@ -152,18 +152,19 @@ def replay_args(t: Trace, checkpoint_file: str, data_file: str) -> list[str]:
     return args
 
 
-def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes) -> bytes:
-    """A zip holding the settings, the trace (eval JSON contract and extra curves), the problems as .npz,
-    the checkpoint, and README.txt with the command that replays it."""
+def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: str = "ttc-run") -> bytes:
+    """A zip whose one folder holds the settings, the trace (eval JSON contract and extra curves), the problems
+    as .npz, the checkpoint, and README.txt with the command that replays it from the TTC Lab folder."""
     s = t.settings
-    ck_file, data_file = f"{checkpoint_name}.safetensors", "problems.npz"
+    ck_file, data_file = f"{folder}/{checkpoint_name}.safetensors", f"{folder}/problems.npz"
     x, y = get_task(s.task).generate(s.size, s.n, s.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        save_npz(Path(tmp) / data_file, s.task, s.size, x, y)
-        npz = (Path(tmp) / data_file).read_bytes()
+        save_npz(Path(tmp) / "problems.npz", s.task, s.size, x, y)
+        npz = (Path(tmp) / "problems.npz").read_bytes()
     cmd = "python -m ttc " + " ".join(shlex.quote(a) for a in replay_args(t, ck_file, data_file))
     notes = [f"TTC Lab run bundle: {checkpoint_name} on {s.task} size {s.size}, {s.n} problems (seed {s.seed}), "
-             f"budget {s.budget}.", "", "Replay from this folder:", "", f"    {cmd}", "",
+             f"budget {s.budget}.", "", "Unzip it in the TTC Lab folder (where python -m ttc runs) and replay:",
+             "", f"    {cmd}", "",
              "trace.json follows the eval contract (accuracy, residual, nfe, seconds) and adds the dashboard's "
              "curves; settings.json holds the dashboard settings."]
     if s.damping not in (None, 1.0):
@@ -174,9 +175,10 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes) -> bytes
                   "whole budget."]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("settings.json", json.dumps({**s.__dict__, "checkpoint_file": ck_file, "replay": cmd}, indent=1))
-        z.writestr("trace.json", json.dumps(t.eval_json()))
+        z.writestr(f"{folder}/settings.json",
+                   json.dumps({**s.__dict__, "checkpoint_file": ck_file, "replay": cmd}, indent=1))
+        z.writestr(f"{folder}/trace.json", json.dumps(t.eval_json()))
         z.writestr(data_file, npz)
         z.writestr(ck_file, checkpoint_bytes)
-        z.writestr("README.txt", "\n".join(notes) + "\n")
+        z.writestr(f"{folder}/README.txt", "\n".join(notes) + "\n")
     return buf.getvalue()
