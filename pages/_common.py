@@ -110,9 +110,10 @@ def _raw_settings() -> dict:
 
 
 def _seed_widget(key: str, value) -> None:
-    """Make the widget show value on this run (set before the widget is created)."""
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
+    """Make the widget show value on this run (set before the widget is created). Always set, even when the
+    stored value is the same: a widget on another page has another identity, and an unset one would start
+    at its default."""
+    st.session_state[key] = value
 
 
 def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None]:

@@ -57,6 +57,14 @@ def test_every_page_runs_without_exception(ckpt_dir, page):
         assert charts(at)
 
 
+def test_settings_follow_from_page_to_page(ckpt_dir):
+    at = app(SMALL)
+    at.number_input(key="w_size").set_value(20).run()
+    for page in ("pages/compare.py", "pages/memory.py", "pages/explore.py"):
+        at.switch_page(page).run()
+        assert not at.exception and at.number_input(key="w_size").value == 20, page
+
+
 def test_a_run_yields_one_point_per_iteration(ckpt_dir):
     at = app(SMALL)
     figs = charts(at)

@@ -229,6 +229,9 @@ def test_every_page_opens_from_the_navigation(server, page, title):
         page.get_by_text('"params"').first.wait_for()  # the model card, below the zoo table
     page.wait_for_timeout(1500)  # let the last charts and the table paint before the screenshot
     assert urlparse(page.url).path.rstrip("/") == ("" if title == "Explore" else f"/{title.lower()}")
+    if title != "Checkpoints":  # the shared settings follow to the other pages
+        assert page.get_by_label("Problem size (2..4096)").input_value() == SMALL["size"]
+        assert parse_qs(urlparse(page.url).query)["size"] == [SMALL["size"]]
     no_exceptions(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{title.lower()}.png"), full_page=True)
