@@ -60,10 +60,6 @@ def add_upload(filename: str, data: bytes) -> Entry:
     return e
 
 
-def entry_named(name: str) -> Entry | None:
-    return next((e for e in entries() if e.ok and e.name == name), None)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cached_trace(settings: RunSettings, version: str, _ck: Checkpoint, _fresh: Trace | None = None) -> Trace:
     return _fresh if _fresh is not None else compute_trace(_ck, settings)
@@ -122,13 +118,17 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     Warnings say what a link or a widget asked for that could not be used, and what is used instead.
     """
     raw = _raw_settings()
+    task = raw["task"]
     for f in fields:  # the widgets' current values win over the stored ones
         if f"w_{f}" in st.session_state:
             raw[f] = st.session_state[f"w_{f}"]
+    if raw["task"] != task:  # the task was just changed: its checkpoint and size start from its defaults
+        for f in ("checkpoint", "size", "solver", "tol", "damping"):
+            raw.pop(f, None)
     ents = entries()
     s, warns = sanitize(raw, ents, device())
     warns = st.session_state.pop("url_warnings", []) + warns
-    entry = entry_named(s.checkpoint)
+    entry = next((e for e in ents if e.ok and e.name == s.checkpoint), None)
     sb = st.sidebar
     sb.header("Settings")
     if "task" in fields:
@@ -168,7 +168,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
             sb.slider("Damping", DAMPING_RANGE[0], DAMPING_RANGE[1], step=0.05, key="w_damping")
         else:
             s = replace(s, damping=1.0)
-    st.session_state["settings"] = {**st.session_state["settings"], **asdict(s)}
+    st.session_state["settings"] = asdict(s)
     query = {k: v for k, v in s.to_query().items() if k in fields}
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)

@@ -65,6 +65,14 @@ def test_settings_follow_from_page_to_page(ckpt_dir):
         assert not at.exception and at.number_input(key="w_size").value == 20, page
 
 
+def test_changing_the_task_starts_from_its_checkpoint_and_size_without_warnings(ckpt_dir):
+    at = app(SMALL)
+    at.selectbox(key="w_task").set_value("mazes").run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="w_checkpoint").value == "mazes-recursive" and at.number_input(key="w_size").value == 13
+    assert charts(at)["example"]["data"][0]["type"] == "image"  # the inspector draws the maze
+
+
 def test_a_run_yields_one_point_per_iteration(ckpt_dir):
     at = app(SMALL)
     figs = charts(at)
