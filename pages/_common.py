@@ -14,8 +14,18 @@ from ttc.catalog import Entry
 from ttc.checkpoint import Checkpoint, CheckpointError
 from ttc.limits import MAX_SESSION_UPLOADS
 from ttc.probe import resolve_device
-from ttc.settings import BUDGET_MAX, DAMPING_RANGE, N_MAX, QUERY_KEYS, SEED_MAX, TOLS, RunSettings, sanitize
-from ttc.trace import Trace, compute_trace, damping_param
+from ttc.settings import (
+    BUDGET_MAX,
+    DAMPING_RANGE,
+    N_MAX,
+    QUERY_KEYS,
+    SEED_MAX,
+    TOLS,
+    RunSettings,
+    damping_param,
+    sanitize,
+)
+from ttc.trace import Trace, compute_trace
 
 
 def serve_through_app() -> None:
