@@ -22,7 +22,8 @@ def fmt_rows(card: dict) -> str:
 
 
 def main() -> None:
-    print("| checkpoint | trained on | params | train time | file | best exact-match accuracy by size (iteration; at 3x that iteration) |")
+    print("| checkpoint | trained on | params | train time | file "
+          "| best exact-match accuracy by size (iteration; at 3x that iteration) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for p in sorted(Path("checkpoints").glob("*.json")):
         card = json.loads(p.read_text())

@@ -63,6 +63,7 @@ class TrainConfig:
     eval_n: int = 200
     eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
+    init: str = ""  # warm start from this checkpoint's weights (same config); its card is kept under "init_card"
 
     def model_config(self) -> ModelConfig:
         task = get_task(self.task)
@@ -161,6 +162,16 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
+    init_card = None
+    if cfg.init:
+        from .checkpoint import load_checkpoint
+
+        start = load_checkpoint(cfg.init)
+        if start.config != mcfg or start.task != cfg.task:
+            raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
+                             f"this run needs {cfg.task}/{mcfg.to_dict()}")
+        model.load_state_dict(start.model.state_dict())
+        init_card = start.card
     if cfg.family == "deq":
         model.solver = {"method": cfg.solver, "tol": cfg.tol}
         model.grad = cfg.grad
@@ -241,6 +252,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
                      "step": best["step"], "n": cfg.val_n},
         "history": history,
     }
+    if init_card is not None:
+        card["init_card"] = {k: init_card.get(k) for k in ("command", "steps_run", "train_seconds", "best_val", "init_card")}
     if rank == 0:
         if cfg.eval_sizes and not interrupted:
             emit({"event": "eval_table"})
