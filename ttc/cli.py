@@ -340,7 +340,37 @@ def cmd_memory(a) -> int:
     return 0
 
 
-COMMANDS = [add_data, add_eval, add_train, add_memory]
+def add_measure(sub) -> None:
+    p = sub.add_parser("measure", help="measure a checkpoint's accuracy table (sizes x budgets) into its card")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--sizes", required=True, type=_int_list("--sizes", 1, 4096), help="comma-separated sizes")
+    p.add_argument("--iters", required=True, type=_int_list("--iters", 1, MAX_ITERS),
+                   help=f"comma-separated budgets, each 1..{MAX_ITERS}")
+    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200)
+    p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=None, help="default: the zoo's test seed")
+    p.add_argument("--write", action="store_true", help="write the rows into the card (.safetensors and .json)")
+    p.set_defaults(run=cmd_measure)
+
+
+def cmd_measure(a) -> int:
+    from .zoo import TEST_SEED, measure_table, update_card
+
+    ck = load_checkpoint(a.checkpoint)
+    task = get_task(ck.task)
+    for s in a.sizes:
+        task.sizes.check(task.name, s)
+    from .limits import check_cost, run_cost
+
+    for s in a.sizes:
+        check_cost(run_cost(task, s, a.n, max(a.iters), ck.config.width), "--n, --sizes or --iters")
+    rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed)
+    if a.write:
+        update_card(a.checkpoint, rows)
+    print(json.dumps(rows))
+    return 0
+
+
+COMMANDS = [add_data, add_eval, add_train, add_measure, add_memory]
 
 
 def build_parser() -> argparse.ArgumentParser:
