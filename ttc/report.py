@@ -60,7 +60,7 @@ def report_config(quick: bool = False) -> ReportConfig:
         return ReportConfig(quick=True, curve_factors=(1, 4), scaling_factors=(1, 2, 4), n_base=32, n_min=8,
                             cost_cap=1e10, iter_cap=120, base_budget=2, memory_iters=(10, 100))
     return ReportConfig(quick=False, curve_factors=(1, 4, 16), scaling_factors=(1, 2, 4, 8, 16), n_base=200,
-                        n_min=20, cost_cap=4e11, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
+                        n_min=20, cost_cap=1.2e12, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
 
 
 # --- cost and plan -------------------------------------------------------------------------------------------
