@@ -30,7 +30,7 @@ def ckpt_dir(tmp_path_factory):
 
 
 def app(query: dict | None = None, page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=240)  # generous: CI machines are shared
     at.query_params = dict(query or {})
     at.run()
     if page:
