@@ -158,7 +158,9 @@ def test_explore_draws_the_run_live(server, page):
     seen = watch["seen"]
     assert seen and seen[-1] == budget, watch
     assert len([n for n in seen if n < budget]) >= 3, f"the chart should grow while the run goes: {seen}"
-    assert watch["missing"] <= watch["frames"] // 20, f"the chart vanished in {watch['missing']} frames: {watch}"
+    # Streamlit remounts a plotly chart whose data changed, so a frame can catch it between the two; on an idle
+    # machine that is 0-11 of ~200 frames, on a saturated 2-core CI machine up to ~14%: allow a fifth
+    assert watch["missing"] <= watch["frames"] // 5, f"the chart vanished in {watch['missing']} frames: {watch}"
     done = page.get_by_text("Done:").first.inner_text()
     rate = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
     assert rate >= 5, done
