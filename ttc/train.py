@@ -253,7 +253,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "history": history,
     }
     if init_card is not None:
-        card["init_card"] = {k: init_card.get(k) for k in ("command", "steps_run", "train_seconds", "best_val", "init_card")}
+        keep = ("command", "steps_run", "train_seconds", "best_val", "init_card")
+        card["init_card"] = {k: init_card.get(k) for k in keep}
     if rank == 0:
         if cfg.eval_sizes and not interrupted:
             emit({"event": "eval_table"})
