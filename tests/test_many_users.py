@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import torch
 
+from tests.browser_support import ROOT, chromium, streamlit_server
 from tests.dashboard_checkpoints import make_checkpoints
 from ttc.catalog import file_stamps, load_file_entry
 from ttc.settings import sanitize
@@ -32,17 +28,7 @@ from ttc.trace import compute_trace
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SESSIONS = 8  # browser contexts running Explore at the same time
 SOAK_RUNS = 40  # runs in the soak (new seeds, so each is computed, cached and drawn), at most
 SOAK_SECONDS = 30.0  # and at most this long
@@ -58,12 +44,6 @@ FIGURE = """title => {
   }
   return null;
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss(pid: int) -> int:
@@ -84,67 +64,15 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(folder, tmp_path_factory):
     """`streamlit run app.py` on a free loopback port over the tiny checkpoints; yields (base URL, pid)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
-    log = open(log_path, "w+")  # noqa: SIM115 (closed below)
-    env = {**os.environ, "TTC_CHECKPOINTS": str(folder), "OMP_NUM_THREADS": "1", "BROWSER_PATH": CHROMIUM}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.2)
-    yield base, proc.pid
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    text = log.read()
-    log.close()
-    assert "Traceback" not in text, text[-3000:]
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    with streamlit_server(folder, log, {"OMP_NUM_THREADS": "1"}, ("--server.fileWatcherType", "none")) as (base, p):
+        yield base, p.pid
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need a system Chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def settings_for(i: int, seed: int | None = None) -> dict[str, str]:
