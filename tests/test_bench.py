@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,12 @@ def test_probe_flags_a_blown_up_recursive_model_as_diverged():
     x, y = task.generate(9, 6, 3)
     last = list(probe(model, task, x, y, 25))[-1]
     assert last.diverged.all() and not last.converged.any() and math.isnan(last.residual)
+
+
+def test_a_curve_cut_by_its_budget_is_flagged_and_serialises():
+    acc = [0.0, 0.1, 0.2, 0.3]
+    c = report.Curve(checkpoint="c", family="recursive", arch="conv1d", task="prefix_sums", size=64, factor=2, n=10,
+                     budget=4, accuracy=acc, residual=[0.1] * 4, nfe=[1, 2, 3, 4], seconds=0.1, stop="budget",
+                     converged=0, diverged=0)
+    assert c.still_improving is True
+    assert json.loads(json.dumps(asdict(c)))["still_improving"] is True

@@ -147,8 +147,8 @@ class Curve:
         self.best_accuracy, self.best_iter = float(acc[b]), b + 1
         self.near_best_iter = int(np.argmax(acc >= acc[b] - 0.01)) + 1
         self.final_accuracy = float(acc[-1])
-        self.still_improving = (self.family != "explicit" and self.stop == "budget" and self.best_accuracy < 1
-                                and self.best_iter > 0.9 * len(acc) and self.best_accuracy > acc[0])
+        self.still_improving = bool(self.family != "explicit" and self.stop == "budget" and self.best_accuracy < 1
+                                    and self.best_iter > 0.9 * len(acc) and self.best_accuracy > float(acc[0]))
 
     @property
     def label(self) -> str:
@@ -410,9 +410,16 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
         "memory": mem_rows, "notes": notes, "figures": figures, "figure_notes": figure_notes,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_plain))
     (out / "summary.md").write_text(summary_markdown(results))
     return results
+
+
+def _plain(v):
+    """numpy scalars as Python numbers for JSON."""
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
 
 # --- the summary ---------------------------------------------------------------------------------------------
