@@ -214,3 +214,16 @@ def test_a_curve_cut_by_its_budget_is_flagged_and_serialises():
                      converged=0, diverged=0)
     assert c.still_improving is True
     assert json.loads(json.dumps(asdict(c)))["still_improving"] is True
+
+
+def test_report_budgets_follow_the_growth_seen_so_far(make_checkpoint):
+    from ttc.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(make_checkpoint("prefix_sums", "recursive", "conv1d"))  # 3 training iterations
+    cfg = report.report_config(quick=False)
+    assert report.looped_budget(ck, 32, [], cfg) == cfg.base_budget * 3
+    assert report.looped_budget(ck, 128, [(32, 10)], cfg) == 120  # linear from one solved size
+    assert report.growth([(9, 14), (19, 70)]) == 2.0  # faster than quadratic: clamped
+    assert report.looped_budget(ck, 38, [(9, 14), (19, 70)], cfg) == 3 * 70 * 4
+    assert report.growth([(32, 10), (64, 10)]) == 1.0  # flat: still budget at least linearly
+    assert report.looped_budget(ck, 4096, [(32, 10)], cfg) == cfg.iter_cap

@@ -101,17 +101,32 @@ def plan_run(ck: Checkpoint, base: int, factor: int, budget_at: Callable[[int], 
     n = int(min(cfg.n_base, max(cfg.n_min, cfg.cost_cap // max(1.0, budget * macs_per_iteration(ck, size)))))
     note = ""
     if size != want:
-        note = (f"size {want} ({factor}x) would cost more than the cap ({cfg.cost_cap:.0e} multiply-accumulates "
+        note = (f"size {want} ({factor}x) would cost more than the cap ({cfg.cost_cap:.2g} multiply-accumulates "
                 f"with {cfg.n_min} problems); ran size {size}, the largest that fits")
     return Run(size=size, factor=factor, n=n, budget=budget, note=note)
 
 
-def looped_budget(ck: Checkpoint, size: int, base: int, k0: int | None, cfg: ReportConfig) -> int:
-    """Budget at a size. At the training size (k0 unknown): base_budget x the training iterations. Elsewhere:
-    3x the iterations the training size needed (k0), scaled linearly with size, at least twice the training
-    iterations; never above the cap."""
+def growth(done: list[tuple[int, int]]) -> float:
+    """The exponent p of needed iterations ~ size^p from the last two solved sizes (size, iterations), clamped
+    to [1, 2] (at least linear, at most quadratic); 1 with fewer than two."""
+    if len(done) < 2:
+        return 1.0
+    (s1, k1), (s2, k2) = done[-2], done[-1]
+    if s2 == s1:
+        return 1.0
+    return float(min(2.0, max(1.0, math.log(max(k2, 1) / max(k1, 1)) / math.log(s2 / s1))))
+
+
+def looped_budget(ck: Checkpoint, size: int, done: list[tuple[int, int]], cfg: ReportConfig) -> int:
+    """Budget at a size. Before any size is solved: base_budget x the training iterations. Then 3x the
+    iterations the last solved size needed, grown to this size at the observed rate (`growth`), at least twice
+    the training iterations; never above the cap."""
     layers = ck.config.layers
-    want = cfg.base_budget * layers if k0 is None else max(2 * layers, math.ceil(3 * k0 * size / base))
+    if not done:
+        want = cfg.base_budget * layers
+    else:
+        s_last, k_last = done[-1]
+        want = max(2 * layers, math.ceil(3 * k_last * (size / s_last) ** growth(done)))
     return int(min(cfg.iter_cap, MAX_ITERS, want))
 
 
@@ -324,16 +339,16 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
                 say(f"{task}: {ck.name} at size {run.size}, n={run.n}, depth {ck.config.layers}")
                 curves.append(run_curve(ck, run, TEST_SEED, device))
             continue
-        k0 = None
+        done: list[tuple[int, int]] = []  # (size, iterations to near-best) of the sizes solved so far
         for f in factors:
-            run = plan_run(ck, base, f, lambda size, ck=ck, k0=k0: looped_budget(ck, size, base, k0, cfg), cfg)
+            run = plan_run(ck, base, f, lambda size, ck=ck, done=list(done): looped_budget(ck, size, done, cfg), cfg)
             if any(c.checkpoint == ck.name and c.size == run.size for c in curves):
                 continue  # a capped size that an earlier factor already ran
             say(f"{task}: {ck.name} at size {run.size}, n={run.n}, budget {run.budget}")
             c = run_curve(ck, run, TEST_SEED, device)
             curves.append(c)
-            if k0 is None:
-                k0 = c.near_best_iter
+            if c.best_accuracy >= 0.5 and not c.still_improving:
+                done.append((c.size, c.near_best_iter))
         notes += [f"{ck.name}: {c.note}" for c in curves if c.checkpoint == ck.name and c.note]
     by_ck: dict[str, list[Curve]] = {}
     for c in curves:
@@ -442,10 +457,11 @@ def summary_markdown(res: dict) -> str:
              f"load average {m['load_average']}).", "",
              f"Test problems from seed {res['seed']} (never used in training). Exact-match accuracy: a problem "
              f"counts only if every output cell is right. Up to {cfg['n_base']} problems per run; where a run "
-             f"would cost more than {cfg['cost_cap']:.0e} multiply-accumulates the problems are cut (to no fewer "
+             f"would cost more than {cfg['cost_cap']:.2g} multiply-accumulates the problems are cut (to no fewer "
              f"than {cfg['n_min']}), and the column n says how many were used. Budgets: "
-             f"{cfg['base_budget']}x the training iterations at the training size, then 3x the iterations the "
-             f"training size needed, scaled linearly with size (cap {cfg['iter_cap']}). A curve ends early once no "
+             f"{cfg['base_budget']}x the training iterations at the training size, then 3x the iterations the last "
+             f"solved size (best accuracy >= 50%) needed, grown with size at the rate seen between the last two "
+             f"solved sizes (between linear and quadratic; cap {cfg['iter_cap']}). A curve ends early once no "
              "sample's state changes any more (relative change < 1e-4; a DEQ's solver tolerance) or once every "
              "problem has been solved for as many iterations again (the `stop` column).", ""]
     if res["quick"]:
