@@ -430,7 +430,7 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
     from .trace import compute_trace
 
     order = {"recursive": 0, "deq": 1, "explicit": 2}
-    ck = min(cks, key=lambda c: (c.task != "prefix_sums", order.get(c.family, 3)))
+    ck = min(cks, key=lambda c: (c.task != "prefix_sums", order.get(c.family, 3), len(c.name)))  # default arch
     task = get_task(ck.task)
     base = DASHBOARD_SIZE.get(ck.task, training_size(ck))
     sizes = [scaled_size(ck.task, base, 1 + 0.25 * (i + 1)) for i in range(cfg.dashboard_repeats)]
