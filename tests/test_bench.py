@@ -126,6 +126,13 @@ def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli
         assert f"figures/{stem}.html" in summary
     assert (out / "figures" / "plotly.min.js").is_file()  # the pages open offline
 
+    again = tmp_path / "again"
+    r = cli("report", "--out", again, "--from-results", out / "results.json", "--formats", "html")
+    assert r.rc == 0, r.err
+    assert json.loads((again / "results.json").read_text())["tasks"] == res["tasks"]
+    assert "rendered again from the run's results.json" in (again / "summary.md").read_text()
+    assert (again / "figures" / "prefix_sums-accuracy.html").is_file()
+
 
 def test_report_caps_a_costly_size_and_says_so(make_checkpoint):
     from ttc.checkpoint import load_checkpoint

@@ -466,6 +466,8 @@ def add_report(sub) -> None:
     p.add_argument("--quick", action="store_true", help="fewer sizes, problems and iterations")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
     p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0, help="torch threads (0: as is)")
+    p.add_argument("--from-results", default=None, metavar="RESULTS_JSON",
+                   help="run nothing: draw the figures and summary again from an earlier run's results.json")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_report)
 
@@ -474,8 +476,23 @@ def cmd_report(a) -> int:
     import torch
 
     from .catalog import checkpoint_folder
-    from .report import FORMATS, run_report
+    from .report import FORMATS, render, run_report
 
+    if a.from_results:
+        try:
+            results = json.loads(open(a.from_results).read())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read results {a.from_results!r}: {e}") from None
+        if not isinstance(results, dict) or not {"tasks", "memory", "config"} <= set(results):
+            raise UsageError(f"{a.from_results!r} is not a results.json written by python -m ttc report")
+        fmts = "" if list(a.formats) == list(FORMATS) else f" --formats {','.join(a.formats)}"
+        results["rendered_by"] = f"python -m ttc report --out {a.out} --from-results {a.from_results}{fmts}"
+        try:
+            render(results, a.out, tuple(a.formats))
+        except OSError as e:
+            raise UsageError(f"cannot write the report to {a.out!r}: {e.strerror or e}") from None
+        print(f"report: {os.path.join(a.out, 'summary.md')} (rendered from {a.from_results})")
+        return 0
     if a.threads:
         torch.set_num_threads(a.threads)
     folder = a.checkpoints or str(checkpoint_folder())

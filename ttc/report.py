@@ -219,14 +219,22 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+_LIGHT = {"explicit": "#bdbdbd", "recursive": "#8fc1e3", "deq": "#f4a3a3"}  # other archs than the task's default
+
+
+def _line(c: Curve) -> dict:
+    """Colour by family (a lighter tint for a non-default arch such as the transformer), dash by size multiple."""
+    default = "conv2d" if c.task == "mazes" else "conv1d"
+    palette = FAMILY_COLORS if c.arch == default else _LIGHT
+    return {"color": palette.get(c.family, "#9467bd"), "dash": _DASH.get(c.factor, "solid")}
+
+
 def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
     """Accuracy vs iterations: colour by family, dash by size multiple."""
     fig = go.Figure()
     for c in curves:
         fig.add_trace(go.Scatter(x=list(range(1, len(c.accuracy) + 1)), y=c.accuracy, mode="lines",
-                                 name=f"{c.checkpoint} @ {c.size} (n={c.n})",
-                                 line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
-                                       "dash": _DASH.get(c.factor, "solid")}))
+                                 name=f"{c.checkpoint} @ {c.size} (n={c.n})", line=_line(c)))
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[-0.02, 1.02])
     return _layout(fig, f"{task}: accuracy vs iterations", "iterations (log)", "exact-match accuracy")
@@ -237,9 +245,7 @@ def residual_figure(task: str, curves: list[Curve]) -> go.Figure:
     for c in curves:
         y = [v if v is not None and v > 0 else None for v in c.residual]
         fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=y, mode="lines",
-                                 name=f"{c.checkpoint} @ {c.size}",
-                                 line={"color": FAMILY_COLORS.get(c.family, "#9467bd"),
-                                       "dash": _DASH.get(c.factor, "solid")}))
+                                 name=f"{c.checkpoint} @ {c.size}", line=_line(c)))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, f"{task}: residual ||z_k - z_(k-1)|| / ||z_k|| (DEQ: solver residual)",
@@ -250,14 +256,13 @@ def scaling_figure(task: str, by_ck: dict[str, list[Curve]], fits: dict[str, dic
     """Iterations to near-best accuracy vs problem size, log-log, one line per looped checkpoint."""
     fig = go.Figure()
     for name, curves in by_ck.items():
-        fam = curves[0].family
         fit = fits.get(name)
         label = name + (f" (~ size^{fit['exponent']:.2f})" if fit else "")
         fig.add_trace(go.Scatter(x=[c.size for c in curves], y=[c.near_best_iter for c in curves],
                                  mode="lines+markers", name=label,
                                  text=[f"best {c.best_accuracy:.0%}" for c in curves],
                                  hovertemplate="size %{x}: %{y} iterations, %{text}<extra></extra>",
-                                 line={"color": FAMILY_COLORS.get(fam, "#9467bd")},
+                                 line={"color": _line(curves[0])["color"]},
                                  marker={"symbol": ["circle" if c.best_accuracy >= 0.5 else "x" for c in curves],
                                          "size": 9}))
     fig.update_xaxes(type="log")
@@ -362,49 +367,33 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
             "notes": notes, "models": models}
 
 
-def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
-               quick: bool = False, formats: tuple[str, ...] = FORMATS, device: str | None = "cpu",
-               on_event: Callable[[str], None] | None = None, command: str = "") -> dict:
-    """Run everything, write the figures, results.json and summary.md under out; return the results."""
-    say = on_event or (lambda msg: None)
+def _check(formats: tuple[str, ...], tasks: list[str] | None) -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"unknown figure formats {bad}; accepted: {', '.join(FORMATS)}")
     unknown = [t for t in tasks or [] if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; known tasks: {', '.join(TASKS)}")
+
+
+def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
+               quick: bool = False, formats: tuple[str, ...] = FORMATS, device: str | None = "cpu",
+               on_event: Callable[[str], None] | None = None, command: str = "") -> dict:
+    """Run everything, then `render` the figures, results.json and summary.md under out; return the results."""
+    say = on_event or (lambda msg: None)
+    _check(formats, tasks)
     dev = resolve_device(device)
     cfg = report_config(quick)
-    out = Path(out)
-    figdir = out / "figures"
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cks, notes = load_zoo(folder)
     wanted = [t for t in TASKS if t in (tasks or TASKS)]
     per_task = []
-    figure_notes: list[str] = []
-    figures: dict[str, list[str]] = {}
-
-    def fig_out(fig: go.Figure, stem: str) -> None:
-        files, why = write_figure(fig, figdir, stem, formats)
-        figures[stem] = files
-        figure_notes.extend(w for w in why if w not in figure_notes)
-
     for task in wanted:
         mine = [c for c in cks if c.task == task]
         if not mine:
             notes.append(f"{task}: no checkpoint in {folder}; nothing to report")
             continue
-        tr = task_report(task, mine, cfg, dev, say)
-        per_task.append(tr)
-        curves = tr["curves"]
-        shown = [c for c in curves if c.factor in cfg.curve_factors]
-        fig_out(accuracy_figure(task, shown), f"{task}-accuracy")
-        looped = [c for c in shown if c.family != "explicit"]
-        if looped:
-            fig_out(residual_figure(task, looped), f"{task}-residual")
-        if tr["by_checkpoint"]:
-            fig_out(scaling_figure(task, tr["by_checkpoint"], tr["fits"]), f"{task}-iterations-vs-size")
+        per_task.append(task_report(task, mine, cfg, dev, say))
     say("memory table")
     cases, deq_notes = deq_cases([c for c in cks if c.task in wanted] or cks)
     mem_rows: list[dict] = []
@@ -413,18 +402,55 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
         mem_rows += rows
         notes += [f"{case.name}: {m}" for m in mnotes]
     notes += deq_notes
-    if mem_rows:
-        for name in dict.fromkeys(r["model"] for r in mem_rows):
-            fig_out(memory_modes_figure([r for r in mem_rows if r["model"] == name]), f"memory-{name}")
-    seconds = time.perf_counter() - t0
     results = {
-        "command": command, "quick": quick, "machine": machine(dev), "seconds": round(seconds, 1),
-        "config": asdict(cfg), "folder": str(folder), "checkpoints": [c.name for c in cks], "seed": TEST_SEED,
+        "command": command, "quick": quick, "machine": machine(dev),
+        "seconds": round(time.perf_counter() - t0, 1), "config": asdict(cfg), "folder": str(folder),
+        "checkpoints": [c.name for c in cks], "seed": TEST_SEED,
         "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"], "models": tr["models"],
                    "curves": [asdict(c) for c in tr["curves"]],
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
-        "memory": mem_rows, "notes": notes, "figures": figures, "figure_notes": figure_notes,
+        "memory": mem_rows, "notes": notes,
     }
+    return render(results, out, formats)
+
+
+def _curve(d: dict) -> Curve:
+    return Curve(**{k: d[k] for k, f in Curve.__dataclass_fields__.items() if f.init})
+
+
+def render(results: dict, out: str | Path, formats: tuple[str, ...] = FORMATS) -> dict:
+    """Figures, results.json and summary.md under out from a report's results (a fresh run's, or a results.json
+    read back: `python -m ttc report --from-results`). Returns the results with the figures listed."""
+    _check(formats, None)
+    out = Path(out)
+    figdir = out / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, list[str]] = {}
+    figure_notes: list[str] = []
+    shown_factors = set(results["config"]["curve_factors"])
+
+    def fig_out(fig: go.Figure, stem: str) -> None:
+        files, why = write_figure(fig, figdir, stem, formats)
+        figures[stem] = files
+        figure_notes.extend(w for w in why if w not in figure_notes)
+
+    for t in results["tasks"]:
+        task, curves = t["task"], [_curve(d) for d in t["curves"]]
+        shown = [c for c in curves if c.factor in shown_factors]
+        fig_out(accuracy_figure(task, shown), f"{task}-accuracy")
+        looped = [c for c in shown if c.family != "explicit"]
+        if looped:
+            fig_out(residual_figure(task, looped), f"{task}-residual")
+        by_ck: dict[str, list[Curve]] = {}
+        for c in curves:
+            if c.family != "explicit":
+                by_ck.setdefault(c.checkpoint, []).append(c)
+        if by_ck:
+            fig_out(scaling_figure(task, by_ck, t["scaling"]), f"{task}-iterations-vs-size")
+    mem_rows = results["memory"]
+    for name in dict.fromkeys(r["model"] for r in mem_rows):
+        fig_out(memory_modes_figure([r for r in mem_rows if r["model"] == name]), f"memory-{name}")
+    results = {**results, "figures": figures, "figure_notes": figure_notes, "formats": list(formats)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_plain))
     (out / "summary.md").write_text(summary_markdown(results))
     return results
@@ -464,6 +490,9 @@ def summary_markdown(res: dict) -> str:
              f"solved sizes (between linear and quadratic; cap {cfg['iter_cap']}). A curve ends early once no "
              "sample's state changes any more (relative change < 1e-4; a DEQ's solver tolerance) or once every "
              "problem has been solved for as many iterations again (the `stop` column).", ""]
+    if res.get("rendered_by"):
+        lines += [f"Figures and this summary rendered again from the run's results.json by `{res['rendered_by']}` "
+                  f"(formats: {', '.join(res['formats'])}).", ""]
     if res["quick"]:
         lines += ["**Quick run** (`--quick`): fewer sizes, problems and iterations; not the findings.", ""]
     for note in res["notes"] + res["figure_notes"]:
