@@ -186,7 +186,8 @@ def load_zoo(folder: str | Path) -> tuple[list[Checkpoint], list[str]]:
     return cks, notes
 
 
-def deq_cases(cks: list[Checkpoint]) -> tuple[list[DEQCase], list[str]]:
+def deq_cases(cks: list[Checkpoint], uses: str = "the DEQ measurements (solvers, torchdeq, memory) use"
+              ) -> tuple[list[DEQCase], list[str]]:
     cases = [DEQCase(ck.name, ck.model, ck.task, training_size(ck)) for ck in cks if ck.family == "deq"]
     if cases:
         return cases, []
@@ -194,7 +195,7 @@ def deq_cases(cks: list[Checkpoint]) -> tuple[list[DEQCase], list[str]]:
     task = get_task(spec.pop("task"))
     model = build_model(ModelConfig(in_channels=task.in_channels, **spec), seed=0)
     name = "random-prefix_sums-deq"
-    note = (f"no DEQ checkpoint: the DEQ measurements (solvers, torchdeq, memory) use {name}, a randomly "
+    note = (f"no DEQ checkpoint: {uses} {name}, a randomly "
             f"initialised DEQ of the zoo's prefix-sums shape (conv1d, width 64, depth 2, group norm, seed 0); "
             f"untrained, it is not contractive, so few samples reach the tolerance")
     return [DEQCase(name, model, task.name, DEFAULT_TRAIN_SIZE[task.name], random=True)], [note]

@@ -395,7 +395,7 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
             continue
         per_task.append(task_report(task, mine, cfg, dev, say))
     say("memory table")
-    cases, deq_notes = deq_cases([c for c in cks if c.task in wanted] or cks)
+    cases, deq_notes = deq_cases([c for c in cks if c.task in wanted] or cks, uses="the memory table uses")
     mem_rows: list[dict] = []
     for case in cases:
         rows, mnotes = memory_rows(case, cfg, dev)
