@@ -280,6 +280,18 @@ def _broyden(f: Fn, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str,
             return
 
 
+class Counted:
+    """f with a count of its calls (one call on the batch is one function evaluation): lets benchmarks and
+    tests compare solvers, this project's or another library's, by the evaluations they really spend."""
+
+    def __init__(self, f: Fn):
+        self.f, self.calls = f, 0
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.f(z)
+
+
 SOLVERS: dict[str, Callable[..., Iterator[SolverStep]]] = {
     "fixed_point": _fixed_point,
     "anderson": _anderson,

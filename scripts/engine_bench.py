@@ -25,15 +25,6 @@ from ttc.checkpoint import load_checkpoint  # noqa: E402
 from ttc.memory import measure_step  # noqa: E402
 
 
-class Counted:
-    def __init__(self, f):
-        self.f, self.calls = f, 0
-
-    def __call__(self, z):
-        self.calls += 1
-        return self.f(z)
-
-
 def deq_problem(checkpoint: str | None, size: int, n: int, seed: int):
     if checkpoint:
         ck = load_checkpoint(checkpoint)
@@ -72,11 +63,11 @@ def vs_torchdeq(f, z0, m: int, lam: float, tol: float, max_iter: int, repeats: i
     td = get_solver("anderson")
     ours_t, theirs_t = [], []
     for _ in range(repeats):
-        a = Counted(f)
+        a = solvers.Counted(f)
         t0 = time.perf_counter()
         z, st = solvers.solve(a, z0, "anderson", tol=tol, max_iter=max_iter, m=m, lam=lam)
         ours_t.append(time.perf_counter() - t0)
-        b = Counted(f)
+        b = solvers.Counted(f)
         t0 = time.perf_counter()
         z_td, _, info = td(b, z0, max_iter=max_iter, tol=tol, stop_mode="rel", m=m, lam=lam)
         theirs_t.append(time.perf_counter() - t0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import solvers
-from models.solvers import SolverError, iterate, solve
+from models.solvers import Counted, SolverError, iterate, solve
 
 METHODS = ["fixed_point", "anderson", "broyden"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,17 +38,6 @@ def mixed_rates(dtype=torch.float64):
         return lambda z: torch.tanh(c[rows, None] * (z @ W.T) + U[rows])
 
     return make, torch.zeros(3, D, dtype=dtype)
-
-
-class Counted:
-    """f with a count of its calls (one call on the batch = one function evaluation)."""
-
-    def __init__(self, f):
-        self.f, self.calls = f, 0
-
-    def __call__(self, z):
-        self.calls += 1
-        return self.f(z)
 
 
 # --- cross-check against torchdeq 0.1.0 ------------------------------------------------------------

@@ -68,3 +68,14 @@ def test_ddp_with_two_cpu_processes_trains_and_saves(tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["world_size"] == 2
     load_checkpoint(out)
+
+
+@pytest.mark.parametrize("args", [["--stop-after", "-3"], ["--init", "/nonexistent.safetensors"]])
+def test_bad_stop_after_or_init_is_refused_in_one_line(tmp_path, args):
+    out = tmp_path / "x.safetensors"
+    r = subprocess.run([sys.executable, "-m", "ttc", "train", "--steps", "1", "--quiet", "--out", str(out), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert not out.exists()

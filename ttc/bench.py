@@ -275,15 +275,6 @@ def bench_solvers(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> dict:
                         "tol": cfg.tol, "max_iter": cfg.max_iter, "device": dev.type})
 
 
-class _Counted:
-    def __init__(self, f):
-        self.f, self.calls = f, 0
-
-    def __call__(self, z):
-        self.calls += 1
-        return self.f(z)
-
-
 def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dict]:
     """This project's Anderson vs torchdeq 0.1.0's on the same f, z0, history m, lam, tol and cap."""
     compares_nfe = ("function evaluations of our Anderson / torchdeq 0.1.0's Anderson on the same f and z0 "
@@ -305,12 +296,12 @@ def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[d
         z0 = torch.zeros_like(model.encoder(x))
 
         def ours():
-            c = _Counted(f)
+            c = solvers.Counted(f)
             z, st = solvers.solve(c, z0, "anderson", tol=cfg.tol, max_iter=cfg.max_iter, **TORCHDEQ_OPTS)
             calls["ours"], out["ours"] = c.calls, (z, float(st.converged.float().mean()))
 
         def theirs():
-            c = _Counted(f)
+            c = solvers.Counted(f)
             z, _, info = td(c, z0, max_iter=cfg.max_iter, tol=cfg.tol, stop_mode="rel", **TORCHDEQ_OPTS)
             calls["torchdeq"] = c.calls
             out["torchdeq"] = (z, float((info["rel_lowest"] < cfg.tol).float().mean()))

@@ -24,6 +24,7 @@ from tasks.io import MAX_NPZ_BYTES
 
 from .checkpoint import CheckpointError, checkpoint_task, load_checkpoint
 from .limits import MAX_COST, check_cost, check_train, check_train_cost, run_cost
+from .memory import MODES as MEMORY_MODES
 from .probe import MAX_ITERS, probe
 
 MAX_N = 100_000
@@ -259,6 +260,16 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _csv_choices(name: str, known: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(s: str) -> list[str]:
+        vals = [v.strip() for v in s.split(",") if v.strip()]
+        bad = [v for v in vals if v not in known]
+        if bad or not vals:
+            raise argparse.ArgumentTypeError(f"{name} takes a comma-separated subset of {','.join(known)}, got {s!r}")
+        return vals
+    return parse
+
+
 def _int_list(name: str, lo: int, hi: int) -> Callable[[str], list[int]]:
     one = _int_in(name, lo, hi)
 
@@ -268,16 +279,6 @@ def _int_list(name: str, lo: int, hi: int) -> Callable[[str], list[int]]:
             raise argparse.ArgumentTypeError(f"{name} must be comma-separated integers in {lo}..{hi}, got {s!r}")
         return vals
     return parse
-
-
-def _modes(s: str) -> list[str]:
-    from .memory import MODES
-
-    modes = [v.strip() for v in s.split(",") if v.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise argparse.ArgumentTypeError(f"--modes takes a comma-separated subset of {','.join(MODES)}, got {s!r}")
-    return modes
 
 
 def add_memory(sub) -> None:
@@ -291,7 +292,7 @@ def add_memory(sub) -> None:
     p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
     p.add_argument("--iters", type=_int_list("--iters", 1, MAX_ITERS), default=[10, 100, 1000],
                    help=f"comma-separated iteration budgets, each 1..{MAX_ITERS} (default 10,100,1000)")
-    p.add_argument("--modes", type=_modes, default=["unrolled", "implicit", "jfb"],
+    p.add_argument("--modes", type=_csv_choices("--modes", MEMORY_MODES), default=["unrolled", "implicit", "jfb"],
                    help="comma-separated subset of unrolled,implicit,jfb (default all)")
     p.add_argument("--batch", type=_int_in("--batch", 1, 1024), default=8, help="problems in the step, 1..1024")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
@@ -392,16 +393,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
-
-
-def _csv_choices(name: str, known: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(s: str) -> list[str]:
-        vals = [v.strip() for v in s.split(",") if v.strip()]
-        bad = [v for v in vals if v not in known]
-        if bad or not vals:
-            raise argparse.ArgumentTypeError(f"{name} takes a comma-separated subset of {','.join(known)}, got {s!r}")
-        return vals
-    return parse
 
 
 def _progress(quiet: bool) -> Callable[[str], None]:

@@ -27,6 +27,7 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "batch": (1, 4096),
     "steps": (1, 10_000_000),
     "time_budget": (0, 30 * 24 * 3600),
+    "stop_after": (0, 10_000_000),
     "lr": (0, 10),
     "warmup": (0, 10_000_000),
     "weight_decay": (0, 10),
