@@ -50,6 +50,109 @@ def _carve(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int, 
     return parent, start, goal, orders
 
 
+def _endpoints(total: int, rng: np.random.Generator) -> tuple[int, int]:
+    start = int(rng.integers(total))
+    goal = int(rng.integers(total - 1))
+    return start, goal + (goal >= start)
+
+
+def _neighbours(c: int, cells: int) -> list[int]:
+    ci, cj = divmod(c, cells)
+    return [(ci + di) * cells + cj + dj for di, dj in _DIRS if 0 <= ci + di < cells and 0 <= cj + dj < cells]
+
+
+def _root_tree(edges: list[tuple[int, int]], total: int, start: int) -> np.ndarray:
+    """Parent pointers of the spanning tree given by its edges, rooted at start (breadth first)."""
+    adj: list[list[int]] = [[] for _ in range(total)]
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    parent = np.full(total, -1, dtype=np.int64)
+    parent[start] = start
+    queue = [start]
+    for c in queue:
+        for nc in adj[c]:
+            if parent[nc] < 0:
+                parent[nc] = c
+                queue.append(nc)
+    return parent
+
+
+def _kruskal(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """Randomised Kruskal: walls in random order, opened when they join two components (many short dead ends)."""
+    total = cells * cells
+    start, goal = _endpoints(total, rng)
+    walls = [(c, c + 1) for c in range(total) if (c + 1) % cells] + [(c, c + cells) for c in range(total - cells)]
+    root = list(range(total))
+
+    def find(a: int) -> int:
+        while root[a] != a:
+            root[a] = root[root[a]]
+            a = root[a]
+        return a
+
+    edges = []
+    for w in rng.permutation(len(walls)):
+        a, b = walls[w]
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            root[ra] = rb
+            edges.append((a, b))
+    return _root_tree(edges, total, start), start, goal
+
+
+def _prim(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """Randomised Prim: grow one tree from a random cell through a random frontier edge each step."""
+    total = cells * cells
+    start, goal = _endpoints(total, rng)
+    seed_cell = int(rng.integers(total))
+    inside = np.zeros(total, dtype=bool)
+    inside[seed_cell] = True
+    frontier = [(seed_cell, n) for n in _neighbours(seed_cell, cells)]
+    edges = []
+    while frontier:
+        i = int(rng.integers(len(frontier)))
+        frontier[i], frontier[-1] = frontier[-1], frontier[i]
+        a, b = frontier.pop()
+        if inside[b]:
+            continue
+        inside[b] = True
+        edges.append((a, b))
+        frontier.extend((b, n) for n in _neighbours(b, cells) if not inside[n])
+    return _root_tree(edges, total, start), start, goal
+
+
+def _wilson(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """Wilson's algorithm: loop-erased random walks, a uniformly random spanning tree."""
+    total = cells * cells
+    start, goal = _endpoints(total, rng)
+    inside = np.zeros(total, dtype=bool)
+    inside[int(rng.integers(total))] = True
+    nxt = np.full(total, -1, dtype=np.int64)
+    edges = []
+    for c0 in rng.permutation(total):
+        c = int(c0)
+        while not inside[c]:  # walk until the tree, remembering only the last exit of each cell
+            nb = _neighbours(c, cells)
+            nxt[c] = nb[int(rng.integers(len(nb)))]
+            c = int(nxt[c])
+        c = int(c0)
+        while not inside[c]:
+            inside[c] = True
+            edges.append((c, int(nxt[c])))
+            c = int(nxt[c])
+    return _root_tree(edges, total, start), start, goal
+
+
+def _dfs(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    parent, start, goal, _ = _carve(cells, rng)
+    return parent, start, goal
+
+
+# perfect-maze generators; "dfs" (long corridors, few branches) is the default and the data contract's
+GENERATORS = {"dfs": _dfs, "kruskal": _kruskal, "prim": _prim, "wilson": _wilson}
+
+
 class Mazes:
     """inputs (n, 3, s+2, s+2): open cells, start, goal; targets (n, s+2, s+2): the start-goal path."""
 
@@ -67,17 +170,25 @@ class Mazes:
     def size_of(self, inputs: np.ndarray) -> int:
         return int(inputs.shape[-1]) - 2
 
-    def generate(self, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    variants = tuple(GENERATORS)  # generators of problems; the first is the default
+
+    def generate(self, size: int, n: int, seed: int, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """n perfect mazes from the seed, carved by the generator `variant` (default dfs, see GENERATORS)."""
         size = self.sizes.check(self.name, size)
         n, seed = check_count(n), check_seed(seed)
-        rng = np.random.default_rng([seed, size, 3])
+        name = variant or "dfs"
+        if name not in GENERATORS:
+            raise TaskError(f"mazes: unknown generator {name!r}; known generators: {', '.join(GENERATORS)}")
+        carve = GENERATORS[name]
+        # dfs keeps the seed stream it always had (files made earlier reproduce); others get their own
+        rng = np.random.default_rng([seed, size, 3] if name == "dfs" else [seed, size, 3, list(GENERATORS).index(name)])
         side, cells = size + 2, (size + 1) // 2
         x = np.zeros((n, 3, side, side), dtype=np.uint8)
         y = np.zeros((n, side, side), dtype=np.uint8)
         ii, jj = np.divmod(np.arange(cells * cells), cells)
         gi, gj = 1 + 2 * ii, 1 + 2 * jj  # grid coordinates of every maze cell
         for m in range(n):
-            parent, start, goal, _ = _carve(cells, rng)
+            parent, start, goal = carve(cells, rng)
             grid = x[m, 0]
             grid[gi, gj] = 1
             grid[(gi + gi[parent]) // 2, (gj + gj[parent]) // 2] = 1  # passages (root maps onto itself)
@@ -96,6 +207,11 @@ class Mazes:
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.float()  # (B, 3, H, W)
+
+    def cell_mask(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) bool: the cells that can be path (open cells). Training counts the loss there only, and a
+        prediction is read there only: a wall is never path."""
+        return encoded[:, 0] > 0.5
 
     def render(self, inputs: np.ndarray, target: np.ndarray, pred: np.ndarray | None = None) -> dict:
         """{'image': RGB uint8 (H, W, 3)} with walls black, open white, start green, goal red, the target

@@ -110,6 +110,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
     y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
     B = x.shape[0]
+    mask_fn = getattr(task, "cell_mask", None)
+    mask = mask_fn(x) if mask_fn is not None else None  # cells a prediction is read at (mazes: open cells)
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.synchronize(dev)
@@ -132,6 +134,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 conv = conv | (running & (res < tol))
             probs = torch.softmax(logits.float(), dim=1)
             conf, pred = probs.max(dim=1)  # (B, *spatial)
+            if mask is not None:
+                pred = pred * mask
             right = pred == y
             correct = right.flatten(1).all(dim=1)
             if cuda:  # the allocator's count is kept on the host: no synchronisation needed

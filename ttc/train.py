@@ -63,6 +63,9 @@ class TrainConfig:
     eval_n: int = 200
     eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
+    init_noise: float = 0.0  # recursive: std of a Gaussian initial state in training (0: zeros; Anil et al. 2022)
+    variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
+    masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
     init: str = ""  # warm start from this checkpoint's weights (same config); its card is kept under "init_card"
 
     def model_config(self) -> ModelConfig:
@@ -79,19 +82,34 @@ class LossModule(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, n: int, k: int,
+                z0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         m, cfg = self.model, self.cfg
+        mask_fn = getattr(get_task(cfg.task), "cell_mask", None) if cfg.masked_loss else None
+        mask = mask_fn(x) if mask_fn is not None else None
+
+        def ce(logits: torch.Tensor) -> torch.Tensor:
+            if mask is None:
+                return F.cross_entropy(logits, y)
+            per_cell = F.cross_entropy(logits, y, reduction="none")  # (B, *spatial)
+            return (per_cell * mask).sum() / mask.sum().clamp(min=1)
+
         if cfg.family == "recursive":
-            logits = m.readout(m.run(x, cfg.layers))
-            loss = F.cross_entropy(logits, y)
+            loss = logits = None
+            if cfg.alpha < 1:  # the loss at full depth (alpha 1: progressive loss only, no full-depth graph)
+                logits = m.readout(m.run(x, cfg.layers, z0=z0))
+                loss = ce(logits)
             if cfg.alpha > 0:
                 with torch.no_grad():
-                    z = m.run(x, n) if n > 0 else None
+                    z = m.run(x, n, z0=z0) if n > 0 else z0
                 z_prog = m.run(x, k, z0=z.detach() if z is not None else None)
-                loss = (1 - cfg.alpha) * loss + cfg.alpha * F.cross_entropy(m.readout(z_prog), y)
+                logits_prog = m.readout(z_prog)
+                lp = ce(logits_prog)
+                loss = lp if loss is None else (1 - cfg.alpha) * loss + cfg.alpha * lp
+                logits = logits_prog if logits is None else logits
             return loss, logits
         logits = m(x, cfg.layers)
-        loss = F.cross_entropy(logits, y)
+        loss = ce(logits)
         if cfg.family == "deq" and cfg.jac_reg > 0:
             loss = loss + cfg.jac_reg * m.last_jac_loss
         return loss, logits
@@ -108,7 +126,9 @@ def _batch(cfg: TrainConfig, step: int, rank: int, device: torch.device):
     task = get_task(cfg.task)
     rng = np.random.default_rng([cfg.seed, step, rank, 7])
     size = int(rng.choice(cfg.sizes))
-    x, y = task.generate(size, cfg.batch, seed=cfg.seed * 1_000_000 + step * 64 + rank)
+    variants = [v for v in cfg.variants.split(",") if v]
+    opts = {"variant": variants[int(rng.integers(len(variants)))]} if variants else {}
+    x, y = task.generate(size, cfg.batch, seed=cfg.seed * 1_000_000 + step * 64 + rank, **opts)
     return task.encode(torch.from_numpy(x)).to(device), torch.from_numpy(y).long().to(device)
 
 
@@ -199,7 +219,12 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             rng = np.random.default_rng([cfg.seed, step, 11])  # same on every rank
             n = int(rng.integers(0, cfg.layers))
             k = int(rng.integers(1, cfg.layers - n + 1))
-            loss, logits = step_mod(x, y, n, k)
+            z0 = None
+            if cfg.init_noise > 0 and cfg.family == "recursive":
+                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 64 + rank)
+                shape = (x.shape[0], cfg.width, *x.shape[2:])
+                z0 = (cfg.init_noise * torch.randn(shape, generator=g)).to(device)
+            loss, logits = step_mod(x, y, n, k, z0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
@@ -208,7 +233,11 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             seen += x.shape[0] * world
             lv = float(loss.detach())
             first_loss = lv if first_loss is None else first_loss
-            acc = float((logits.argmax(1) == y).flatten(1).all(1).float().mean())
+            pred = logits.argmax(1)
+            mask_fn = getattr(get_task(cfg.task), "cell_mask", None)
+            if mask_fn is not None:
+                pred = pred * mask_fn(x)
+            acc = float((pred == y).flatten(1).all(1).float().mean())
             ev = {"event": "step", "step": step + 1, "steps": cfg.steps, "loss": lv, "acc": acc, "grad_norm": gn,
                   "lr": opt.param_groups[0]["lr"], "elapsed": time.perf_counter() - t0,
                   "samples_per_s": seen / max(1e-9, time.perf_counter() - t0)}
