@@ -5,12 +5,17 @@ import os
 import streamlit as st
 import torch
 
-from ttc.settings import dashboard_threads
+from ttc.app.settings import dashboard_threads
+from ttc.engine.runtime import PluginError, load_plugins
 
 threads = dashboard_threads(os.environ.get("TTC_THREADS"))
 if torch.get_num_threads() != threads:
     torch.set_num_threads(threads)
 st.set_page_config(page_title="TTC Lab", page_icon="🔁", layout="wide")
+try:
+    load_plugins()  # $TTC_PLUGINS: a user's own families, tasks and solvers appear on every page
+except PluginError as e:
+    st.error(f"{e}. The app runs without it; fix the module or TTC_PLUGINS and reload.")
 
 PAGES = [
     st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),

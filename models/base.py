@@ -7,14 +7,77 @@ they see the same numbers. `model(x, iters)` returns the last state's logits, di
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .cores import Encoder, Readout, init_weights
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits (B, C, *spatial) -> scalar loss against the batch's targets
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """Run settings of a family that has none. Every family's settings are a frozen dataclass like this one:
+    built from keyword options (unknown names are an error), passed to `stream` as an argument, never
+    stored on a shared model."""
+
+    @classmethod
+    def from_options(cls, **options: Any):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown run options {unknown} for {cls.__name__}; accepted: "
+                              f"{', '.join(sorted(known)) or 'none'}")
+        return cls(**options)
+
+    def updated(self, **changes: Any):
+        """A copy with some options changed (validated like a new one); None values are left as they are."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown run options {unknown} for {type(self).__name__}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A dashboard control for one run setting, described by the family so the app draws it without knowing
+    the family. kind: "select" (one of choices) or "number" (lo..hi). The key is the settings field and the
+    URL query parameter."""
+
+    key: str
+    label: str
+    kind: str  # "select" | "number"
+    default: Any
+    choices: tuple = ()
+    lo: float = 0.0
+    hi: float = 1.0
+    help: str = ""
+    cli: str = ""  # the eval command's flag for it ("" when it has none)
+    field: str = ""  # the Settings field it sets directly ("" when it sets one indirectly, as damping does)
+
+
+@dataclass
+class TrainStep:
+    """What one training step asks of a family's loss: the loop draws it, the family uses what applies."""
+
+    layers: int  # training iterations (max_iters)
+    n: int  # progressive loss: iterations run without gradient first
+    k: int  # then iterations with gradient
+    alpha: float  # progressive-loss weight (0: loss at full depth only, 1: progressive only)
+    z0: torch.Tensor | None = None  # initial state (None: zeros)
+    jac_reg: float = 0.0  # Jacobian-penalty weight (families with a fixed point)
+    settings: Any = None  # the family's run settings for training (None: the model's)
+    generator: torch.Generator | None = None  # this step's randomness (Hutchinson probes, noise)
+    extras: dict = field(default_factory=dict)  # family-specific training options
 
 
 @dataclass
@@ -27,6 +90,7 @@ class IterState:
     converged: torch.Tensor | None = None  # (B,) bool, when the family tracks it (solvers)
     diverged: torch.Tensor | None = None  # (B,) bool
     held_bytes: int = 0  # bytes of state tensors the iteration holds beyond z and logits (solver history)
+    series: dict[str, torch.Tensor] | None = None  # (B,) per-sample extra series the family declares
 
 
 def tensor_bytes(*ts: torch.Tensor | None) -> int:
@@ -34,15 +98,76 @@ def tensor_bytes(*ts: torch.Tensor | None) -> int:
 
 
 class IterativeModel(nn.Module):
-    """Shared parts: the input encoder, the readout head and the contract's entry points."""
+    """Shared parts: the input encoder, the readout head and the contract's entry points.
+
+    A family is a subclass registered by name (`@register_family("name")`). It declares here everything
+    that differs between families, so that code outside `models/` asks the class and never its name.
+    """
 
     config: ModelConfig
+    family_name: ClassVar[str] = ""  # set by register_family
+    label: ClassVar[str] = ""  # one line for humans (legends, the zoo)
+    order: ClassVar[int] = 50  # display order among families
+    color: ClassVar[str] = "#9467bd"  # the family's colour in every figure
+    fixed_depth: ClassVar[bool] = False  # depth fixed by the architecture: more budget buys nothing
+    default_norm: ClassVar[bool] = False  # group norm in the block unless the training config says otherwise
+    needs_grad: ClassVar[bool] = False  # inference itself takes gradients (energy descent): no inference_mode
+    has_solver: ClassVar[bool] = False  # its iterates come from a fixed-point solver (solver stops, backward modes)
+    Settings: ClassVar[type] = NoSettings  # run settings, a frozen dataclass with from_options/updated
+    extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()
         self.config = cfg
         self.encoder = Encoder(cfg)
         self.readout = Readout(cfg)
+        self.settings = self.Settings()  # the defaults this model runs with; per-call settings override them
+
+    @classmethod
+    def widgets(cls) -> tuple[Widget, ...]:
+        """Dashboard controls for this family's run settings (none by default)."""
+        return ()
+
+    @classmethod
+    def active_widgets(cls, values: dict[str, Any]) -> tuple[Widget, ...]:
+        """The widgets that apply given the current values (others are hidden and keep their defaults)."""
+        return cls.widgets()
+
+    @classmethod
+    def settings_from_widgets(cls, values: dict[str, Any]):
+        """Run settings from the widgets' values (keyed by Widget.key)."""
+        return cls.Settings.from_options(**values)
+
+    @classmethod
+    def widget_values(cls, settings) -> dict[str, Any]:
+        """The widgets' values that show these settings (inverse of settings_from_widgets)."""
+        return {w.key: getattr(settings, w.key) for w in cls.widgets()}
+
+    def budget(self, asked: int) -> int:
+        """Iterations a run asked for `asked` yields (a fixed-depth family always runs its depth)."""
+        return self.config.layers if self.fixed_depth else asked
+
+    def run_settings(self, settings=None, **options: Any):
+        """settings (or the model's own) with options applied; the family's validation applies."""
+        base = self.settings if settings is None else settings
+        if not isinstance(base, self.Settings):
+            raise ConfigError(f"{self.family_name} takes run settings {self.Settings.__name__}, got "
+                              f"{type(base).__name__}")
+        return base.updated(**options) if options else base
+
+    @classmethod
+    def settings_for_training(cls, options: dict[str, Any]):
+        """The run settings a training run uses, from its TrainConfig fields (default: the family's defaults)."""
+        return cls.Settings()
+
+    def settings_from_card(self, card: dict):
+        """The run settings a checkpoint's card recommends (default: the family's defaults)."""
+        return self.Settings()
+
+    def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) of one training step: by default the loss of the readout at full training depth."""
+        logits = self(x, step.layers, settings=step.settings)
+        return loss_fn(logits), logits
 
     def _init(self, seed: int) -> None:
         init_weights(self, torch.Generator().manual_seed(seed))
@@ -53,15 +178,16 @@ class IterativeModel(nn.Module):
         return self.config.layers
 
     def stream(self, x: torch.Tensor, iters: int, z0: torch.Tensor | None = None,
-               readout: bool = True, **options) -> Iterator[IterState]:
+               readout: bool = True, settings=None) -> Iterator[IterState]:
+        """One IterState per iteration 1..iters (x: (B, C_in, *spatial)); settings: the family's Settings."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, iters: int | None = None, **options) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, iters: int | None = None, settings=None) -> torch.Tensor:
         iters = self.default_iters if iters is None else iters
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
             raise ValueError(f"iters must be a positive integer, got {iters!r}")
         state = None
-        for state in self.stream(x, iters, **options):  # noqa: B007 (the last state is the answer)
+        for state in self.stream(x, iters, settings=settings):  # noqa: B007 (the last state is the answer)
             pass
         return state.logits
 

@@ -9,7 +9,6 @@ class ConfigError(ValueError):
     """A config that names something unknown or holds a value out of range."""
 
 
-FAMILIES = ("explicit", "recursive", "deq")
 ARCHS = {"conv1d": 1, "conv2d": 2, "transformer": 1}  # arch -> spatial dims it serves
 
 
@@ -22,7 +21,7 @@ def check_arch_dims(arch: str, spatial_dims: int, task: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: str  # explicit | recursive | deq
+    family: str  # a registered family: explicit | recursive | deq | a plugin's
     arch: str  # conv1d | conv2d | transformer
     in_channels: int  # input channels after the task's encoding
     width: int = 64  # latent channels
@@ -31,14 +30,17 @@ class ModelConfig:
     heads: int = 4  # transformer only
     kernel: int = 3  # conv kernel size
     norm: bool = False  # group norm inside the block (DEQs use it for a stable fixed point)
+    classes: int = 2  # output classes per cell (the task's `classes`; every shipped task predicts bits)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"unknown family {self.family!r}; known families: {', '.join(FAMILIES)}")
+        from .registry import family_names
+
+        if self.family not in family_names():
+            raise ConfigError(f"unknown family {self.family!r}; known families: {', '.join(family_names())}")
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         for name, lo, hi in (("in_channels", 1, 16), ("width", 4, 1024), ("depth", 1, 16),
-                             ("layers", 1, 256), ("heads", 1, 64)):
+                             ("layers", 1, 256), ("heads", 1, 64), ("classes", 2, 256)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"config field {name} must be an integer in {lo}..{hi}, got {v!r}")

@@ -101,14 +101,14 @@ class Encoder(nn.Module):
 
 
 class Readout(nn.Module):
-    """Latent (B, W, *spatial) -> logits (B, 2, *spatial): one two-way prediction per output cell."""
+    """Latent (B, W, *spatial) -> logits (B, classes, *spatial): one prediction per output cell."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         dims = 2 if cfg.arch == "conv2d" else 1
         half = max(cfg.width // 2, 2)
         self.c1 = _conv(dims, cfg.width, half, cfg.kernel)
-        self.c2 = _conv(dims, half, 2, cfg.kernel)
+        self.c2 = _conv(dims, half, cfg.classes, cfg.kernel)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.c2(F.relu(self.c1(z)))

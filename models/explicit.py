@@ -10,11 +10,18 @@ from torch import nn
 from .base import IterativeModel, IterState, tensor_bytes
 from .config import ModelConfig
 from .cores import make_block
+from .registry import register_family
 
 
+@register_family("explicit")
 class ExplicitModel(IterativeModel):
     """Depth is fixed at `config.layers`: the stream always yields every layer; a larger budget
     cannot buy more compute, which is the point of this baseline."""
+
+    label = "explicit (feed-forward, fixed depth)"
+    order = 10
+    color = "#7f7f7f"
+    fixed_depth = True
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -22,7 +29,8 @@ class ExplicitModel(IterativeModel):
         self._init(seed)
 
     def stream(self, x: torch.Tensor, iters: int | None = None, z0: torch.Tensor | None = None,
-               readout: bool = True, **options) -> Iterator[IterState]:
+               readout: bool = True, settings=None) -> Iterator[IterState]:
+        self.run_settings(settings)
         e = self.encoder(x)
         z = torch.zeros_like(e) if z0 is None else z0
         for k, block in enumerate(self.blocks, start=1):

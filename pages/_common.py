@@ -3,29 +3,26 @@ the URL, charts with their export buttons. The work itself lives in ttc/."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import streamlit as st
 
-from models.solvers import SOLVERS
 from tasks import TASKS, get_task
-from ttc import catalog, export
-from ttc.catalog import Entry
-from ttc.checkpoint import Checkpoint, CheckpointError
-from ttc.limits import MAX_SESSION_UPLOADS
-from ttc.probe import resolve_device
-from ttc.settings import (
+from ttc.app import catalog, export
+from ttc.app.catalog import Entry
+from ttc.app.settings import (
     BUDGET_MAX,
-    DAMPING_RANGE,
     N_MAX,
-    QUERY_KEYS,
     SEED_MAX,
-    TOLS,
     RunSettings,
-    damping_param,
+    family_widgets,
+    query_keys,
     sanitize,
 )
-from ttc.trace import Trace, compute_trace
+from ttc.app.trace import Trace, compute_trace
+from ttc.engine.checkpoint import Checkpoint, CheckpointError
+from ttc.engine.limits import MAX_SESSION_UPLOADS
+from ttc.engine.probe import resolve_device
 
 
 def serve_through_app() -> None:
@@ -108,7 +105,7 @@ def device() -> str:
 def _raw_settings() -> dict:
     """The last settings of this session, or (on its first run) the link's query parameters."""
     if "settings" not in st.session_state:
-        raw = {k: st.query_params.get(k) for k in QUERY_KEYS if k in st.query_params}
+        raw = {k: st.query_params.get(k) for k in query_keys() if k in st.query_params}
         s, warns = sanitize(raw, entries(), device())
         st.session_state["settings"] = asdict(s)
         st.session_state["url_warnings"] = warns
@@ -123,17 +120,21 @@ def _seed_widget(key: str, value) -> None:
 
 
 def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None]:
-    """Sidebar widgets for the page's fields, checked by ttc.settings.sanitize; the result goes to the URL.
+    """Sidebar widgets for the page's fields, checked by ttc.app.settings.sanitize; the result goes to the URL.
 
-    Warnings say what a link or a widget asked for that could not be used, and what is used instead.
+    The field "family" stands for the checkpoint family's own widgets, which the family class describes
+    (models.base.Widget; DEQ: solver, tolerance, damping). Warnings say what a link or a widget asked for that
+    could not be used, and what is used instead.
     """
     raw = _raw_settings()
+    raw.update(dict(raw.pop("extra", ()) or ()))  # the stored family values, by widget key
     task = raw["task"]
-    for f in fields:  # the widgets' current values win over the stored ones
+    keys = [f for f in fields if f != "family"] + (list(family_widgets()) if "family" in fields else [])
+    for f in keys:  # the widgets' current values win over the stored ones
         if f"w_{f}" in st.session_state:
             raw[f] = st.session_state[f"w_{f}"]
     if raw["task"] != task:  # the task was just changed: its checkpoint and size start from its defaults
-        for f in ("checkpoint", "size", "solver", "tol", "damping"):
+        for f in ("checkpoint", "size", *family_widgets()):
             raw.pop(f, None)
     ents = entries()
     s, warns = sanitize(raw, ents, device())
@@ -168,23 +169,30 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     if "seed" in fields:
         _seed_widget("w_seed", s.seed)
         sb.number_input("Seed", min_value=0, max_value=SEED_MAX, key="w_seed")
-    if "solver" in fields and s.solver is not None:
-        _seed_widget("w_solver", s.solver)
-        sb.selectbox("DEQ solver", list(SOLVERS), key="w_solver")
-        _seed_widget("w_tol", s.tol)
-        sb.select_slider("Solver tolerance", options=list(TOLS), key="w_tol", format_func=lambda t: f"{t:g}")
-        if damping_param(s.solver):
-            _seed_widget("w_damping", s.damping)
-            sb.slider("Damping", DAMPING_RANGE[0], DAMPING_RANGE[1], step=0.05, key="w_damping")
-        else:
-            s = replace(s, damping=1.0)
+    if "family" in fields and entry is not None:
+        family_sidebar(sb, type(entry.ck.model), s)
     st.session_state["settings"] = asdict(s)
-    query = {k: v for k, v in s.to_query().items() if k in fields}
+    query = {k: v for k, v in s.to_query().items() if k in keys}
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
     for w in warns:
         st.warning(w)
     return s, entry
+
+
+def family_sidebar(sb, fam, s: RunSettings) -> None:
+    """The checkpoint family's own widgets, drawn from their description (the page knows no family)."""
+    values = dict(s.extra)
+    for w in fam.active_widgets(values):
+        key = f"w_{w.key}"
+        _seed_widget(key, values.get(w.key, w.default))
+        if w.kind == "select" and all(isinstance(c, str) for c in w.choices):
+            sb.selectbox(w.label, list(w.choices), key=key, help=w.help or None)
+        elif w.kind == "select":
+            sb.select_slider(w.label, options=list(w.choices), key=key, format_func=lambda t: f"{t:g}",
+                             help=w.help or None)
+        else:
+            sb.slider(w.label, float(w.lo), float(w.hi), step=0.05, key=key, help=w.help or None)
 
 
 # --- charts and exports ---------------------------------------------------------------------------------

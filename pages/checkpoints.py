@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import add_upload, entries, serve_through_app, upload_error
-from ttc.catalog import card_row, checkpoint_folder
+from ttc.app.catalog import card_row, checkpoint_folder
 
 serve_through_app()
 st.title("Checkpoints")

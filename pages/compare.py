@@ -6,9 +6,9 @@ from dataclasses import replace
 import streamlit as st
 
 from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar, trace_for
-from ttc import plots
-from ttc.settings import max_n, size_ladder, sweep_sizes, with_checkpoint
-from ttc.trace import peak_note
+from ttc.app import plots
+from ttc.app.settings import max_n, size_ladder, sweep_sizes, with_checkpoint
+from ttc.app.trace import peak_note
 
 serve_through_app()
 st.title("Compare")

@@ -15,12 +15,12 @@ from pages._common import (
     settings_sidebar,
     trace_for,
 )
-from ttc import export, plots
-from ttc.trace import LiveRun, Trace, peak_note
+from ttc.app import export, plots
+from ttc.app.trace import LiveRun, Trace, peak_note
 
 DRAW_EVERY = 0.12  # seconds from one live frame to the next: about 8 a second, 5 even with slow iterations
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
-FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "solver", "tol", "damping")
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
 
 serve_through_app()
 st.title("Explore")
@@ -31,7 +31,7 @@ if entry is None:
     st.stop()
 cfg = entry.ck.config
 st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
-           f"trained at {cfg.layers} {'layers' if cfg.family == 'explicit' else 'iterations'}; "
+           f"trained at {cfg.layers} {'layers' if entry.ck.model.fixed_depth else 'iterations'}; "
            f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device}.")
 
 b_run, b_stop, prog_col = st.columns([1, 1, 8], vertical_alignment="center")

@@ -4,14 +4,14 @@ and Jacobian-free backprop (bytes autograd saves; on CUDA the allocator's peak t
 import streamlit as st
 
 from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar
-from ttc import memory_sweep as ms
-from ttc import plots
-from ttc.memory import MODES
+from ttc.app import memory_sweep as ms
+from ttc.app import plots
+from ttc.engine.memory import MODES
 
 serve_through_app()
 st.title("Memory")
 s, entry = settings_sidebar(("task", "size", "seed"))
-deqs = [e for e in entries() if e.ok and e.task == s.task and e.family == "deq"]
+deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.has_solver]
 if not deqs:
     st.info(f"No DEQ checkpoint for {s.task}: the backward modes compared here are those of deep-equilibrium models.")
     st.stop()

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import ModelConfig, build_model, solvers  # noqa: E402
 from tasks import get_task  # noqa: E402
-from ttc.checkpoint import load_checkpoint  # noqa: E402
-from ttc.memory import measure_step  # noqa: E402
+from ttc.engine.checkpoint import load_checkpoint  # noqa: E402
+from ttc.engine.memory import measure_step  # noqa: E402
 
 
 def deq_problem(checkpoint: str | None, size: int, n: int, seed: int):
@@ -88,7 +88,7 @@ def contractive(B=16, D=64, rho=0.97, seed=0):
 
 
 def memory_ratios(model, x, y) -> dict:
-    model.backward = {"max_iter": 30}
+    model.settings = model.settings.updated(backward_solver={"max_iter": 30})  # a private copy: its own default
     rows = {(mo, k): measure_step(model, x, y, mo, k) for mo in ("unrolled", "implicit", "jfb") for k in (10, 100, 1000)
             if not (mo == "unrolled" and k == 1000)}
     s = {f"{mo}@{k}": r["saved_bytes"] for (mo, k), r in rows.items()}

@@ -4,10 +4,10 @@
 
 For each checkpoint (the folder's, or tiny random ones when it holds none):
 - `python -m ttc eval --device cuda --json`: accuracy, NFE and seconds on the GPU;
-- the Explore page's run (ttc.trace.LiveRun) on CUDA: its memory readings must be torch.cuda's
+- the Explore page's run (ttc.app.trace.LiveRun) on CUDA: its memory readings must be torch.cuda's
   (memory_kind "cuda_allocated"), per iteration;
 - for DEQs, `python -m ttc memory --device cuda --json` and the Memory page's measurement
-  (ttc.memory_sweep.measure_one): saved bytes and the CUDA peak above baseline, per backward mode.
+  (ttc.app.memory_sweep.measure_one): saved bytes and the CUDA peak above baseline, per backward mode.
 Exits 1 when CUDA is missing or a reading is not a CUDA one. `--device cpu` runs the same steps on the
 CPU (a dry run of this script where no GPU is at hand).
 """
@@ -39,10 +39,10 @@ def mib(b: int | None) -> str:
 def main() -> int:
     import torch
 
-    from ttc import catalog
-    from ttc.memory_sweep import measure_one
-    from ttc.settings import sanitize
-    from ttc.trace import compute_trace
+    from ttc.app import catalog
+    from ttc.app.memory_sweep import measure_one
+    from ttc.app.settings import sanitize
+    from ttc.app.trace import compute_trace
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
@@ -86,7 +86,7 @@ def main() -> int:
               f"to {mib(int(t.memory_bytes.max()))}, {m['iters_per_second']:.0f} iterations/s, "
               f"accuracy {m['final_accuracy']:.3f} (eval {ev['final_accuracy']:.3f})")
         ok &= t.memory_kind == ("cuda_allocated" if cuda else "cpu_tensor_bytes")
-        if e.family == "deq":
+        if e.ck.model.has_solver:
             rows = run_cli("memory", "--checkpoint", e.path, "--size", str(s.size), "--iters", "10,50,200",
                            "--device", dev, "--json")
             for r in rows:

@@ -15,6 +15,11 @@ class Addition:
     sizes = SizeRange(1, 2048)
     in_channels = 2
     spatial_dims = 1
+    classes = 2
+    default_arch = "conv1d"
+    train_size = 32
+    dashboard_size = 32
+    axis_label = "bit (most significant first)"
 
     def input_shape(self, size: int) -> tuple[int, ...]:
         return (2, size)

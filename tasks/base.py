@@ -46,6 +46,13 @@ class Task(Protocol):
     sizes: SizeRange
     in_channels: int
     spatial_dims: int  # 1 for bit strings, 2 for grids
+    classes: int  # output classes per cell (2 for every shipped task)
+    default_arch: str  # the core its checkpoints use when the file name names none
+    train_size: int  # the size the zoo trains at; benchmarks run there and at 4x
+    dashboard_size: int  # the size the dashboard opens at
+    axis_label: str  # x-axis label of a rendered 1-D problem ("" for grids)
+    # optional: `variants` (tuple of generator names, generate(..., variant=name)) and
+    # `cell_mask(encoded) -> (B, *spatial) bool` (cells where the loss counts and a prediction is read)
 
     def generate(self, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """n problems of the given size from the seed: (inputs uint8, targets uint8)."""

@@ -160,6 +160,11 @@ class Mazes:
     sizes = SizeRange(5, 401, odd_only=True)
     in_channels = 3
     spatial_dims = 2
+    classes = 2
+    default_arch = "conv2d"
+    train_size = 9
+    dashboard_size = 13
+    axis_label = ""
 
     def input_shape(self, size: int) -> tuple[int, ...]:
         return (3, size + 2, size + 2)

@@ -15,6 +15,11 @@ class PrefixSums:
     sizes = SizeRange(2, 4096)
     in_channels = 1
     spatial_dims = 1
+    classes = 2  # output classes per cell
+    default_arch = "conv1d"  # the core its checkpoints use unless named ({task}-{family} files)
+    train_size = 32  # the size the zoo trains at (benchmarks run there and at 4x)
+    dashboard_size = 64  # the size the dashboard opens at
+    axis_label = "bit (least significant first)"
 
     def input_shape(self, size: int) -> tuple[int, ...]:
         return (size,)

@@ -40,7 +40,7 @@ def tiny_model(task: str, family: str, arch: str, seed: int = 0, **over):
 @pytest.fixture
 def make_checkpoint(tmp_path):
     """make_checkpoint(task, family, arch, seed=0, **config) -> path of a saved tiny random checkpoint."""
-    from ttc.checkpoint import save_checkpoint
+    from ttc.engine.checkpoint import save_checkpoint
 
     def make(task: str, family: str, arch: str, seed: int = 0, **over):
         model = tiny_model(task, family, arch, seed=seed, **over)
@@ -58,8 +58,8 @@ class CliResult:
 
 @pytest.fixture
 def cli(capsys):
-    """cli(*args) -> CliResult: `python -m ttc args...` run in-process (ttc.cli.main), output captured."""
-    from ttc.cli import main
+    """cli(*args) -> CliResult: `python -m ttc args...` run in-process (ttc.tools.cli.main), output captured."""
+    from ttc.tools.cli import main
 
     def run(*args) -> CliResult:
         capsys.readouterr()

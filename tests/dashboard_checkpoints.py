@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models import ModelConfig, build_model
-from ttc.checkpoint import save_checkpoint
+from ttc.engine.checkpoint import save_checkpoint
 
 TINY = {
     "prefix_sums-recursive": dict(family="recursive", arch="conv1d", in_channels=1, width=8, depth=1, layers=6),

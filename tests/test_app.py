@@ -10,7 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard_checkpoints import make_checkpoints
-from ttc.memory import MODES
+from ttc.engine.memory import MODES
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ("pages/explore.py", "pages/compare.py", "pages/memory.py", "pages/checkpoints.py")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ttc import bench, report
+from ttc.tools import bench, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,11 +135,11 @@ def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli
 
 
 def test_report_caps_a_costly_size_and_says_so(make_checkpoint):
-    from ttc.checkpoint import load_checkpoint
+    from ttc.engine.checkpoint import load_checkpoint
 
     ck = load_checkpoint(make_checkpoint("prefix_sums", "recursive", "conv1d"))
     cfg = report.report_config(quick=True)
-    per_problem = 50 * report.macs_per_iteration(ck, 512)
+    per_problem = 50 * report.iteration_cost(ck, 512)
     tight = type(cfg)(**{**cfg.__dict__, "cost_cap": cfg.n_min * per_problem / 3})
     run = report.plan_run(ck, 32, 16, lambda size: 50, tight)
     assert 32 <= run.size < 512 and run.n >= tight.n_min
@@ -175,7 +175,7 @@ def test_scaling_fit_recovers_a_linear_law():
 # --- the probe's cheaper instrumentation -----------------------------------------------------------------------
 
 def test_probe_finiteness_from_the_norm_matches_a_full_scan():
-    from ttc.probe import _finite_rows
+    from ttc.engine.probe import _finite_rows
 
     z = torch.ones(4, 3, 5)
     z[1, 0, 0] = float("nan")
@@ -187,7 +187,7 @@ def test_probe_finiteness_from_the_norm_matches_a_full_scan():
 
 
 def test_probe_packed_host_copy_round_trips_every_dtype():
-    from ttc.probe import _pack_to_host, _to_host
+    from ttc.engine.probe import _pack_to_host, _to_host
 
     g = torch.Generator().manual_seed(0)
     fields = {"acc": torch.rand(6, generator=g).mean(), "correct": torch.rand(6, generator=g) > 0.5,
@@ -202,7 +202,7 @@ def test_probe_packed_host_copy_round_trips_every_dtype():
 def test_probe_flags_a_blown_up_recursive_model_as_diverged():
     from tasks import get_task
     from tests.conftest import tiny_model
-    from ttc.probe import probe
+    from ttc.engine.probe import probe
 
     model = tiny_model("prefix_sums", "recursive", "conv1d")
     with torch.no_grad():
@@ -224,7 +224,7 @@ def test_a_curve_cut_by_its_budget_is_flagged_and_serialises():
 
 
 def test_report_budgets_follow_the_growth_seen_so_far(make_checkpoint):
-    from ttc.checkpoint import load_checkpoint
+    from ttc.engine.checkpoint import load_checkpoint
 
     ck = load_checkpoint(make_checkpoint("prefix_sums", "recursive", "conv1d"))  # 3 training iterations
     cfg = report.report_config(quick=False)

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from models import FAMILIES
 from tasks import TaskError, get_task
-from ttc.checkpoint import (
+from ttc.engine.checkpoint import (
     CheckpointError,
     checkpoint_name,
     checkpoint_task,

@@ -16,7 +16,7 @@ from conftest import ROOT, SMALL_SIZE, TASK_ARCHS, TINY, forge_checkpoint, tiny_
 
 from models import FAMILIES
 from tasks import get_task, load_npz, save_npz
-from ttc.checkpoint import load_checkpoint
+from ttc.engine.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,7 +108,8 @@ def _independent_trace(ckpt, task_name: str, x: np.ndarray, y: np.ndarray, iters
     model, task = load_checkpoint(ckpt).model, get_task(task_name)
     acc, res, z_prev = [], [], None
     with torch.no_grad():
-        for st in model.stream(task.encode(torch.from_numpy(x)), iters, **solver):
+        settings = model.settings.updated(method=solver["method"]) if solver else None
+        for st in model.stream(task.encode(torch.from_numpy(x)), iters, settings=settings):
             exact = (st.logits.argmax(1) == torch.from_numpy(y).long()).flatten(1).all(1)
             acc.append(exact.float().mean().item())
             res.append(_rel(st.z, torch.zeros_like(st.z) if z_prev is None else z_prev).mean().item())
@@ -390,7 +391,7 @@ def test_valid_versions_of_the_bad_inputs_are_accepted(cli, ctx):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_probe_yields_one_record_per_iteration_with_per_sample_data(family):
-    from ttc.probe import probe
+    from ttc.engine.probe import probe
 
     task = get_task("addition")
     x, y = task.generate(6, 5, seed=1)
@@ -405,7 +406,7 @@ def test_probe_yields_one_record_per_iteration_with_per_sample_data(family):
 
 
 def test_probe_stops_early_once_every_sample_has_converged():
-    from ttc.probe import probe
+    from ttc.engine.probe import probe
 
     task = get_task("prefix_sums")
     x, y = task.generate(8, 4, seed=0)
@@ -419,7 +420,7 @@ def test_probe_stops_early_once_every_sample_has_converged():
 
 @pytest.mark.parametrize("iters", [0, 5001])
 def test_probe_refuses_a_budget_out_of_range(iters):
-    from ttc.probe import probe
+    from ttc.engine.probe import probe
 
     task = get_task("prefix_sums")
     x, y = task.generate(8, 1, seed=0)

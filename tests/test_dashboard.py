@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 
 from tests.dashboard_checkpoints import make_checkpoints
-from ttc import catalog, export, plots
-from ttc.checkpoint import CheckpointError
-from ttc.cli import main as cli_main
-from ttc.memory_sweep import measure_one, ratio_notes
-from ttc.settings import (
+from ttc.app import catalog, export, plots
+from ttc.app.memory_sweep import measure_one, ratio_notes
+from ttc.app.settings import (
     BUDGET_MAX,
     N_MAX,
     RunSettings,
@@ -25,7 +23,9 @@ from ttc.settings import (
     sweep_sizes,
     with_checkpoint,
 )
-from ttc.trace import LiveRun, Trace, compute_trace, peak_note
+from ttc.app.trace import LiveRun, Trace, compute_trace, peak_note
+from ttc.engine.checkpoint import CheckpointError
+from ttc.tools.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from conftest import forge_checkpoint, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ttc.catalog import Entry, card_row
-from ttc.checkpoint import MAX_HEADER_BYTES, Checkpoint, CheckpointError, load_checkpoint_bytes
+from ttc.app.catalog import Entry, card_row
+from ttc.engine.checkpoint import MAX_HEADER_BYTES, Checkpoint, CheckpointError, load_checkpoint_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -113,24 +113,30 @@ def test_jacobian_penalty_is_an_unbiased_estimate_of_the_frobenius_norm():
     assert float(again) == float(est)  # the probes come from the generator only
 
 
-def test_deq_model_keeps_the_training_attribute_contract():
-    """ttc/train.py sets model.solver, model.grad and model.jac_reg, and adds model.last_jac_loss."""
+def test_deq_training_loss_takes_its_settings_as_an_argument_and_leaves_the_model_unchanged():
+    """The family's training loss gets the backward mode and Jacobian weight through TrainStep; the model's
+    own settings (shared by every user of a loaded checkpoint) never change, and stats come back in `info`."""
     from conftest import tiny_model
     from torch.nn import functional as F
 
+    from models import DEQSettings, TrainStep
+
     model = tiny_model("prefix_sums", "deq", "conv1d", norm=True).train()
+    before = model.settings
     x = torch.zeros(2, model.config.in_channels, 8)
     x[:, 0, ::2] = 1
     y = torch.zeros(2, 8, dtype=torch.long)
-    model.solver = {"method": "anderson", "tol": 1e-4}
+    ce = lambda logits: F.cross_entropy(logits, y)  # noqa: E731
     for grad in ("implicit", "jfb", "unrolled"):
-        model.grad, model.jac_reg = grad, True
+        s = DEQSettings(method="anderson", tol=1e-4, backward=grad)
         model.zero_grad()
-        loss = F.cross_entropy(model(x, 6), y)
-        assert model.last_jac_loss.dim() == 0 and model.last_jac_loss.requires_grad
-        (loss + 0.5 * model.last_jac_loss).backward()
+        plain, _ = model.training_loss(x, ce, TrainStep(layers=6, n=0, k=6, alpha=0, settings=s))
+        reg, _ = model.training_loss(x, ce, TrainStep(layers=6, n=0, k=6, alpha=0, settings=s, jac_reg=0.5,
+                                                      generator=torch.Generator().manual_seed(0)))
+        assert reg.requires_grad and float(reg) > float(plain)  # the Hutchinson term is positive
+        reg.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-        assert model.last_info["forward"].nfe <= 6
-    model.jac_reg = False
-    model(x, 6)
-    assert model.last_jac_loss is None
+        info: dict = {}
+        model(x, 6, settings=s, info=info)
+        assert info["forward"].nfe <= 6
+    assert model.settings is before

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ttc.memory import SavedTensorMeter, measure_step
+from ttc.engine.memory import SavedTensorMeter, measure_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +24,7 @@ def shipped_deq():
     cfg = ModelConfig(family="deq", arch="conv1d", in_channels=task.in_channels, width=64, depth=2, layers=30,
                       norm=True)
     model = build_model(cfg, seed=0)
-    model.backward = {"max_iter": 10}  # the untrained model does not converge; keep backward solves short
+    model.settings = model.settings.updated(backward_solver={"max_iter": 10})  # short backward solves (untrained)
     xs, ys = task.generate(8, 2, seed=0)
     return model, task.encode(torch.from_numpy(xs)), torch.from_numpy(ys).long()
 
@@ -129,9 +129,9 @@ def test_memory_command_rejects_bad_values_with_one_error_line(cli, make_checkpo
 def test_memory_command_refuses_non_deq_and_unaffordable_runs(cli, make_checkpoint, monkeypatch):
     r = cli("memory", "--checkpoint", make_checkpoint("prefix_sums", "recursive", "conv1d"), "--size", 8)
     assert r.rc == 2 and r.err.startswith("error:") and "DEQ" in r.err
-    import ttc.memory
+    import ttc.engine.memory
 
-    monkeypatch.setattr(ttc.memory, "memory_budget", lambda device: 1000)
+    monkeypatch.setattr(ttc.engine.memory, "memory_budget", lambda device: 1000)
     path = make_checkpoint("prefix_sums", "deq", "conv1d", norm=True)
     r = cli("memory", "--checkpoint", path, "--size", 8, "--iters", 50)
     assert r.rc == 2 and r.err.startswith("error: unrolled at 50 iterations") and len(r.err.splitlines()) == 1

@@ -25,15 +25,17 @@ from conftest import ROOT, forge_checkpoint, tiny_model
 from safetensors.torch import save as st_save
 from streamlit.testing.v1 import AppTest
 
-from models import ModelConfig, build_model
+from models import DEQSettings, ModelConfig, build_model
 from tasks import get_task, save_npz
-from ttc import cli as ttc_cli
-from ttc import export, limits, plots, settings
-from ttc.catalog import Entry
-from ttc.checkpoint import MAX_FILE_BYTES, Checkpoint, CheckpointError, load_checkpoint_bytes, save_checkpoint
-from ttc.probe import probe, summarize
-from ttc.settings import QUERY_KEYS, RunSettings, sanitize
-from ttc.trace import Trace, compute_trace
+from ttc.app import export, plots, settings
+from ttc.app.catalog import Entry
+from ttc.app.settings import QUERY_KEYS, RunSettings, sanitize
+from ttc.app.trace import Trace, compute_trace
+from ttc.engine import limits
+from ttc.engine.checkpoint import MAX_FILE_BYTES, Checkpoint, CheckpointError, load_checkpoint_bytes, save_checkpoint
+from ttc.engine.evaluate import evaluate
+from ttc.engine.probe import probe
+from ttc.tools import cli as ttc_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -450,11 +452,11 @@ def _problems(n: int = 12, size: int = 16):
 def test_large_damping_pushes_a_deq_to_diverge_and_the_trace_says_so():
     task, x, y = _problems()
     model = scaled(TINY_DEQ, 1.0)
-    calm = summarize(list(probe(model, task, x, y, 200, method="fixed_point", tau=1.0)))
-    wild = summarize(list(probe(model, task, x, y, 200, method="fixed_point", tau=2.0)))
-    assert calm["diverged"] == 0 and calm["converged"] == 12
-    assert wild["diverged"] == 12 and wild["converged"] == 0
-    assert wild["residual"][-1] is None  # no sample left running: no mean, not a number that hides it
+    calm = evaluate(model, task, x, y, 200, settings=DEQSettings(method="fixed_point", options={"tau": 1.0}))
+    wild = evaluate(model, task, x, y, 200, settings=DEQSettings(method="fixed_point", options={"tau": 2.0}))
+    assert calm.diverged == 0 and calm.converged == 12
+    assert wild.diverged == 12 and wild.converged == 0
+    assert wild.residual[-1] is None  # no sample left running: no mean, not a number that hides it
 
 
 def test_a_perturbed_deq_checkpoint_diverges_under_every_solver(tmp_path):
@@ -462,7 +464,7 @@ def test_a_perturbed_deq_checkpoint_diverges_under_every_solver(tmp_path):
     path = save_checkpoint(tmp_path / "p.safetensors", scaled(TINY_DEQ, 2.0), "prefix_sums")
     model = load_checkpoint_bytes(path.read_bytes()).model  # finite weights: validation lets it in
     for method in ("fixed_point", "anderson", "broyden"):
-        recs = list(probe(model, task, x, y, 100, method=method))
+        recs = list(probe(model, task, x, y, 100, settings=model.settings.updated(method=method)))
         assert recs[-1].diverged.sum() > 0, method
         assert not (recs[-1].diverged & recs[-1].converged).any()
 

@@ -239,11 +239,11 @@ def test_deq_streams_anderson_by_default_and_each_solver_on_request():
     from conftest import tiny_model
 
     model = tiny_model("prefix_sums", "deq", "conv1d", norm=True)
-    assert model.solver["method"] == "anderson"
+    assert model.settings.method == "anderson"
     x = torch.zeros(2, model.config.in_channels, 8)
     for method in METHODS:
         with torch.inference_mode():
-            states = list(model.stream(x, 12, method=method))
+            states = list(model.stream(x, 12, settings=model.settings.updated(method=method)))
         assert [s.k for s in states] == list(range(1, 13))
         assert all(s.logits.shape == (2, 2, 8) for s in states)
 

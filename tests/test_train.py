@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ttc.checkpoint import load_checkpoint
-from ttc.train import TrainConfig, train
+from ttc.engine.checkpoint import load_checkpoint
+from ttc.engine.train import TrainConfig, train
 
 TINY = dict(width=8, depth=1, layers=4, batch=8, steps=3, val_every=3, val_n=8, sizes=[8], val_size=12)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ttc.checkpoint import load_checkpoint
-from ttc.zoo import measure_table
+from ttc.engine.checkpoint import load_checkpoint
+from ttc.engine.zoo import measure_table
 
 CKPTS = sorted(Path("checkpoints").glob("*.safetensors"))
 EXPECTED = {

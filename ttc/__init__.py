@@ -1,1 +1,9 @@
-"""TTC Lab engine: instrumented runs, checkpoints, training, memory, figures and the CLI."""
+"""TTC Lab, in three layers with dependencies pointing down only:
+
+- `ttc.tools`  the command line (`python -m ttc`), the benchmark and the report;
+- `ttc.app`    the dashboard's support: URL settings, the checkpoint catalog, traces, figures, export;
+- `ttc.engine` instrumented runs (probe), the one evaluation and its curve, checkpoints, training, memory,
+               the one cost model, plugin loading. It imports neither Streamlit, plotly nor the layers above.
+
+`pages/` (Streamlit) sit above `ttc.app`; `models/` and `tasks/` sit below the engine.
+"""

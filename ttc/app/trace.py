@@ -16,30 +16,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks import get_task
-
-from .checkpoint import Checkpoint
-from .probe import probe
-from .settings import RunSettings, damping_param
+from ttc.app.settings import RunSettings, run_settings_of
+from ttc.engine.checkpoint import Checkpoint
+from ttc.engine.evaluate import summarize
+from ttc.engine.probe import probe
 
 PREDS_BYTES = 16 * 1024 * 1024  # bound on the stored per-iteration predictions of one trace
 SHOWN_MAX = 16  # problems whose predictions are kept for the inspector
 OVERTHINK_DROP = 0.05  # accuracy lost after the peak that counts as overthinking
 
 
-def solver_options(s: RunSettings) -> dict:
-    """Keyword options for probe() from the DEQ settings ({} for the other families)."""
-    if s.solver is None:
-        return {}
-    opts = {"method": s.solver, "tol": s.tol}
-    name = damping_param(s.solver)
-    if name and s.damping is not None and s.damping != 1.0:
-        opts[name] = s.damping
-    return opts
-
-
 def expected_iters(ck: Checkpoint, budget: int) -> int:
-    """How many records a run yields: explicit models always run their depth."""
-    return ck.config.layers if ck.family == "explicit" else budget
+    """How many records a run yields (a fixed-depth family always runs its depth)."""
+    return ck.model.budget(budget)
 
 
 @dataclass
@@ -65,6 +54,7 @@ class Trace:
     targets: np.ndarray  # (m, ...) uint8
     preds: np.ndarray  # (K, m, *spatial) uint8 predictions of those problems
     stopped: bool = False  # ended by the user before the budget
+    fixed_depth: bool = False  # the family's depth is fixed: a larger budget buys nothing
 
     @property
     def iters(self) -> int:
@@ -82,10 +72,8 @@ class Trace:
         """The metrics row: best and final accuracy, compute, convergence."""
         if not self.iters:
             return {}
-        best = int(np.argmax(self.accuracy))
         seconds = float(self.elapsed[-1])
-        return {"best_accuracy": float(self.accuracy[best]), "best_iter": int(self.k[best]),
-                "final_accuracy": float(self.accuracy[-1]), "nfe": int(self.nfe[-1]), "seconds": seconds,
+        return {**summarize(self.accuracy, self.k).to_dict(), "nfe": int(self.nfe[-1]), "seconds": seconds,
                 "iters_per_second": self.iters / seconds if seconds > 0 else math.inf,
                 "converged": int(self.converged[-1]), "diverged": int(self.diverged[-1]), "iters": self.iters}
 
@@ -117,7 +105,7 @@ class LiveRun:
         cells = int(np.prod(task.target_shape(s.size)))
         self.shown = int(max(1, min(s.n, SHOWN_MAX, PREDS_BYTES // max(1, cells * self.expected))))
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
-                              **solver_options(s))
+                              settings=run_settings_of(ck, s))
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
             "diverged", "correct", "confidence", "preds")}
@@ -165,7 +153,7 @@ class LiveRun:
             confidence=np.stack(c["confidence"]) if c["confidence"] else np.zeros((0, n), dtype=np.float32),
             inputs=self.inputs[:m], targets=self.targets[:m],
             preds=np.stack(c["preds"]) if c["preds"] else np.zeros((0, m, *spatial), dtype=np.uint8),
-            stopped=self.stopped,
+            stopped=self.stopped, fixed_depth=self.ck.model.fixed_depth,
         )
 
 
@@ -184,7 +172,7 @@ def peak_note(t: Trace, name: str) -> str:
     m = t.summary()
     best, k_best, final = m["best_accuracy"], m["best_iter"], m["final_accuracy"]
     head = f"{name} ({t.family}) peaks at {best:.0%} at iteration {k_best} of {t.iters}"
-    if t.family == "explicit":
+    if t.fixed_depth:
         return f"{head}; its depth is fixed at {t.expected} layers, so a larger budget buys nothing."
     if best <= 0:
         return f"{name} ({t.family}) solves none of these problems within {t.iters} iterations."

@@ -8,33 +8,46 @@ was changed, quoting at most a short prefix of the bad value.
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.solvers import SOLVERS, get_solver
+from models import Widget, families
+from models.deq import DAMPING_NAMES, TOLS, damping_param  # noqa: F401 (the pages' names for the DEQ widgets)
 from tasks import TASKS, get_task
-
-from .catalog import Entry, solver_defaults
-from .limits import LIVE_BUDGET_MAX, LIVE_ITER_COST, live_max_n, run_cost
+from ttc.app.catalog import Entry
+from ttc.engine.limits import LIVE_BUDGET_MAX, LIVE_ITER_COST, live_max_n, run_cost
+from ttc.engine.runtime import default_threads
 
 N_MAX = 1000  # problems per dashboard run
 BUDGET_MAX = LIVE_BUDGET_MAX  # iteration budget of the slider (the CLI goes to probe.MAX_ITERS)
 SEED_MAX = 2**31 - 1
-TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-DAMPING_RANGE = (0.05, 1.0)
+DAMPING_RANGE = (0.05, 1.0)  # the DEQ damping widget's range (models.deq declares the widget)
 # one iteration over the whole batch must stay well under a second on a laptop CPU:
 # problems x output cells x width^2 (the CLI's cost measure, per iteration)
-ITER_COST_MAX = LIVE_ITER_COST  # see ttc.limits
-DEFAULT_SIZE = {"prefix_sums": 64, "addition": 32, "mazes": 13}
-DEFAULTS = {"n": 100, "budget": 100, "seed": 0, "damping": 1.0}
-DAMPING_NAMES = ("tau", "beta", "damping")  # how solvers call their relaxation parameter
-PREFERRED = ("recursive", "deq", "explicit")  # the default checkpoint of a task: the first family found
-QUERY_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed", "solver", "tol", "damping")
+ITER_COST_MAX = LIVE_ITER_COST  # see ttc.engine.limits
+DEFAULTS = {"n": 100, "budget": 100, "seed": 0}
+BASE_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed")
+# every family's widget in the URL: a family's own widgets (models.base.Widget) name their query keys
+
+
+def family_widgets() -> dict[str, Widget]:
+    """Widget key -> widget over every registered family (plugins included), the first declaration winning."""
+    out: dict[str, Widget] = {}
+    for fam in families():
+        for w in fam.widgets():
+            out.setdefault(w.key, w)
+    return out
+
+
+def query_keys() -> tuple[str, ...]:
+    """The URL's query parameters: the shared settings and every registered family's widgets."""
+    return BASE_KEYS + tuple(k for k in family_widgets() if k not in BASE_KEYS)
+
+
+QUERY_KEYS = query_keys()  # at import (the built-in families); query_keys() also sees plugins loaded later
 
 
 @dataclass(frozen=True)
@@ -47,14 +60,28 @@ class RunSettings:
     n: int
     budget: int
     seed: int
-    solver: str | None = None  # DEQ checkpoints only
-    tol: float | None = None  # DEQ only
-    damping: float | None = None  # DEQ only: relaxation of the solver step (1 = none)
+    extra: tuple[tuple[str, object], ...] = ()  # the checkpoint family's widget values (DEQ: solver, tol, damping)
     device: str = "cpu"
 
+    def option(self, key: str):
+        return dict(self.extra).get(key)
+
+    @property
+    def solver(self) -> str | None:  # the DEQ widgets, by name, for pages and exports that show them
+        return self.option("solver")
+
+    @property
+    def tol(self) -> float | None:
+        return self.option("tol")
+
+    @property
+    def damping(self) -> float | None:
+        return self.option("damping")
+
     def to_query(self) -> dict[str, str]:
-        """The shareable part as query-parameter strings (DEQ fields only when they apply)."""
-        d = {k: v for k, v in asdict(self).items() if k in QUERY_KEYS and v is not None and v != ""}
+        """The shareable part as query-parameter strings (family widgets only when the checkpoint has them)."""
+        d = {k: v for k, v in asdict(self).items() if k in BASE_KEYS and v is not None and v != ""}
+        d.update({k: v for k, v in self.extra if v is not None})
         return {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in d.items()}
 
 
@@ -107,10 +134,46 @@ def _int_field(raw: Mapping, key: str, lo: int, hi: int, default: int, warn: lis
     return v
 
 
-def damping_param(method: str) -> str | None:
-    """The name of the solver's damping parameter, or None when it has none."""
-    params = inspect.signature(get_solver(method)).parameters
-    return next((p for p in DAMPING_NAMES if p in params), None)
+def widget_value(w: Widget, raw: object, default: object, warn: list[str]) -> object:
+    """A family widget's value from a link or a widget: a select's value must be one of its choices (numbers
+    snap to the nearest choice), a number is clamped into lo..hi; otherwise the default, with a warning."""
+    if raw in (None, ""):
+        return default
+    if w.kind == "select" and all(isinstance(c, str) for c in w.choices):
+        if raw in w.choices:
+            return raw
+        warn.append(f"{w.key} {_short(raw)} is unknown (known: {', '.join(w.choices)}); using {default}")
+        return default
+    v = _to_float(raw)
+    if w.kind == "select":
+        pos = all(c > 0 for c in w.choices)
+        if v is None or (pos and not 0 < v < math.inf):
+            warn.append(f"{w.key} {_short(raw)} must be a positive number; using {default:g}")
+            return default
+        near = min(w.choices, key=lambda c: abs(math.log10(c) - math.log10(v)) if pos else abs(c - v))
+        if not math.isclose(near, v):
+            warn.append(f"{w.key} {v:g} is not offered; using the nearest, {near:g}")
+        return near
+    if v is None or not w.lo <= v <= w.hi:
+        c = default if v is None else min(max(v, w.lo), w.hi)
+        warn.append(f"{w.key} {_short(raw)} must be in {w.lo:g}..{w.hi:g}; using {c:g}")
+        v = c
+    return round(float(v), 2)
+
+
+def family_defaults(ck) -> dict[str, object]:
+    """The checkpoint family's widget values for the checkpoint's own run settings (its card's solver)."""
+    fam = type(ck.model)
+    vals = fam.widget_values(ck.model.settings)
+    for w in fam.widgets():  # a card's tolerance that the select does not offer snaps to the nearest choice
+        if w.kind == "select" and vals.get(w.key) not in w.choices:
+            vals[w.key] = widget_value(w, vals.get(w.key), w.default, [])
+    return vals
+
+
+def run_settings_of(ck, s: RunSettings):
+    """The checkpoint family's run settings (models) for the widget values in s."""
+    return type(ck.model).settings_from_widgets({**family_defaults(ck), **dict(s.extra)})
 
 
 def size_in_range(task: str, v: int) -> int:
@@ -129,6 +192,13 @@ def iter_cost(entry: Entry, task: str, size: int, n: int) -> float:
 def max_n(entry: Entry, task: str, size: int) -> int:
     """The most problems one dashboard run of this checkpoint may batch at this size."""
     return live_max_n(get_task(task), size, entry.ck.config.width, N_MAX)
+
+
+def _family_rank(e: Entry) -> tuple:
+    """The default checkpoint of a task: the task's default arch first, then families in their display order
+    with a looped family before the fixed-depth baseline, then the shorter name."""
+    fam = type(e.ck.model)
+    return (e.ck.arch != get_task(e.task).default_arch, fam.fixed_depth, fam.has_solver, fam.order, len(e.name))
 
 
 def default_task(entries: Sequence[Entry]) -> str:
@@ -158,56 +228,36 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     of_task = [e for e in ok if e.task == task]
     entry = by_name.get(ck_name) if isinstance(ck_name, str) else None
     if entry is None or entry.task != task:
-        fallback = min(of_task, key=lambda e: PREFERRED.index(e.family) if e.family in PREFERRED else 9,
-                       default=None)
+        fallback = min(of_task, key=_family_rank, default=None)
         if ck_name not in (None, ""):
             why = "is not available" if entry is None else f"is for task {entry.task}, not {task}"
             warn.append(f"checkpoint {_short(ck_name)} {why}; using "
                         f"{fallback.name if fallback else 'none (no checkpoint for this task)'}")
         entry = fallback
     r = get_task(task).sizes
-    size = _int_field(raw, "size", r.lo, r.hi, DEFAULT_SIZE.get(task, r.lo), warn)
+    size = _int_field(raw, "size", r.lo, r.hi, get_task(task).dashboard_size, warn)
     if r.odd_only and size % 2 == 0:
         warn.append(f"size {size} is even and {task} needs odd sizes; using {size_in_range(task, size)}")
         size = size_in_range(task, size)
     n = _int_field(raw, "n", 1, N_MAX, DEFAULTS["n"], warn)
     budget = _int_field(raw, "budget", 1, BUDGET_MAX, DEFAULTS["budget"], warn)
     seed = _int_field(raw, "seed", 0, SEED_MAX, DEFAULTS["seed"], warn)
-    solver = tol = damping = None
+    extra: tuple = ()
     if entry is not None:
         cap = max_n(entry, task, size)
         if n > cap:
             warn.append(f"n {n} is too many {task} problems of size {size} for one live run of {entry.name}; "
                         f"using {cap} (run larger batches with python -m ttc eval)")
             n = cap
-        dflt = solver_defaults(entry.ck)
-        if dflt:
-            solver = raw.get("solver") or dflt["solver"]
-            if solver not in SOLVERS:
-                warn.append(f"solver {_short(solver)} is unknown (known: {', '.join(SOLVERS)}); using {dflt['solver']}")
-                solver = dflt["solver"]
-            tol = dflt["tol"]
-            if raw.get("tol") not in (None, ""):
-                t = _to_float(raw["tol"])
-                if t is None or not 0 < t < 1:
-                    warn.append(f"tol {_short(raw['tol'])} must be a number in (0, 1); using {tol:g}")
-                else:
-                    tol = t
-            snapped = min(TOLS, key=lambda c: abs(math.log10(c) - math.log10(tol)))
-            if raw.get("tol") not in (None, "") and not math.isclose(snapped, tol):
-                warn.append(f"tol {tol:g} is not offered; using the nearest, {snapped:g}")
-            tol = snapped
-            damping = DEFAULTS["damping"]
-            if raw.get("damping") not in (None, "") and damping_param(solver):
-                lo, hi = DAMPING_RANGE
-                dv = _to_float(raw["damping"])
-                if dv is None or not lo <= dv <= hi:
-                    c = DEFAULTS["damping"] if dv is None else min(max(dv, lo), hi)
-                    warn.append(f"damping {_short(raw['damping'])} must be in {lo:g}..{hi:g}; using {c:g}")
-                    dv = c
-                damping = round(dv, 2)
+        fam, dflt = type(entry.ck.model), family_defaults(entry.ck)
+        vals: dict[str, object] = {}
+        for w in fam.widgets():  # in declaration order: a later widget may depend on an earlier one (damping)
+            active = w.key in {a.key for a in fam.active_widgets(vals)}
+            raw_v = raw.get(w.key) if active else None
+            vals[w.key] = widget_value(w, raw_v, dflt.get(w.key, w.default) if active else w.default, warn)
+        extra = tuple(vals.items())
     settings = RunSettings(task=task, checkpoint=entry.name if entry else "", size=size, n=n, budget=budget,
-                           seed=seed, solver=solver, tol=tol, damping=damping, device=device)
+                           seed=seed, extra=extra, device=device)
     return settings, warn
 
 
@@ -234,11 +284,6 @@ def sweep_sizes(task: str, size: int, count: int = 4) -> list[int]:
 
 
 def dashboard_threads(env: str | None = None, cpus: int | None = None) -> int:
-    """Torch threads for the dashboard's process: $TTC_THREADS when set (1..256), else half the CPUs,
-    1 to 4. Runs of several sessions, and other jobs on the machine, then share the cores instead of
-    oversubscribing them (oversubscribed OpenMP threads spin and slow a run down many times over)."""
-    if env:
-        v = _to_int(env)
-        if v is not None and 1 <= v <= 256:
-            return v
-    return max(1, min(4, (cpus or os.cpu_count() or 2) // 2))
+    """Torch threads for the dashboard's process (engine.runtime.default_threads: $TTC_THREADS, else half the
+    CPUs, 1 to 4)."""
+    return default_threads(env or "", cpus)

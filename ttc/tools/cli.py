@@ -18,14 +18,15 @@ import numpy as np
 
 from models import ConfigError
 from models.config import check_arch_dims
-from models.solvers import SolverError
+from models.solvers import SOLVERS, SolverError
 from tasks import TASKS, TaskError, get_task, load_npz, save_npz
 from tasks.io import MAX_NPZ_BYTES
-
-from .checkpoint import CheckpointError, checkpoint_task, load_checkpoint
-from .limits import MAX_COST, check_cost, check_train, check_train_cost, run_cost
-from .memory import MODES as MEMORY_MODES
-from .probe import MAX_ITERS, probe
+from ttc.engine.checkpoint import CheckpointError, checkpoint_task, load_checkpoint
+from ttc.engine.evaluate import evaluate
+from ttc.engine.limits import MAX_COST, check_cost, check_train, check_train_cost, run_cost
+from ttc.engine.memory import MODES as MEMORY_MODES
+from ttc.engine.probe import MAX_ITERS
+from ttc.engine.runtime import PluginError, set_threads
 
 MAX_N = 100_000
 MAX_DATA_BYTES = MAX_NPZ_BYTES - 65536  # problems (uint8 inputs + targets) must fit an .npz `eval --data` accepts
@@ -35,7 +36,7 @@ class UsageError(ValueError):
     """A command-line value out of range."""
 
 
-USER_ERRORS = (UsageError, TaskError, ConfigError, CheckpointError, SolverError, ValueError)
+USER_ERRORS = (UsageError, TaskError, ConfigError, CheckpointError, SolverError, PluginError, ValueError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -130,39 +131,69 @@ def add_eval(sub) -> None:
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
     p.add_argument("--data", help=".npz of problems (keys task, size, inputs, targets) instead of generating")
-    p.add_argument("--solver", choices=["anderson", "fixed_point", "broyden"], default=None,
-                   help="DEQ solver (default: the checkpoint's)")
-    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None, help="DEQ solver tolerance")
+    add_settings_args(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=256, help="problems per forward batch")
+    add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the eval contract)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=cmd_eval)
 
 
-def evaluate(ck, task, x: np.ndarray, y: np.ndarray, iters: int, device: str, batch: int,
-             solver_opts: dict) -> dict:
-    """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
-    the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
-    (what one batch holding every problem would spend)."""
-    merged: list[dict] = []
-    n = len(x)
-    for s in range(0, n, batch):
-        recs = list(probe(ck.model, task, x[s:s + batch], y[s:s + batch], iters, device=device, **solver_opts))
-        for i, r in enumerate(recs):
-            if i == len(merged):
-                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0, "k": r.k})
-            m = merged[i]
-            m["correct"] += int(r.correct.sum())
-            running = int(np.isfinite(r.residuals).sum())  # r.residual is the mean over these
-            if running:
-                m["res"] += r.residual * running
-                m["res_n"] += running
-            m["nfe"] = max(m["nfe"], r.nfe)
-    acc = [m["correct"] / n for m in merged]
-    best = int(np.argmax(acc))
-    return {"accuracy": acc, "final_accuracy": acc[-1], "best_accuracy": acc[best], "best_iter": merged[best]["k"],
-            "residual": [m["res"] / m["res_n"] if m["res_n"] else None for m in merged],
-            "nfe": merged[-1]["nfe"]}
+def add_settings_args(p) -> None:
+    """--solver/--tol (families with a solver) and --option KEY=VALUE (any field of the family's run settings)."""
+    p.add_argument("--solver", choices=list(SOLVERS), default=None,
+                   help="solver of a family that has one, e.g. DEQ (default: the checkpoint's)")
+    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None, help="solver tolerance (DEQ)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a run setting of the checkpoint's family (repeatable), e.g. --option method=broyden")
+
+
+def add_threads_arg(p) -> None:
+    p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0,
+                   help="torch threads (0: $TTC_THREADS, else half the CPUs, at most 4: no oversubscription)")
+
+
+def _value(s: str) -> object:
+    """A KEY=VALUE option's value: JSON when it parses (numbers, true/false), else the string."""
+    try:
+        return json.loads(s)
+    except ValueError:
+        return s
+
+
+def run_settings(ck, a) -> object:
+    """The checkpoint's own run settings with --solver, --tol and --option applied (validated by the family)."""
+    changes: dict = {}
+    for item in a.option:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--option takes KEY=VALUE, got {item[:40]!r}")
+        changes[key.strip()] = _value(val.strip())
+    for flag, key, val in (("--solver", "method", a.solver), ("--tol", "tol", a.tol)):
+        if val is None:
+            continue
+        if key not in ck.model.settings.to_dict():
+            raise UsageError(f"{flag} applies to families with a solver (such as deq); this checkpoint is "
+                             f"{ck.family}")
+        changes[key] = val
+    known = ck.model.settings.to_dict()
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise UsageError(f"unknown run settings {unknown} for family {ck.family}; accepted: "
+                         f"{', '.join(known) or 'none'}")
+    try:
+        return ck.model.run_settings(None, **changes)
+    except TypeError as e:
+        raise UsageError(f"bad run settings {changes}: {e}") from None
+
+
+def progress_bar(total: int, desc: str, quiet: bool):
+    """A progress bar on stderr that appears only for runs longer than about two seconds (stdout stays clean)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, delay=2.0, leave=False, unit="it",
+                dynamic_ncols=True)
 
 
 def cmd_eval(a) -> int:
@@ -181,14 +212,15 @@ def cmd_eval(a) -> int:
         check_data_bytes(task, size, a.n)
         check_cost(run_cost(task, size, a.n, a.iters, ck.config.width), "--n, --size or --iters")  # before generating
         x, y = task.generate(size, a.n, a.seed)
-    if ck.family != "deq" and (a.solver or a.tol):
-        raise UsageError(f"--solver/--tol apply to DEQ checkpoints only; this one is {ck.family}")
+    settings = run_settings(ck, a)
     check_cost(run_cost(task, size, len(x), a.iters, ck.config.width), "--n (or the --data file), --size or --iters")
-    opts = {}
-    if ck.family == "deq":
-        opts = {k: v for k, v in (("method", a.solver), ("tol", a.tol)) if v is not None}
+    set_threads(a.threads)
+    batches = -(-len(x) // a.batch)
     t0 = time.perf_counter()
-    out = evaluate(ck, task, x, y, a.iters, a.device, a.batch, opts)
+    with progress_bar(batches * ck.model.budget(a.iters), "eval", a.quiet or not sys.stderr.isatty()) as bar:
+        curve = evaluate(ck.model, task, x, y, a.iters, device=a.device, batch=a.batch, settings=settings,
+                         on_iter=bar.update)
+    out = curve.to_dict()
     seconds = time.perf_counter() - t0
     result = {"task": task.name, "family": ck.family, "arch": ck.arch, "params": ck.model.num_params(),
               "size": size, "n": int(len(x)), "iters": a.iters, "device": a.device, **out, "seconds": seconds}
@@ -202,7 +234,7 @@ def cmd_eval(a) -> int:
 
 
 def add_train(sub) -> None:
-    from .train import TrainConfig
+    from ttc.engine.train import TrainConfig
 
     p = sub.add_parser("train", help="train a model and write a checkpoint with its card")
     d = TrainConfig()
@@ -223,7 +255,7 @@ def add_train(sub) -> None:
 def cmd_train(a) -> int:
     from dataclasses import fields
 
-    from .train import TrainConfig, train
+    from ttc.engine.train import TrainConfig, train
 
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     check_train(vars(cfg))
@@ -234,7 +266,12 @@ def cmd_train(a) -> int:
     for s in cfg.sizes + cfg.eval_sizes:
         get_task(cfg.task).sizes.check(cfg.task, s)
     check_train_cost(get_task(cfg.task), cfg.sizes, cfg.batch, cfg.layers, cfg.width,
-                     cfg.val_size or 2 * max(cfg.sizes), cfg.val_iters or 2 * cfg.layers, cfg.val_n)
+                     cfg.validation_size(), cfg.validation_budget(), cfg.val_n)
+    variants = [v for v in cfg.variants.split(",") if v]
+    known = getattr(get_task(cfg.task), "variants", ())
+    bad = [v for v in variants if v not in known]
+    if bad:
+        raise UsageError(f"--variants {bad} unknown for task {cfg.task}; known: {', '.join(known) or 'none'}")
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in sys.argv[1:])
 
     def show(ev: dict) -> None:
@@ -296,24 +333,27 @@ def add_memory(sub) -> None:
                    help="comma-separated subset of unrolled,implicit,jfb (default all)")
     p.add_argument("--batch", type=_int_in("--batch", 1, 1024), default=8, help="problems in the step, 1..1024")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
-    p.add_argument("--solver", choices=["anderson", "fixed_point", "broyden"], default=None,
-                   help="DEQ solver (default: the model's)")
+    p.add_argument("--solver", choices=list(SOLVERS), default=None, help="DEQ solver (default: the model's)")
     p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None,
                    help="forward tolerance for implicit/jfb (unrolled always runs --iters steps)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per (mode, iters)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=cmd_memory)
 
 
 def cmd_memory(a) -> int:
     import torch
 
-    from .memory import measure, memory_budget, unrolled_bytes_estimate
-    from .probe import resolve_device
+    from ttc.engine.memory import measure, memory_budget, unrolled_bytes_estimate
+    from ttc.engine.probe import resolve_device
 
     ck = load_checkpoint(a.checkpoint)
-    if ck.family != "deq":
-        raise UsageError(f"memory modes apply to DEQ checkpoints only; this one is {ck.family}")
+    if not ck.model.has_solver:
+        raise UsageError(f"memory modes apply to checkpoints whose family has a solver (such as deq); this one is "
+                         f"{ck.family}")
+    set_threads(a.threads)
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
     check_cost(run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width),
@@ -328,7 +368,12 @@ def cmd_memory(a) -> int:
         if need > budget:
             raise UsageError(f"unrolled at {max(a.iters)} iterations would save about {need / 2**30:.1f} GiB, over "
                              f"the {budget / 2**30:.1f} GiB this machine can spare; lower --batch, --size or --iters")
-    rows = measure(model, x, y, a.iters, a.modes, a.solver, a.tol)
+    rows = []
+    with progress_bar(len(a.iters) * len(a.modes), "memory", a.quiet or not sys.stderr.isatty()) as bar:
+        for mode in a.modes:
+            for k in a.iters:
+                rows += measure(model, x, y, [k], [mode], a.solver, a.tol)
+                bar.update(1)
     if a.json:
         print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
                           for r in rows]))
@@ -349,22 +394,33 @@ def add_measure(sub) -> None:
                    help=f"comma-separated budgets, each 1..{MAX_ITERS}")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200)
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=None, help="default: the zoo's test seed")
+    p.add_argument("--generator", default=None,
+                   help="problem generator of the task (mazes: dfs, kruskal, prim, wilson; default: the task's)")
+    add_settings_args(p)
+    add_threads_arg(p)
     p.add_argument("--write", action="store_true", help="write the rows into the card (.safetensors and .json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=cmd_measure)
 
 
 def cmd_measure(a) -> int:
-    from .zoo import TEST_SEED, measure_table, update_card
+    from ttc.engine.zoo import TEST_SEED, measure_table, update_card
 
     ck = load_checkpoint(a.checkpoint)
     task = get_task(ck.task)
     for s in a.sizes:
         task.sizes.check(task.name, s)
-    from .limits import check_cost, run_cost
-
     for s in a.sizes:
         check_cost(run_cost(task, s, a.n, max(a.iters), ck.config.width), "--n, --sizes or --iters")
-    rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed)
+    known = getattr(task, "variants", ())
+    if a.generator is not None and a.generator not in known:
+        raise UsageError(f"--generator {a.generator[:40]!r} unknown for task {task.name}; known: "
+                         f"{', '.join(known) or 'none'}")
+    settings = run_settings(ck, a)
+    set_threads(a.threads)
+    with progress_bar(len(a.sizes), "measure (sizes)", a.quiet or not sys.stderr.isatty()) as bar:
+        rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed,
+                             settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1))
     if a.write:
         update_card(a.checkpoint, rows)
     print(json.dumps(rows))
@@ -404,7 +460,7 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 
 
 def add_bench(sub) -> None:
-    from .bench import GROUPS
+    from ttc.tools.bench import GROUPS
 
     p = sub.add_parser(
         "bench", help="benchmarks as ratios: instrumentation, solvers, memory, throughput, dashboard",
@@ -418,20 +474,18 @@ def add_bench(sub) -> None:
     p.add_argument("--groups", type=_csv_choices("--groups", GROUPS), default=list(GROUPS),
                    help=f"comma-separated subset of {','.join(GROUPS)} (default all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
-    p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0, help="torch threads (0: as is)")
+    add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_bench)
 
 
 def cmd_bench(a) -> int:
-    import torch
 
-    from .bench import format_table, run_bench
-    from .catalog import checkpoint_folder
+    from ttc.app.catalog import checkpoint_folder
+    from ttc.tools.bench import format_table, run_bench
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     folder = a.checkpoints or str(checkpoint_folder())
     result = run_bench(quick=a.quick, folder=folder, device=a.device, groups=tuple(a.groups),
                        on_event=_progress(a.quiet))
@@ -440,7 +494,7 @@ def cmd_bench(a) -> int:
 
 
 def add_report(sub) -> None:
-    from .report import FORMATS
+    from ttc.tools.report import FORMATS
 
     p = sub.add_parser(
         "report", help="findings: accuracy vs iterations and size, iterations needed vs size, residuals, memory",
@@ -456,7 +510,7 @@ def add_report(sub) -> None:
                    help=f"figure formats, comma-separated subset of {','.join(FORMATS)} (default all)")
     p.add_argument("--quick", action="store_true", help="fewer sizes, problems and iterations")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
-    p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0, help="torch threads (0: as is)")
+    add_threads_arg(p)
     p.add_argument("--from-results", default=None, metavar="RESULTS_JSON",
                    help="run nothing: draw the figures and summary again from an earlier run's results.json")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -464,10 +518,9 @@ def add_report(sub) -> None:
 
 
 def cmd_report(a) -> int:
-    import torch
 
-    from .catalog import checkpoint_folder
-    from .report import FORMATS, render, run_report
+    from ttc.app.catalog import checkpoint_folder
+    from ttc.tools.report import FORMATS, render, run_report
 
     if a.from_results:
         try:
@@ -484,8 +537,7 @@ def cmd_report(a) -> int:
             raise UsageError(f"cannot write the report to {a.out!r}: {e.strerror or e}") from None
         print(f"report: {os.path.join(a.out, 'summary.md')} (rendered from {a.from_results})")
         return 0
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     folder = a.checkpoints or str(checkpoint_folder())
     args = ["report", "--out", a.out] + (["--checkpoints", a.checkpoints] if a.checkpoints else [])
     args += (["--tasks", ",".join(a.tasks)] if a.tasks else []) + (["--quick"] if a.quick else [])

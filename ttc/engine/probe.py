@@ -6,6 +6,7 @@ This stream is what the CLI, the tests and the dashboard consume. Records carry 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ class IterRecord:
     preds: torch.Tensor  # (B, *spatial) uint8 argmax prediction (on the CPU)
     confidence: np.ndarray  # (B,) mean over cells of the predicted class probability
     bit_accuracy: float  # fraction of output cells right
+    series: dict[str, np.ndarray] | None = None  # (B,) the family's extra per-sample series (its extra_series)
+    z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -92,19 +95,21 @@ def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
-          **solver_options) -> Iterator[IterRecord]:
+          settings=None, z0: torch.Tensor | None = None, keep_state: bool = False) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
-    For families without a solver (explicit, recursive) the residual is ||z_k - z_{k-1}|| / ||z_k||,
-    a sample is converged once it falls below tol (default 1e-4) and diverged once z turns non-finite. DEQs
-    get tol, when given, as their solver tolerance, and report
-    their solver's residual and stops. With early_stop, the run ends once no sample is still running.
+    settings are the family's run settings (None: the model's own). For families without their own residual
+    (explicit, recursive) the residual is ||z_k - z_{k-1}|| / ||z_k||, a sample is converged once it falls below
+    tol (default 1e-4) and diverged once z turns non-finite. A family whose settings have a `tol` (DEQ solvers)
+    gets tol, when given, there, and reports its own residual and stops. With early_stop, the run ends once no
+    sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 1 <= iters <= MAX_ITERS:
         raise ValueError(f"iteration budget {iters} out of range; accepted: 1..{MAX_ITERS}")
-    if tol is not None and model.config.family == "deq":
-        solver_options = {**solver_options, "tol": tol}
+    settings = model.run_settings(settings)
+    if tol is not None and hasattr(settings, "tol"):
+        settings = settings.updated(tol=tol)
     tol = 1e-4 if tol is None else tol
     model = model.to(dev).eval()
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
@@ -119,8 +124,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     conv = torch.zeros(B, dtype=torch.bool, device=dev)
     div = torch.zeros(B, dtype=torch.bool, device=dev)
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for st in model.stream(x, iters, **solver_options):
+    grad_mode = contextlib.nullcontext() if model.needs_grad else torch.inference_mode()
+    with grad_mode:
+        for st in model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings):
             z, logits = st.z, st.logits
             if st.residual is not None:
                 res = st.residual
@@ -146,6 +152,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             h = _to_host({"acc": correct.float().mean(), "bits": right.float().mean(), "correct": correct,
                           "res": res.float(), "conv": conv, "div": div, "conf": conf.flatten(1).mean(dim=1).float(),
                           "preds": pred.to(torch.uint8)})
+            series = None
+            if st.series:
+                series = {k: v.detach().float().cpu().numpy() for k, v in st.series.items()}
             res_np = h["res"]
             finite_res = res_np[np.isfinite(res_np)]
             yield IterRecord(
@@ -153,28 +162,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
                 nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
                 converged=h["conv"], diverged=h["div"], preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
-                bit_accuracy=float(h["bits"]),
+                bit_accuracy=float(h["bits"]), series=series, z=z if keep_state else None,
             )
             if early_stop and not (~(h["conv"] | h["div"])).any():
                 return
             z_prev = z
-
-
-def summarize(records: list[IterRecord]) -> dict:
-    """Per-iteration lists and the best/final accuracies of a finished run."""
-    acc = [r.accuracy for r in records]
-    best = int(np.argmax(acc)) if acc else 0
-    last = records[-1]
-    return {
-        "accuracy": acc,
-        "final_accuracy": acc[-1],
-        "best_accuracy": acc[best],
-        "best_iter": records[best].k,
-        "residual": [None if math.isnan(r.residual) else r.residual for r in records],
-        "nfe": last.nfe,
-        "seconds": last.elapsed,
-        "converged": int(last.converged.sum()),
-        "diverged": int(last.diverged.sum()),
-        "memory_kind": last.memory_kind,
-        "memory_bytes": [r.memory_bytes for r in records],
-    }

@@ -1,6 +1,6 @@
 """The Memory page's sweep: training memory of a DEQ checkpoint per backward mode and iteration count,
 one (mode, iters) measurement at a time (so a page can fill its chart progressively), and the
-comparison written out in words. The measurement itself is `ttc.memory.measure_step`."""
+comparison written out in words. The measurement itself is `ttc.engine.memory.measure_step`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import copy
 import torch
 
 from tasks import get_task
-
-from .checkpoint import Checkpoint
-from .memory import MODES, measure_step, memory_budget, unrolled_bytes_estimate
+from ttc.engine.checkpoint import Checkpoint
+from ttc.engine.memory import MODES, measure_step, memory_budget, unrolled_bytes_estimate
 
 ITERS_OPTIONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_ITERS = (5, 10, 20, 50, 100)

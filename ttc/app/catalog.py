@@ -12,9 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.solvers import SOLVERS
-
-from .checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint_bytes
+from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint_bytes
 
 ENV_FOLDER = "TTC_CHECKPOINTS"
 
@@ -94,17 +92,6 @@ def load_upload_entry(filename: str, data: bytes) -> Entry:
     ck = load_checkpoint_bytes(data, name=filename)
     digest = hashlib.sha256(data).hexdigest()[:16]
     return Entry(name=Path(filename).stem, source="upload", version=digest, ck=ck, data=data)
-
-
-def solver_defaults(ck: Checkpoint) -> dict:
-    """A DEQ checkpoint's own solver settings ({} for the other families)."""
-    if ck.family != "deq":
-        return {}
-    solver = dict(getattr(ck.model, "solver", {}) or {})
-    method = solver.get("method", "fixed_point")
-    if method not in SOLVERS:
-        method = next(iter(SOLVERS))
-    return {"solver": method, "tol": float(solver.get("tol", 1e-4))}
 
 
 def _number(v: object) -> float | None:

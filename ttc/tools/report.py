@@ -27,17 +27,17 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from models import ConfigError, get_family
 from tasks import TASKS, get_task
+from ttc.app import export
+from ttc.app.plots import family_color, lighter, memory_modes_figure
+from ttc.engine.checkpoint import Checkpoint
+from ttc.engine.limits import REPORT_RUN_COST, REPORT_RUN_COST_QUICK, run_cost
+from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
+from ttc.engine.probe import MAX_ITERS, probe, resolve_device
+from ttc.engine.zoo import TEST_SEED
+from ttc.tools.bench import DEQCase, deq_cases, load_zoo, machine, scaled_size, training_size
 
-from . import export
-from .bench import DEQCase, deq_cases, load_zoo, machine, scaled_size, training_size
-from .checkpoint import Checkpoint
-from .memory import measure_step, memory_budget, unrolled_bytes_estimate
-from .plots import FAMILY_COLORS, memory_modes_figure
-from .probe import MAX_ITERS, probe, resolve_device
-from .zoo import TEST_SEED
-
-FAMILY_ORDER = {"explicit": 0, "recursive": 1, "deq": 2}
 FORMATS = ("png", "svg", "html")
 _DASH = {1: "solid", 2: "dot", 4: "dash", 8: "dashdot", 16: "longdash"}
 
@@ -49,7 +49,7 @@ class ReportConfig:
     scaling_factors: tuple[int, ...]  # sizes of the iterations-needed-vs-size study
     n_base: int  # problems at the training size (and wherever the cost allows)
     n_min: int  # the floor when the cost cap cuts problems
-    cost_cap: float  # multiply-accumulates per run
+    cost_cap: float  # cost of one run (engine.limits.run_cost units), a fraction of the one cap MAX_COST
     iter_cap: int  # iteration budget cap
     base_budget: int  # budget at the training size, in multiples of the training iterations
     memory_iters: tuple[int, ...]
@@ -58,24 +58,16 @@ class ReportConfig:
 def report_config(quick: bool = False) -> ReportConfig:
     if quick:
         return ReportConfig(quick=True, curve_factors=(1, 4), scaling_factors=(1, 2, 4), n_base=32, n_min=8,
-                            cost_cap=1e10, iter_cap=120, base_budget=2, memory_iters=(10, 100))
+                            cost_cap=REPORT_RUN_COST_QUICK, iter_cap=120, base_budget=2, memory_iters=(10, 100))
     return ReportConfig(quick=False, curve_factors=(1, 4, 16), scaling_factors=(1, 2, 4, 8, 16), n_base=200,
-                        n_min=20, cost_cap=1.2e12, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
+                        n_min=20, cost_cap=REPORT_RUN_COST, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
 
 
 # --- cost and plan -------------------------------------------------------------------------------------------
 
-def macs_per_iteration(ck: Checkpoint, size: int) -> float:
-    """Approximate multiply-accumulates of one iteration on one problem: each of the block's residual units
-    holds two convolutions (or one attention + MLP layer) over every cell."""
-    cfg = ck.config
-    cells = int(np.prod(get_task(ck.task).target_shape(size)))
-    if cfg.arch == "transformer":
-        per_cell = 12 * cfg.width**2 + 2 * cells * cfg.width
-    else:
-        taps = cfg.kernel ** (2 if cfg.arch == "conv2d" else 1)
-        per_cell = 2 * taps * cfg.width**2
-    return float(cfg.depth * cells * per_cell)
+def iteration_cost(ck: Checkpoint, size: int) -> float:
+    """One iteration on one problem, in the one cost model (engine.limits.run_cost)."""
+    return run_cost(get_task(ck.task), size, 1, 1, ck.config.width)
 
 
 @dataclass
@@ -94,14 +86,15 @@ def plan_run(ck: Checkpoint, base: int, factor: int, budget_at: Callable[[int], 
     least n_min problems, and as many problems (up to n_base) as the cap allows."""
     want = scaled_size(ck.task, base, factor)
     size = want
-    while size > base and cfg.n_min * budget_at(size) * macs_per_iteration(ck, size) > cfg.cost_cap:
+    while size > base and cfg.n_min * budget_at(size) * iteration_cost(ck, size) > cfg.cost_cap:
         smaller = scaled_size(ck.task, size, 0.8)
         size = smaller if smaller < size else base
     budget = budget_at(size)
-    n = int(min(cfg.n_base, max(cfg.n_min, cfg.cost_cap // max(1.0, budget * macs_per_iteration(ck, size)))))
+    n = int(min(cfg.n_base, max(cfg.n_min, cfg.cost_cap // max(1.0, budget * iteration_cost(ck, size)))))
     note = ""
     if size != want:
-        note = (f"size {want} ({factor}x) would cost more than the cap ({cfg.cost_cap:.2g} multiply-accumulates "
+        note = (f"size {want} ({factor}x) would cost more than the cap ({cfg.cost_cap:.2g} problems x cells x "
+                f"iterations x width^2 "
                 f"with {cfg.n_min} problems); ran size {size}, the largest that fits")
     return Run(size=size, factor=factor, n=n, budget=budget, note=note)
 
@@ -150,6 +143,7 @@ class Curve:
     converged: int
     diverged: int
     note: str = ""
+    fixed_depth: bool = False  # the family's depth is fixed (explicit): no iteration study
     best_accuracy: float = field(init=False)
     best_iter: int = field(init=False)  # the first iteration at the best accuracy
     near_best_iter: int = field(init=False)  # the first within one percentage point of the best
@@ -162,7 +156,7 @@ class Curve:
         self.best_accuracy, self.best_iter = float(acc[b]), b + 1
         self.near_best_iter = int(np.argmax(acc >= acc[b] - 0.01)) + 1
         self.final_accuracy = float(acc[-1])
-        self.still_improving = bool(self.family != "explicit" and self.stop == "budget" and self.best_accuracy < 1
+        self.still_improving = bool(not self.fixed_depth and self.stop == "budget" and self.best_accuracy < 1
                                     and self.best_iter > 0.9 * len(acc) and self.best_accuracy > float(acc[0]))
 
     @property
@@ -184,17 +178,18 @@ def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device) -> Curv
         nfe.append(r.nfe)
         if r.accuracy >= 1.0:
             first_solved = r.k if first_solved is None else first_solved
-            if ck.family != "explicit" and r.k >= 2 * first_solved + 10:
+            if not ck.model.fixed_depth and r.k >= 2 * first_solved + 10:
                 stop = "solved"
                 break
         else:
             first_solved = None
     seconds = time.perf_counter() - t0
-    if stop == "budget" and len(acc) < (ck.config.layers if ck.family == "explicit" else run.budget):
+    if stop == "budget" and len(acc) < ck.model.budget(run.budget):
         stop = "converged"
     return Curve(checkpoint=ck.name, family=ck.family, arch=ck.arch, task=ck.task, size=run.size, factor=run.factor,
                  n=run.n, budget=run.budget, accuracy=acc, residual=res, nfe=nfe, seconds=round(seconds, 2),
-                 stop=stop, converged=int(last.converged.sum()), diverged=int(last.diverged.sum()), note=run.note)
+                 stop=stop, converged=int(last.converged.sum()), diverged=int(last.diverged.sum()), note=run.note,
+                 fixed_depth=ck.model.fixed_depth)
 
 
 def scaling_fit(curves: list[Curve], min_accuracy: float = 0.5) -> dict | None:
@@ -219,14 +214,12 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
-_LIGHT = {"explicit": "#bdbdbd", "recursive": "#8fc1e3", "deq": "#f4a3a3"}  # other archs than the task's default
-
-
 def _line(c: Curve) -> dict:
     """Colour by family (a lighter tint for a non-default arch such as the transformer), dash by size multiple."""
-    default = "conv2d" if c.task == "mazes" else "conv1d"
-    palette = FAMILY_COLORS if c.arch == default else _LIGHT
-    return {"color": palette.get(c.family, "#9467bd"), "dash": _DASH.get(c.factor, "solid")}
+    color = family_color(c.family)
+    if c.arch != get_task(c.task).default_arch:
+        color = lighter(color)
+    return {"color": color, "dash": _DASH.get(c.factor, "solid")}
 
 
 def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
@@ -305,7 +298,7 @@ def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple
     import copy
 
     model = copy.deepcopy(case.model).to(device)
-    model.backward = {"max_iter": 30}
+    model.settings = model.settings.updated(backward_solver={"max_iter": 30})  # a private copy: its own default
     task = get_task(case.task)
     size = min(case.size, 32)
     xs, ys = task.generate(size, 2, TEST_SEED)
@@ -326,13 +319,13 @@ def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple
 # --- the report ----------------------------------------------------------------------------------------------
 
 def _looped(ck: Checkpoint) -> bool:
-    return ck.family != "explicit"
+    return not ck.model.fixed_depth
 
 
 def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: torch.device,
                 say: Callable[[str], None]) -> dict:
     """Every run of one task: the curves at each size, the scaling fits and the notes."""
-    cks = sorted(cks, key=lambda c: (FAMILY_ORDER.get(c.family, 9), c.name))
+    cks = sorted(cks, key=lambda c: (c.model.order, c.name))
     base = max(training_size(c) for c in cks)
     factors = sorted(set(cfg.curve_factors) | set(cfg.scaling_factors))
     curves: list[Curve] = []
@@ -357,7 +350,7 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
         notes += [f"{ck.name}: {c.note}" for c in curves if c.checkpoint == ck.name and c.note]
     by_ck: dict[str, list[Curve]] = {}
     for c in curves:
-        if c.family != "explicit":
+        if not c.fixed_depth:
             by_ck.setdefault(c.checkpoint, []).append(c)
     fits = {name: scaling_fit(cs) for name, cs in by_ck.items()}
     models = [{"checkpoint": c.name, "family": c.family, "arch": c.arch, "params": c.model.num_params(),
@@ -415,7 +408,14 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
 
 
 def _curve(d: dict) -> Curve:
-    return Curve(**{k: d[k] for k, f in Curve.__dataclass_fields__.items() if f.init})
+    """A curve read back from results.json (an older file without fixed_depth: its family's class says)."""
+    vals = {k: d[k] for k, f in Curve.__dataclass_fields__.items() if f.init and k in d}
+    if "fixed_depth" not in vals:
+        try:
+            vals["fixed_depth"] = get_family(d["family"]).fixed_depth
+        except ConfigError:
+            vals["fixed_depth"] = False
+    return Curve(**vals)
 
 
 def render(results: dict, out: str | Path, formats: tuple[str, ...] = FORMATS) -> dict:
@@ -438,12 +438,12 @@ def render(results: dict, out: str | Path, formats: tuple[str, ...] = FORMATS) -
         task, curves = t["task"], [_curve(d) for d in t["curves"]]
         shown = [c for c in curves if c.factor in shown_factors]
         fig_out(accuracy_figure(task, shown), f"{task}-accuracy")
-        looped = [c for c in shown if c.family != "explicit"]
+        looped = [c for c in shown if not c.fixed_depth]
         if looped:
             fig_out(residual_figure(task, looped), f"{task}-residual")
         by_ck: dict[str, list[Curve]] = {}
         for c in curves:
-            if c.family != "explicit":
+            if not c.fixed_depth:
                 by_ck.setdefault(c.checkpoint, []).append(c)
         if by_ck:
             fig_out(scaling_figure(task, by_ck, t["scaling"]), f"{task}-iterations-vs-size")
@@ -483,7 +483,8 @@ def summary_markdown(res: dict) -> str:
              f"load average {m['load_average']}).", "",
              f"Test problems from seed {res['seed']} (never used in training). Exact-match accuracy: a problem "
              f"counts only if every output cell is right. Up to {cfg['n_base']} problems per run; where a run "
-             f"would cost more than {cfg['cost_cap']:.2g} multiply-accumulates the problems are cut (to no fewer "
+             f"would cost more than {cfg['cost_cap']:.2g} (problems x cells x iterations x width^2) the problems are "
+             f"cut (to no fewer "
              f"than {cfg['n_min']}), and the column n says how many were used. Budgets: "
              f"{cfg['base_budget']}x the training iterations at the training size, then 3x the iterations the last "
              f"solved size (best accuracy >= 50%) needed, grown with size at the rate seen between the last two "

@@ -63,7 +63,7 @@ class Checkpoint:
 
 def checkpoint_name(task: str, family: str, arch: str) -> str:
     """{task}-{family}[-{arch}]: the arch is left out when it is the task's default core."""
-    default = "conv2d" if task == "mazes" else "conv1d"
+    default = get_task(task).default_arch if task in TASKS else None
     return f"{task}-{family}" + ("" if arch == default else f"-{arch}")
 
 
@@ -150,6 +150,8 @@ def _parse_meta(meta: dict) -> tuple[str, ModelConfig, dict]:
     if cfg.in_channels != task.in_channels:
         raise CheckpointError(f"config in_channels {cfg.in_channels} does not fit task {task.name} "
                               f"({task.in_channels} channels)")
+    if cfg.classes != task.classes:
+        raise CheckpointError(f"config classes {cfg.classes} does not fit task {task.name} ({task.classes} classes)")
     try:
         check_arch_dims(cfg.arch, task.spatial_dims, task.name)
     except ConfigError as e:
@@ -189,26 +191,8 @@ def load_checkpoint_bytes(data: bytes, name: str | None = None) -> Checkpoint:
     model = build_model(cfg)  # its size is now bounded by the file's: every tensor's shape matched
     model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
     model.eval()
-    if cfg.family == "deq":
-        _restore_solver(model, card)
+    model.settings = model.settings_from_card(card)  # the run settings the card recommends (DEQ: its solver)
     return Checkpoint(model=model, task=task, config=cfg, card=card, path=name)
-
-
-def _restore_solver(model, card: dict) -> None:
-    """A DEQ evaluates with the solver its card recommends ("solver": {"method", "tol"}), else the one it
-    trained with; an unknown or malformed entry leaves the model's default (it is advice, not structure)."""
-    from models.solvers import SOLVERS
-
-    rec = card.get("solver")
-    if not isinstance(rec, dict):
-        tc = card.get("train_config") if isinstance(card.get("train_config"), dict) else {}
-        rec = {"method": tc.get("solver"), "tol": tc.get("tol")}
-    method, tol = rec.get("method"), rec.get("tol")
-    if isinstance(method, str) and method in SOLVERS:
-        model.solver = {**model.solver, "method": method}
-        model.solver = {k: v for k, v in model.solver.items() if k in ("method", "tol")}
-    if isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1:
-        model.solver["tol"] = float(tol)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

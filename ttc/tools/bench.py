@@ -11,7 +11,6 @@ shape and say so.
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import os
 import platform
@@ -23,17 +22,14 @@ from pathlib import Path
 
 import torch
 
-from models import DEQModel, ModelConfig, build_model, solvers
-from tasks import get_task
-
-from .checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
-from .memory import measure_step
-from .probe import probe, resolve_device
+from models import IterativeModel, ModelConfig, build_model, solvers
+from tasks import TASKS, get_task
+from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
+from ttc.engine.memory import measure_step
+from ttc.engine.probe import probe, resolve_device
 
 GROUPS = ("overhead", "solvers", "torchdeq", "memory", "throughput", "dashboard")
 SEED = 20_240_601  # problems of repeat r use seed SEED + r
-DEFAULT_TRAIN_SIZE = {"prefix_sums": 32, "addition": 32, "mazes": 9}
-DASHBOARD_SIZE = {"prefix_sums": 64, "addition": 32, "mazes": 13}  # the Explore page's default sizes
 RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
               "norm": True}  # the zoo's prefix-sums DEQ shape
 TORCHDEQ_OPTS = {"m": 5, "lam": 1e-4}  # same history and regularisation on both sides
@@ -97,7 +93,7 @@ def training_size(ck: Checkpoint) -> int:
     """The largest size the checkpoint trained on (its card), else the zoo's default for the task."""
     sizes = ck.card.get("train_sizes") or (ck.card.get("train_config") or {}).get("sizes") or []
     sizes = [int(s) for s in sizes if isinstance(s, (int, float))]
-    return max(sizes) if sizes else DEFAULT_TRAIN_SIZE.get(ck.task, 16)
+    return max(sizes) if sizes else get_task(ck.task).train_size
 
 
 def scaled_size(task: str, size: int, factor: float) -> int:
@@ -169,7 +165,7 @@ class DEQCase:
     """A DEQ to benchmark: a checkpoint's model, or a random one standing in when the folder has none."""
 
     name: str
-    model: DEQModel
+    model: IterativeModel
     task: str
     size: int
     random: bool = False
@@ -188,7 +184,7 @@ def load_zoo(folder: str | Path) -> tuple[list[Checkpoint], list[str]]:
 
 def deq_cases(cks: list[Checkpoint], uses: str = "the DEQ measurements (solvers, torchdeq, memory) use"
               ) -> tuple[list[DEQCase], list[str]]:
-    cases = [DEQCase(ck.name, ck.model, ck.task, training_size(ck)) for ck in cks if ck.family == "deq"]
+    cases = [DEQCase(ck.name, ck.model, ck.task, training_size(ck)) for ck in cks if ck.model.has_solver]
     if cases:
         return cases, []
     spec = dict(RANDOM_DEQ)
@@ -198,7 +194,7 @@ def deq_cases(cks: list[Checkpoint], uses: str = "the DEQ measurements (solvers,
     note = (f"no DEQ checkpoint: {uses} {name}, a randomly "
             f"initialised DEQ of the zoo's prefix-sums shape (conv1d, width 64, depth 2, group norm, seed 0); "
             f"untrained, it is not contractive, so few samples reach the tolerance")
-    return [DEQCase(name, model, task.name, DEFAULT_TRAIN_SIZE[task.name], random=True)], [note]
+    return [DEQCase(name, model, task.name, task.train_size, random=True)], [note]
 
 
 def _batch(task_name: str, size: int, n: int, seed: int, dev: torch.device):
@@ -216,7 +212,7 @@ def _limit(items: list, cfg: BenchConfig) -> list:
 def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
     """probe() (per-iteration accuracy, residuals, convergence, predictions to the host) vs a bare loop over
     model.stream on the same model, problems and budget: the Explore page's default run."""
-    size = DASHBOARD_SIZE.get(ck.task, training_size(ck))
+    size = get_task(ck.task).dashboard_size
     task, xs, ys, x, _ = _batch(ck.task, size, cfg.n, SEED, dev)
     model = ck.model.to(dev).eval()
     iters = cfg.overhead_iters
@@ -329,7 +325,7 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
     """Bytes autograd saves in one training step: implicit at 1000 vs 10 forward iterations, unrolled vs
     implicit at 100 (and the CUDA peaks on a GPU). Forward solves run exactly the iteration count (tol 0)."""
     model = copy.deepcopy(case.model).to(dev)
-    model.backward = {"max_iter": 30}  # the implicit backward's own solve: its cost, not the forward's memory
+    model.settings = model.settings.updated(backward_solver={"max_iter": 30})  # the implicit backward's own solve
     rows: dict[tuple[str, int], list[dict]] = {}
     size = min(case.size, 32)
     for r in range(cfg.memory_repeats):
@@ -370,10 +366,10 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
 
 
 def _probe_run(model, task_name: str, size: int, n: int, iters: int, dev: torch.device,
-               opts: dict) -> Callable[[], int]:
+               settings=None) -> Callable[[], int]:
     """A function running probe() over n problems of this size; it returns the records it got."""
     task, xs, ys, *_ = _batch(task_name, size, n, SEED, dev)
-    return lambda: sum(1 for _ in probe(model, task, xs, ys, iters, device=dev, **opts))
+    return lambda: sum(1 for _ in probe(model, task, xs, ys, iters, device=dev, settings=settings))
 
 
 def bench_throughput(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
@@ -382,10 +378,10 @@ def bench_throughput(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dic
     base = training_size(ck)
     big = scaled_size(ck.task, base, 4)
     iters = cfg.throughput_iters
-    opts = {"tol": 0.0} if ck.family == "deq" else {}
+    settings = ck.model.settings.updated(tol=0.0) if hasattr(ck.model.settings, "tol") else None
     model = ck.model.to(dev).eval()
     per_size: dict[int, list[float]] = {base: [], big: []}
-    runs = {size: _probe_run(model, ck.task, size, cfg.n, iters, dev, opts) for size in (base, big)}
+    runs = {size: _probe_run(model, ck.task, size, cfg.n, iters, dev, settings) for size in (base, big)}
     done = {size: run() for size, run in runs.items()}  # warm-up; explicit models yield their depth
     for _ in range(max(3, cfg.repeats // 3)):
         for size in (base, big):
@@ -401,11 +397,22 @@ def bench_throughput(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dic
                         "n": cfg.n, "iters": done[base], "device": dev.type})
 
 
+def _family_rank(c: Checkpoint) -> tuple:
+    """Looped families before the fixed-depth baseline, solver-free before solver-based, then display order."""
+    m = c.model
+    return (m.fixed_depth, m.has_solver, m.order, c.name)
+
+
+def _dashboard_rank(c: Checkpoint) -> tuple:
+    return (list(TASKS).index(c.task) if c.task in TASKS else 99, c.arch != get_task(c.task).default_arch,
+            *_family_rank(c)[:3], len(c.name))
+
+
 def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> dict:
     """Explore page, warm (the checkpoint loaded, the page run once), in-process through Streamlit's AppTest
     (no browser): after a settings change (the problem size), the seconds to the first chart the page emits
     (the headline number) and to the end of the rerun; the ratio is the rerun against the same run computed
-    without the app (ttc.trace.compute_trace), the cost of the live drawing. scripts/measure_app.py measures
+    without the app (ttc.app.trace.compute_trace), the cost of the live drawing. scripts/measure_app.py measures
     the same change in a real browser (a script, not importable: run it for browser numbers)."""
     compares = ("Explore, warm, after a size change (Streamlit AppTest, server side, no browser): seconds of the "
                 "page's whole rerun / seconds to compute the same run without the app")
@@ -415,36 +422,20 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
         return skipped("dashboard", "dashboard warm time", compares, "streamlit is not installed")
     if not cks:
         return skipped("dashboard", "dashboard warm time", compares, f"no checkpoint in {folder}")
-    from streamlit.delta_generator import DeltaGenerator
+    from ttc.app.catalog import ENV_FOLDER
+    from ttc.app.settings import RunSettings
+    from ttc.app.trace import compute_trace
 
-    from .catalog import ENV_FOLDER
-    from .settings import RunSettings
-    from .trace import compute_trace
-
-    order = {"recursive": 0, "deq": 1, "explicit": 2}
-    ck = min(cks, key=lambda c: (c.task != "prefix_sums", order.get(c.family, 3), len(c.name)))  # default arch
+    ck = min(cks, key=_dashboard_rank)  # what the app opens on: the first task's default checkpoint
     task = get_task(ck.task)
-    base = DASHBOARD_SIZE.get(ck.task, training_size(ck))
+    base = task.dashboard_size
     sizes = [scaled_size(ck.task, base, 1 + 0.25 * (i + 1)) for i in range(cfg.dashboard_repeats)]
     app = str(Path(__file__).resolve().parents[1] / "app.py")
-    first: list[float] = []
-    real = DeltaGenerator.plotly_chart
-
-    def spy(self, *a, **k):  # the moment the page hands its first chart to Streamlit
-        if not first:
-            first.append(time.perf_counter())
-        return real(self, *a, **k)
-
     old_env = os.environ.get(ENV_FOLDER)
     os.environ[ENV_FOLDER] = str(folder)
-    DeltaGenerator.plotly_chart = spy
-    firsts, fulls, computes = [], [], []
-    ctx_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
-    level = ctx_log.level
+    fulls, computes = [], []
     try:
-        ctx_log.setLevel(logging.ERROR)  # AppTest's constructor warns that it runs outside a script, by design
         at = AppTest.from_file(app, default_timeout=300)
-        ctx_log.setLevel(level)
         at.query_params = {"task": ck.task, "checkpoint": ck.name, "size": str(base), "n": str(cfg.dashboard_n),
                            "budget": str(cfg.dashboard_budget), "seed": "0"}
         at.run()  # cold: imports, checkpoint validation, the first run
@@ -452,32 +443,28 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
             return skipped("dashboard", "dashboard warm time", compares,
                            f"the Explore page raised: {at.exception[0].value}")
         for size in sizes:
-            first.clear()
             t0 = time.perf_counter()
             at.number_input(key="w_size").set_value(size).run()
             t1 = time.perf_counter()
-            if at.exception or not first:
+            if at.exception or not at.get("plotly_chart"):
                 return skipped("dashboard", "dashboard warm time", compares, "the page drew no chart after a change")
             s = RunSettings(**at.session_state["settings"])
             c0 = time.perf_counter()
             compute_trace(ck, s)
             computes.append(time.perf_counter() - c0)
-            firsts.append(first[0] - t0)
             fulls.append(t1 - t0)
     finally:
-        ctx_log.setLevel(level)
-        DeltaGenerator.plotly_chart = real
         if old_env is None:
             os.environ.pop(ENV_FOLDER, None)
         else:
             os.environ[ENV_FOLDER] = old_env
     return entry("dashboard", "dashboard warm time", compares,
                  [f / c for f, c in zip(fulls, computes, strict=True)],
-                 first_chart_seconds=spread(firsts), rerun_seconds=spread(fulls), compute_seconds=spread(computes),
+                 rerun_seconds=spread(fulls), compute_seconds=spread(computes),
                  setup={"checkpoint": ck.name, "task": task.name, "sizes": sizes, "n": cfg.dashboard_n,
                         "budget": cfg.dashboard_budget, "page": "Explore"},
-                 note="first_chart_seconds: from the change to the first chart the page hands to Streamlit; a "
-                      "browser adds transfer and rendering on top")
+                 note="through Streamlit's public AppTest API (server side); a browser adds transfer and rendering "
+                      "on top: scripts/measure_app.py measures it in Chromium")
 
 
 # --- the whole bench -----------------------------------------------------------------------------------------
@@ -498,7 +485,7 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
         notes.append(f"no checkpoint in {folder}: the overhead, throughput and dashboard entries are skipped")
     cases, deq_notes = deq_cases(cks) if {"solvers", "torchdeq", "memory"} & set(groups) else ([], [])
     notes += deq_notes
-    by_family = sorted(cks, key=lambda c: ({"recursive": 0, "deq": 1, "explicit": 2}.get(c.family, 3), c.name))
+    by_family = sorted(cks, key=_family_rank)
     entries: list[dict] = []
 
     def step(label: str, fn: Callable[[], dict | list[dict]]) -> None:

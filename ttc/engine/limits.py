@@ -1,9 +1,11 @@
 """Caps on what one run, one training step or one upload may cost: one definition for the CLI and the dashboard.
 
 A run's cost is estimated before any work starts, as a coarse multiply-accumulate count: problems x output
-cells x iterations x width^2. The command line refuses a run above MAX_COST, naming the cap and the options
-that lower the cost; the dashboard keeps one live iteration over its whole batch under LIVE_ITER_COST by
-taking fewer problems, and says so. The README's "Reliability" section states these numbers.
+cells x iterations x width^2. This is the one cost model: the CLI, the dashboard, training and the report's
+planning all use `run_cost`, against the one cap MAX_COST (the report plans within fixed fractions of it).
+The command line refuses a run above MAX_COST, naming the cap and the options that lower the cost; the
+dashboard keeps one live iteration over its whole batch under LIVE_ITER_COST by taking fewer problems, and
+says so. The README's "Reliability" section states these numbers.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checkpoint import MAX_FILE_BYTES
-from .probe import MAX_ITERS
+from ttc.engine.checkpoint import MAX_FILE_BYTES
+from ttc.engine.probe import MAX_ITERS
 
 MAX_COST = 2e12  # one `python -m ttc eval` or `memory` run, or one training step: minutes on a laptop CPU at most
+# the report plans each of its runs within a fraction of the cap, so the whole report takes minutes
+REPORT_RUN_COST = MAX_COST / 20
+REPORT_RUN_COST_QUICK = MAX_COST / 2000
 LIVE_ITER_COST = 2.5e8  # one dashboard iteration over the batch: well under a second on a laptop CPU
 LIVE_BUDGET_MAX = 1000  # iterations of one dashboard run, so one run costs at most LIVE_ITER_COST x this
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # an uploaded checkpoint, as any checkpoint file (64 MiB)
@@ -33,6 +38,8 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "weight_decay": (0, 10),
     "clip": (0, 1e6),
     "alpha": (0, 1),
+    "prefix_max": (0, 5000),
+    "init_noise": (0, 100),
     "seed": (0, 2**63 - 1),
     "val_size": (0, 1_000_000),
     "val_iters": (0, 5000),

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from models import get_family
 from tasks import get_task, save_npz
-
-from .trace import Trace
+from ttc.app.trace import Trace
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 STATIC_FORMATS = ("png", "svg")
@@ -147,8 +147,28 @@ def replay_args(t: Trace, checkpoint_file: str, data_file: str) -> list[str]:
     s = t.settings
     args = ["eval", "--checkpoint", checkpoint_file, "--data", data_file, "--iters", str(s.budget),
             "--batch", str(s.n), "--device", s.device, "--json"]
-    if s.solver is not None:
-        args += ["--solver", s.solver, "--tol", f"{s.tol:g}"]
+    return args + settings_args(t.family, dict(s.extra))
+
+
+def settings_args(family: str, values: dict) -> list[str]:
+    """The eval flags that give a run the family settings its widget values mean: each widget's own flag
+    (DEQ: --solver, --tol), and --option KEY=JSON for any other setting that differs from the family's default
+    (DEQ damping: --option options='{"beta": 0.5}')."""
+    if not values:
+        return []
+    fam = get_family(family)
+    settings = fam.settings_from_widgets(values).to_dict()
+    defaults = fam.Settings().to_dict()
+    args, covered = [], set()
+    for w in fam.widgets():
+        if w.cli and w.field:
+            v = settings[w.field]
+            args += [w.cli, f"{v:g}" if isinstance(v, float) else str(v)]
+            covered.add(w.field)
+    for key, v in settings.items():
+        if key not in covered and v != defaults.get(key):
+            v = dict(v) if isinstance(v, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in v) else v
+            args += ["--option", f"{key}={json.dumps(v)}"]
     return args
 
 
@@ -167,9 +187,6 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: 
              "", f"    {cmd}", "",
              "trace.json follows the eval contract (accuracy, residual, nfe, seconds) and adds the dashboard's "
              "curves; settings.json holds the dashboard settings."]
-    if s.damping not in (None, 1.0):
-        notes += ["", f"Note: the run used solver damping {s.damping:g}; python -m ttc eval has no damping option, "
-                  "so the replay runs undamped."]
     if t.stopped or not t.complete:
         notes += ["", f"Note: the run was stopped after {t.iters} of {t.expected} iterations; the replay runs the "
                   "whole budget."]

@@ -12,11 +12,23 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from models import ConfigError, get_family
 from tasks import get_task
+from ttc.app.trace import Trace
 
-from .trace import Trace
 
-FAMILY_COLORS = {"explicit": "#7f7f7f", "recursive": "#1f77b4", "deq": "#d62728"}
+def lighter(color: str, amount: float = 0.5) -> str:
+    """The colour mixed with white (a non-default arch's tint of its family's colour)."""
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{int(c + (255 - c) * amount):02x}" for c in (r, g, b))
+
+
+def family_color(family: str) -> str:
+    """The family's own colour (its class says), or purple for a name no one registered."""
+    try:
+        return get_family(family).color
+    except ConfigError:
+        return "#9467bd"
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 MEMORY_LABELS = {"cuda_allocated": "GPU memory allocated (torch.cuda)",
                  "cpu_tensor_bytes": "tensor bytes held by the run (CPU)"}
@@ -43,7 +55,7 @@ def _style(traces: Labelled) -> dict[str, dict]:
     for name, t in traces:
         i = seen.get(t.family, 0)
         seen[t.family] = i + 1
-        out[name] = {"color": FAMILY_COLORS.get(t.family, "#9467bd"), "dash": _DASHES[i % len(_DASHES)]}
+        out[name] = {"color": family_color(t.family), "dash": _DASHES[i % len(_DASHES)]}
     return out
 
 
@@ -103,7 +115,7 @@ def live_figure(name: str, t: Trace) -> go.Figure:
     mem = MEMORY_LABELS.get(t.memory_kind, t.memory_kind)
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
                         subplot_titles=("Accuracy vs iterations", "Residual per iteration (log)", f"MiB: {mem}"))
-    color = FAMILY_COLORS.get(t.family, "#9467bd")
+    color = family_color(t.family)
     k = t.k.tolist()
     fig.add_trace(go.Scatter(x=k, y=t.accuracy.tolist(), mode="lines", name=name, line={"color": color}), 1, 1)
     fig.add_trace(go.Scatter(x=k, y=t.bit_accuracy.tolist(), mode="lines", name=f"{name} (per bit)",
@@ -131,7 +143,7 @@ def confidence_figure(t: Trace, problem: int, k: int) -> go.Figure:
     conf = t.confidence[:, problem] if t.iters else np.zeros(0)
     right = t.correct[:, problem] if t.iters else np.zeros(0, dtype=bool)
     fig.add_trace(go.Scatter(x=t.k.tolist(), y=conf.tolist(), mode="lines", name="confidence",
-                             line={"color": FAMILY_COLORS.get(t.family, "#333")}))
+                             line={"color": family_color(t.family)}))
     fig.add_trace(go.Scatter(x=t.k[right].tolist(), y=conf[right].tolist(), mode="markers", name="whole answer right",
                              marker={"color": "#238b45", "size": 4}))
     if 1 <= k <= t.iters:
@@ -170,8 +182,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
         return fig
     names, codes, texts = _bit_rows(rendered)
     width = len(codes[0])
-    fig = _base(title, "bit (least significant first)" if task_name == "prefix_sums" else "bit (most significant "
-                "first)", "", height=120 + 30 * len(names))
+    fig = _base(title, get_task(task_name).axis_label, "", height=120 + 30 * len(names))
     steps = []
     for i, c in enumerate(_BIT_COLORS):
         steps += [[i / len(_BIT_COLORS), c], [(i + 1) / len(_BIT_COLORS), c]]

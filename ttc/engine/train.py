@@ -1,9 +1,9 @@
 """The training loop: any task x family x arch, problems generated on the fly from the seed.
 
-Recursive models train with the progressive loss of Bansal et al. (2022): run n iterations without
-gradient, then k with gradient from the detached state, mixed by alpha with the loss at full depth.
-DEQs train through their backward mode (`implicit`, `jfb` or `unrolled`, see models.implicit).
-The loop prints nothing: progress goes to an `on_event` callback. Under `torchrun` it trains with
+The loss is the family's own (`IterativeModel.training_loss`): recursive models train with the progressive
+loss of Bansal et al. (2022), DEQs through their backward mode (implicit, jfb or unrolled, models.implicit).
+The loop draws each step's problems, progressive split, initial state and generator from the seed, and keeps
+the best validated weights. It prints nothing: progress goes to an `on_event` callback. Under `torchrun` it trains with
 DistributedDataParallel (gloo on the CPU, nccl on CUDA) on the same code path.
 """
 
@@ -22,11 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models import ModelConfig, build_model
+from models import ModelConfig, TrainStep, build_model, get_family
 from tasks import get_task
-
-from .checkpoint import save_checkpoint
-from .probe import probe
+from ttc.engine.checkpoint import save_checkpoint
+from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
 
 
 @dataclass
@@ -49,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     clip: float = 1.0  # gradient-norm clip
     alpha: float = 0.5  # progressive-loss weight (recursive only); 0 = loss at full depth only
+    prefix_max: int = 0  # progressive loss: n (iterations without gradient) drawn from [0, prefix_max); 0: layers
     seed: int = 0
     val_size: int = 0  # validation size (0: 2x the largest training size)
     val_iters: int = 0  # validation budget (0: 2x layers)
@@ -63,56 +63,46 @@ class TrainConfig:
     eval_n: int = 200
     eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
-    init_noise: float = 0.0  # recursive: std of a Gaussian initial state in training (0: zeros; Anil et al. 2022)
+    init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
     init: str = ""  # warm start from this checkpoint's weights (same config); its card is kept under "init_card"
 
     def model_config(self) -> ModelConfig:
         task = get_task(self.task)
-        norm = self.family == "deq" if self.norm is None else self.norm
+        norm = get_family(self.family).default_norm if self.norm is None else self.norm
         return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
-                           depth=self.depth, layers=self.layers, heads=self.heads, norm=norm)
+                           depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes)
+
+    def validation_size(self) -> int:
+        return self.val_size or 2 * max(self.sizes)
+
+    def validation_budget(self) -> int:
+        """val_iters, else twice the training iterations (a fixed-depth family: its depth)."""
+        if self.val_iters:
+            return self.val_iters
+        return self.layers if get_family(self.family).fixed_depth else 2 * self.layers
 
 
 class LossModule(nn.Module):
-    """The per-step loss as a module, so DDP sees every forward that produces a gradient."""
+    """The per-step loss as a module, so DDP sees every forward that produces a gradient. The loss itself is
+    the family's (`training_loss`): the progressive loss for recursive models, the backward mode for DEQs."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
+        self.mask_fn = getattr(get_task(cfg.task), "cell_mask", None) if cfg.masked_loss else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, n: int, k: int,
-                z0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        m, cfg = self.model, self.cfg
-        mask_fn = getattr(get_task(cfg.task), "cell_mask", None) if cfg.masked_loss else None
-        mask = mask_fn(x) if mask_fn is not None else None
+    def forward(self, x: torch.Tensor, y: torch.Tensor, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = self.mask_fn(x) if self.mask_fn is not None else None
 
-        def ce(logits: torch.Tensor) -> torch.Tensor:
+        def loss_fn(logits: torch.Tensor) -> torch.Tensor:
             if mask is None:
                 return F.cross_entropy(logits, y)
             per_cell = F.cross_entropy(logits, y, reduction="none")  # (B, *spatial)
             return (per_cell * mask).sum() / mask.sum().clamp(min=1)
 
-        if cfg.family == "recursive":
-            loss = logits = None
-            if cfg.alpha < 1:  # the loss at full depth (alpha 1: progressive loss only, no full-depth graph)
-                logits = m.readout(m.run(x, cfg.layers, z0=z0))
-                loss = ce(logits)
-            if cfg.alpha > 0:
-                with torch.no_grad():
-                    z = m.run(x, n, z0=z0) if n > 0 else z0
-                z_prog = m.run(x, k, z0=z.detach() if z is not None else None)
-                logits_prog = m.readout(z_prog)
-                lp = ce(logits_prog)
-                loss = lp if loss is None else (1 - cfg.alpha) * loss + cfg.alpha * lp
-                logits = logits_prog if logits is None else logits
-            return loss, logits
-        logits = m(x, cfg.layers)
-        loss = ce(logits)
-        if cfg.family == "deq" and cfg.jac_reg > 0:
-            loss = loss + cfg.jac_reg * m.last_jac_loss
-        return loss, logits
+        return self.model.training_loss(x, loss_fn, step)
 
 
 def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -132,37 +122,33 @@ def _batch(cfg: TrainConfig, step: int, rank: int, device: torch.device):
     return task.encode(torch.from_numpy(x)).to(device), torch.from_numpy(y).long().to(device)
 
 
-def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, device) -> tuple[float, int]:
-    """(best exact-match accuracy over the budget, the iteration reaching it) on fresh problems."""
+def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, settings) -> TrainStep:
+    """The step's progressive split (same on every rank), initial state and generator, all from the seed."""
+    rng = np.random.default_rng([cfg.seed, step, 11])
+    n = int(rng.integers(0, cfg.prefix_max or cfg.layers))
+    k = int(rng.integers(1, max(1, cfg.layers - n) + 1))  # a prefix past the training depth: one step with grad
+    gen = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + step * 64 + rank)
+    z0 = None
+    if cfg.init_noise > 0:
+        shape = (x.shape[0], cfg.width, *x.shape[2:])
+        z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
+    return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, jac_reg=cfg.jac_reg, settings=settings,
+                     generator=gen)
+
+
+def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, device, settings=None) -> Summary:
+    """The summary (best exact-match accuracy over the budget, where) on fresh problems."""
     task = get_task(cfg.task)
     x, y = task.generate(size, n, seed=seed)
-    best, best_k = -1.0, 0
-    opts = _solver_opts(cfg)
-    for rec in probe(model, task, x, y, iters, device=device, **opts):
-        if rec.accuracy > best:
-            best, best_k = rec.accuracy, rec.k
+    out = evaluate(model, task, x, y, iters, device=device, settings=settings).summary()
     model.train()
-    return best, best_k
+    return out
 
 
-def _solver_opts(cfg: TrainConfig) -> dict:
-    return {"method": cfg.solver, "tol": cfg.tol} if cfg.family == "deq" else {}
-
-
-def accuracy_table(model, cfg: TrainConfig, device) -> list[dict]:
-    """The card's table: for every size x budget, exact-match accuracy at that budget and the best
-    accuracy within it, on eval_n problems from eval_seed."""
-    task = get_task(cfg.task)
-    rows = []
-    for size in cfg.eval_sizes:
-        x, y = task.generate(size, cfg.eval_n, seed=cfg.eval_seed)
-        budget = max(cfg.eval_iters) if cfg.family != "explicit" else cfg.layers
-        accs = [r.accuracy for r in probe(model, task, x, y, budget, device=device, **_solver_opts(cfg))]
-        for it in (cfg.eval_iters if cfg.family != "explicit" else [cfg.layers]):
-            upto = accs[: min(it, len(accs))]
-            b = int(np.argmax(upto))
-            rows.append({"size": size, "iters": it, "accuracy": upto[-1], "best_accuracy": upto[b],
-                         "best_iter": b + 1, "n": cfg.eval_n, "seed": cfg.eval_seed})
+def accuracy_table(model, cfg: TrainConfig, device, settings=None) -> list[dict]:
+    """The card's table (see engine.evaluate.accuracy_rows) on eval_n problems from eval_seed."""
+    rows = accuracy_rows(model, get_task(cfg.task), cfg.eval_sizes, cfg.eval_iters or [cfg.layers], cfg.eval_n,
+                         cfg.eval_seed, device=device, settings=settings)
     model.train()
     return rows
 
@@ -182,9 +168,10 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
+    settings = type(model).settings_for_training(asdict(cfg))
     init_card = None
     if cfg.init:
-        from .checkpoint import load_checkpoint
+        from ttc.engine.checkpoint import load_checkpoint
 
         start = load_checkpoint(cfg.init)
         if start.config != mcfg or start.task != cfg.task:
@@ -192,21 +179,29 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
                              f"this run needs {cfg.task}/{mcfg.to_dict()}")
         model.load_state_dict(start.model.state_dict())
         init_card = start.card
-    if cfg.family == "deq":
-        model.solver = {"method": cfg.solver, "tol": cfg.tol}
-        model.grad = cfg.grad
-        model.jac_reg = cfg.jac_reg > 0
     model.train()
     step_mod = LossModule(model, cfg)
     if world > 1:
         step_mod = nn.parallel.DistributedDataParallel(step_mod)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    val_size = cfg.val_size or 2 * max(cfg.sizes)
-    val_iters = cfg.val_iters or (cfg.layers if cfg.family == "explicit" else 2 * cfg.layers)
+    val_size, val_iters = cfg.validation_size(), cfg.validation_budget()
     best = {"acc": -1.0, "iter": 0, "step": 0, "state": copy.deepcopy(model.state_dict())}
     history: list[dict] = []
+
+    def validate_and_keep(step_done: int, loss_value: float) -> None:
+        nonlocal best
+        v = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device,
+                     settings=settings)
+        history.append({"step": step_done, "loss": loss_value, "val_acc": v.best_accuracy, "val_iter": v.best_iter})
+        emit({"event": "val", "step": step_done, "val_size": val_size, "val_acc": v.best_accuracy,
+              "val_iter": v.best_iter})
+        if v.best_accuracy >= best["acc"]:
+            best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done,
+                    "state": copy.deepcopy(model.state_dict())}
+
+    mask_fn = getattr(get_task(cfg.task), "cell_mask", None)
     t0 = time.perf_counter()
-    seen, step, done, interrupted, first_loss = 0, 0, 0, False, None
+    seen, step, done, interrupted, first_loss, lv = 0, 0, 0, False, None, math.nan
     try:
         for step in range(cfg.steps):
             if cfg.time_budget and time.perf_counter() - t0 > cfg.time_budget:
@@ -216,15 +211,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg, cfg.steps)
             x, y = _batch(cfg, step, rank, device)
-            rng = np.random.default_rng([cfg.seed, step, 11])  # same on every rank
-            n = int(rng.integers(0, cfg.layers))
-            k = int(rng.integers(1, cfg.layers - n + 1))
-            z0 = None
-            if cfg.init_noise > 0 and cfg.family == "recursive":
-                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 64 + rank)
-                shape = (x.shape[0], cfg.width, *x.shape[2:])
-                z0 = (cfg.init_noise * torch.randn(shape, generator=g)).to(device)
-            loss, logits = step_mod(x, y, n, k, z0)
+            loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
@@ -234,7 +221,6 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             lv = float(loss.detach())
             first_loss = lv if first_loss is None else first_loss
             pred = logits.argmax(1)
-            mask_fn = getattr(get_task(cfg.task), "cell_mask", None)
             if mask_fn is not None:
                 pred = pred * mask_fn(x)
             acc = float((pred == y).flatten(1).all(1).float().mean())
@@ -244,21 +230,12 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             emit(ev)
             last = step + 1 == cfg.steps or step + 1 == cfg.stop_after
             if (step + 1) % cfg.val_every == 0 or last:
-                vacc, vk = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device)
-                history.append({"step": step + 1, "loss": lv, "val_acc": vacc, "val_iter": vk})
-                emit({"event": "val", "step": step + 1, "val_size": val_size, "val_acc": vacc, "val_iter": vk})
-                if vacc >= best["acc"]:
-                    best = {"acc": vacc, "iter": vk, "step": step + 1, "state": copy.deepcopy(model.state_dict())}
+                validate_and_keep(step + 1, lv)
     except KeyboardInterrupt:
         interrupted = True
         emit({"event": "interrupted", "step": step})
     if not interrupted and done and (not history or history[-1]["step"] != done):
-        # stopped by the time budget or stop_after between validations: validate the final weights too
-        vacc, vk = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device)
-        history.append({"step": done, "loss": lv, "val_acc": vacc, "val_iter": vk})
-        emit({"event": "val", "step": done, "val_size": val_size, "val_acc": vacc, "val_iter": vk})
-        if vacc >= best["acc"]:
-            best = {"acc": vacc, "iter": vk, "step": done, "state": copy.deepcopy(model.state_dict())}
+        validate_and_keep(done, lv)  # stopped by the time budget or stop_after between validations
     wall = time.perf_counter() - t0
     if best["acc"] < 0 or interrupted and best["step"] == 0:
         best["state"] = copy.deepcopy(model.state_dict())
@@ -287,7 +264,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     if rank == 0:
         if cfg.eval_sizes and not interrupted:
             emit({"event": "eval_table"})
-            card["accuracy_table"] = accuracy_table(model, cfg, device)
+            card["accuracy_table"] = accuracy_table(model, cfg, device, settings=settings)
         if out:
             save_checkpoint(out, model, cfg.task, card)
             emit({"event": "saved", "path": out})

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
-from models import DEQModel
+from models import IterativeModel
 
 MODES = ("unrolled", "implicit", "jfb")
 
@@ -82,26 +82,26 @@ class SavedTensorMeter:
         self._refs.clear()
 
 
-def measure_step(model: DEQModel, x: torch.Tensor, y: torch.Tensor, mode: str, iters: int,
-                 method: str | None = None, tol: float | None = None) -> dict:
-    """One training step of `model` on encoded inputs x (B, C, *spatial) and targets y (B, *spatial)
-    with backward mode `mode` and an iteration budget `iters`: {mode, iters, saved_bytes, peak_bytes,
-    seconds (forward + backward), nfe (forward solver steps), method}."""
+def measure_step(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, mode: str, iters: int,
+                 method: str | None = None, tol: float | None = None, backward_solver: dict | None = None) -> dict:
+    """One training step of a solver-based `model` (its family `has_solver`) on encoded inputs x (B, C, *spatial)
+    and targets y (B, *spatial) with backward mode `mode` and an iteration budget `iters`: {mode, iters,
+    saved_bytes, peak_bytes, seconds (forward + backward), nfe (forward solver steps), method}. backward_solver:
+    the implicit mode's own solver arguments (e.g. {"max_iter": 30})."""
     if mode not in MODES:
         raise ValueError(f"unknown memory mode {mode!r}; accepted: {', '.join(MODES)}")
-    if not isinstance(model, DEQModel):
-        raise ValueError(f"memory modes need a DEQ model; this one is {type(model).__name__}")
-    opts = {} if method is None else {"method": method}
-    if tol is not None:
-        opts["tol"] = tol
+    if not model.has_solver:
+        raise ValueError(f"memory modes need a model whose family has a solver; this one is {model.family_name}")
+    settings = model.settings.updated(method=method, tol=tol, backward=mode,
+                                      backward_solver=backward_solver)
     if mode == "unrolled":
-        opts["tol"] = 0.0  # exactly `iters` steps on the graph
+        settings = settings.updated(tol=0.0)  # exactly `iters` steps on the graph
     exclude = [*model.parameters(), *model.buffers(), x, y]
     cuda = x.device.type == "cuda"
-    saved_grad, was_training = model.grad, model.training
-    model.grad = mode
+    was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
+    info: dict = {}
     try:
         if cuda:
             torch.cuda.synchronize(x.device)
@@ -109,23 +109,22 @@ def measure_step(model: DEQModel, x: torch.Tensor, y: torch.Tensor, mode: str, i
             base = torch.cuda.memory_allocated(x.device)
         t0 = time.perf_counter()
         with SavedTensorMeter(exclude) as meter:
-            loss = F.cross_entropy(model(x, iters, **opts), y)
-        nfe = model.last_info["forward"].nfe
-        method_used = model.last_info["forward"].extra.get("method")
+            loss = F.cross_entropy(model(x, iters, settings=settings, info=info), y)
+        nfe = info["forward"].nfe
+        method_used = info["forward"].extra.get("method")
         loss.backward()
         if cuda:
             torch.cuda.synchronize(x.device)
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(x.device) - base if cuda else None
     finally:
-        model.grad = saved_grad
         model.train(was_training)
         model.zero_grad(set_to_none=True)
     return {"mode": mode, "iters": iters, "saved_bytes": meter.bytes, "peak_bytes": peak, "seconds": seconds,
             "nfe": nfe, "method": method_used}
 
 
-def unrolled_bytes_estimate(model: DEQModel, x: torch.Tensor, y: torch.Tensor, iters: int,
+def unrolled_bytes_estimate(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, iters: int,
                             method: str | None = None) -> int:
     """Saved bytes an unrolled step at `iters` would take, extrapolated linearly from 8 and 16 steps."""
     a = measure_step(model, x, y, "unrolled", 8, method)["saved_bytes"]
@@ -144,7 +143,7 @@ def memory_budget(device: torch.device) -> int:
         return 4 << 30
 
 
-def measure(model: DEQModel, x: torch.Tensor, y: torch.Tensor, iters: Iterable[int], modes: Iterable[str],
+def measure(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, iters: Iterable[int], modes: Iterable[str],
             method: str | None = None, tol: float | None = None) -> list[dict]:
     """measure_step for every (mode, iters), modes outer: the `python -m ttc memory` list."""
     return [measure_step(model, x, y, mode, k, method, tol) for mode in modes for k in iters]

@@ -1,0 +1,1 @@
+"""Dashboard support: URL settings, the checkpoint catalog, traces, figures and export (no Streamlit here)."""

@@ -1,0 +1,130 @@
+"""The one evaluation: (model, problems, budget) -> one `Curve`, and the one summary of a curve.
+
+The CLI's `eval`, training's validation, the card's accuracy table (`python -m ttc measure`), the report, the
+bench and the dashboard's metrics all summarise accuracy with `summarize`; every command that evaluates
+problems in batches goes through `evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models import IterativeModel
+from tasks import Task
+
+from .probe import probe
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Best and final exact-match accuracy of one curve, and the first iteration reaching the best."""
+
+    best_accuracy: float
+    best_iter: int  # 1-based iteration (its k) of the first best
+    final_accuracy: float
+    iters: int  # points on the curve
+
+    def to_dict(self) -> dict:
+        return {"best_accuracy": self.best_accuracy, "best_iter": self.best_iter,
+                "final_accuracy": self.final_accuracy}
+
+
+def summarize(accuracy: Sequence[float], ks: Sequence[int] | None = None) -> Summary:
+    """The summary of an accuracy curve (ks: the iteration of each point, default 1..K)."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    if acc.size == 0:
+        raise ValueError("an empty accuracy curve has no summary")
+    b = int(np.argmax(acc))
+    k = int(ks[b]) if ks is not None else b + 1
+    return Summary(best_accuracy=float(acc[b]), best_iter=k, final_accuracy=float(acc[-1]), iters=int(acc.size))
+
+
+@dataclass
+class Curve:
+    """Per-iteration results of one run over n problems (the `python -m ttc eval --json` numbers)."""
+
+    accuracy: list[float]  # exact-match fraction after each iteration 1..K
+    residual: list[float | None]  # mean relative residual over running samples (None when none runs)
+    nfe: list[int]  # function evaluations so far (the largest batch's)
+    n: int
+    seconds: float
+    converged: int  # samples converged at the end
+    diverged: int
+
+    def summary(self) -> Summary:
+        return summarize(self.accuracy)
+
+    def upto(self, budget: int) -> Summary:
+        """The summary of the first `budget` iterations."""
+        return summarize(self.accuracy[: max(1, min(budget, len(self.accuracy)))])
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, **self.summary().to_dict(), "residual": self.residual,
+                "nfe": self.nfe[-1] if self.nfe else 0}
+
+
+def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int,
+             device: str | torch.device | None = "cpu", batch: int = 256, settings=None,
+             on_iter: Callable[[int], None] | None = None) -> Curve:
+    """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
+    the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
+    (what one batch holding every problem would spend). on_iter(1) is called after every iteration of every
+    batch (a progress bar's update)."""
+    n = len(x)
+    merged: list[dict] = []
+    conv = div = 0
+    t0 = time.perf_counter()
+    for s in range(0, n, batch):
+        last = None
+        for i, r in enumerate(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
+                                    settings=settings)):
+            if i == len(merged):
+                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
+            m = merged[i]
+            m["correct"] += int(r.correct.sum())
+            running = int(np.isfinite(r.residuals).sum())  # r.residual is the mean over these
+            if running:
+                m["res"] += r.residual * running
+                m["res_n"] += running
+            m["nfe"] = max(m["nfe"], r.nfe)
+            last = r
+            if on_iter is not None:
+                on_iter(1)
+        conv += int(last.converged.sum())
+        div += int(last.diverged.sum())
+    return Curve(accuracy=[m["correct"] / n for m in merged],
+                 residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
+                 nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div)
+
+
+def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,
+                  device: str | torch.device | None = "cpu", settings=None, variant: str | None = None,
+                  batch: int = 100, on_size: Callable[[int], None] | None = None) -> list[dict]:
+    """The card's accuracy table: for each size x budget, accuracy at the budget, the best within it and
+    where; for looped families also the accuracy at 3x the best iteration (no overthinking). A fixed-depth
+    family gets one row per size, at its depth."""
+    rows = []
+    for size in sizes:
+        opts = {"variant": variant} if variant else {}
+        x, y = task.generate(size, n, seed, **opts)
+        curve = evaluate(model, task, x, y, model.budget(max(budgets)), device=device, batch=batch,
+                         settings=settings)
+        for b in ([len(curve.accuracy)] if model.fixed_depth else budgets):
+            m = curve.upto(b)
+            row = {"size": size, "iters": b, "accuracy": float(curve.accuracy[min(b, len(curve.accuracy)) - 1]),
+                   "best_accuracy": m.best_accuracy, "best_iter": m.best_iter, "n": n, "seed": seed,
+                   "seconds": round(curve.seconds, 1)}
+            if variant:
+                row["generator"] = variant
+            if not model.fixed_depth and 3 * m.best_iter <= len(curve.accuracy):
+                row["accuracy_at_3x_best"] = float(curve.accuracy[3 * m.best_iter - 1])
+            rows.append(row)
+        if on_size is not None:
+            on_size(size)
+    return rows

@@ -1,0 +1,42 @@
+"""Model-zoo bookkeeping: measure a checkpoint's accuracy table and write it into its card."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks import get_task
+from ttc.engine.checkpoint import load_checkpoint, save_checkpoint
+from ttc.engine.evaluate import accuracy_rows, evaluate
+
+TEST_SEED = 10**12  # test problems; training draws seeds below 1e12
+
+
+def accuracy_curve(ck, size: int, budget: int, n: int, seed: int, batch: int = 100, settings=None,
+                   variant: str | None = None) -> np.ndarray:
+    """Exact-match accuracy after each iteration 1..budget (explicit: each layer) on n fresh problems."""
+    task = get_task(ck.task)
+    x, y = task.generate(size, n, seed, **({"variant": variant} if variant else {}))
+    return np.asarray(evaluate(ck.model, task, x, y, budget, batch=batch, settings=settings).accuracy)
+
+
+def measure_table(ck, sizes: list[int], budgets: list[int], n: int = 200, seed: int = TEST_SEED, settings=None,
+                  variant: str | None = None, device: str = "cpu", on_size=None) -> list[dict]:
+    """Rows of size x budget: accuracy at the budget, the best within it and where; for looped
+    families also whether accuracy holds at 3x the best iteration (no overthinking)."""
+    return accuracy_rows(ck.model, get_task(ck.task), sizes, budgets, n, seed, device=device, settings=settings,
+                         variant=variant, on_size=on_size)
+
+
+def update_card(path: str, rows: list[dict], key: str = "accuracy_table") -> dict:
+    """Merge measured rows into the checkpoint's card (replacing rows of the same size, budget and generator)."""
+    ck = load_checkpoint(path)
+    card = dict(ck.card)
+
+    def ident(r: dict) -> tuple:
+        return r["size"], r["iters"], r.get("generator")
+
+    new = {ident(q) for q in rows}
+    old = [r for r in card.get(key, []) if ident(r) not in new]
+    card[key] = sorted(old + rows, key=lambda r: (r.get("generator") or "", r["size"], r["iters"]))
+    save_checkpoint(path, ck.model, ck.task, card)
+    return card

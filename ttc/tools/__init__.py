@@ -1,0 +1,1 @@
+"""Tools: the command line (python -m ttc), the benchmark and the report."""
