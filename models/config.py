@@ -31,6 +31,7 @@ class ModelConfig:
     kernel: int = 3  # conv kernel size
     norm: bool = False  # group norm inside the block (DEQs use it for a stable fixed point)
     classes: int = 2  # output classes per cell (the task's `classes`; every shipped task predicts bits)
+    bias: bool = True  # biases in the convolutions (False: a bias-free net, as in the published maze recipe)
 
     def __post_init__(self) -> None:
         from .registry import family_names
@@ -48,8 +49,9 @@ class ModelConfig:
             raise ConfigError(f"config field kernel must be one of 1, 3, 5, 7, got {self.kernel!r}")
         if self.arch == "transformer" and self.width % self.heads:
             raise ConfigError(f"transformer width {self.width} must be divisible by heads {self.heads}")
-        if not isinstance(self.norm, bool):
-            raise ConfigError(f"config field norm must be true or false, got {self.norm!r}")
+        for name in ("norm", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config field {name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -36,7 +36,7 @@ class ConvBlock(nn.Module):
         self.mix = _conv(dims, w, w, k, bias=False)
         self.mix_norm = _norm(cfg)
         self.units = nn.ModuleList(
-            nn.ModuleList([_conv(dims, w, w, k), _norm(cfg), _conv(dims, w, w, k), _norm(cfg)])
+            nn.ModuleList([_conv(dims, w, w, k, cfg.bias), _norm(cfg), _conv(dims, w, w, k, cfg.bias), _norm(cfg)])
             for _ in range(cfg.depth)
         )
 
@@ -94,7 +94,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         dims = 2 if cfg.arch == "conv2d" else 1
-        self.conv = _conv(dims, cfg.in_channels, cfg.width, cfg.kernel)
+        self.conv = _conv(dims, cfg.in_channels, cfg.width, cfg.kernel, cfg.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -107,8 +107,8 @@ class Readout(nn.Module):
         super().__init__()
         dims = 2 if cfg.arch == "conv2d" else 1
         half = max(cfg.width // 2, 2)
-        self.c1 = _conv(dims, cfg.width, half, cfg.kernel)
-        self.c2 = _conv(dims, half, cfg.classes, cfg.kernel)
+        self.c1 = _conv(dims, cfg.width, half, cfg.kernel, cfg.bias)
+        self.c2 = _conv(dims, half, cfg.classes, cfg.kernel, cfg.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.c2(F.relu(self.c1(z)))

@@ -16,9 +16,9 @@ from pages._common import (
     trace_for,
 )
 from ttc.app import export, plots
-from ttc.app.trace import LiveRun, Trace, peak_note
+from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, peak_note
 
-DRAW_EVERY = 0.12  # seconds from one live frame to the next: about 8 a second, 5 even with slow iterations
+DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
 

@@ -9,7 +9,11 @@ from pathlib import Path
 def fmt_rows(card: dict) -> str:
     parts = []
     by_size: dict[int, dict] = {}
+    others: dict[str, list[dict]] = {}
     for r in card.get("accuracy_table", []):
+        if r.get("generator") not in (None, "dfs"):  # mazes from other generators: listed after the main rows
+            others.setdefault(r["generator"], []).append(r)
+            continue
         cur = by_size.get(r["size"])
         if cur is None or r["iters"] > cur["iters"]:
             by_size[r["size"]] = r
@@ -18,6 +22,9 @@ def fmt_rows(card: dict) -> str:
         if "accuracy_at_3x_best" in r:
             s += f" (3x: {100 * r['accuracy_at_3x_best']:.1f}%)"
         parts.append(s)
+    for gen, rows in sorted(others.items()):
+        r = max(rows, key=lambda q: (q["size"], q["iters"]))
+        parts.append(f"{gen} {r['size']}: {100 * r['best_accuracy']:.1f}% @ {r['best_iter']} it")
     return "; ".join(parts)
 
 

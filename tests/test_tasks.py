@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 
 import numpy as np
@@ -113,13 +112,42 @@ def test_maze_check_catches_a_cycle_and_a_wrong_path():
         check_perfect_maze(x[0], target, 9)
 
 
-def test_maze_generation_keeps_training_fed():
-    # measured about 16000/s at size 9 and 580/s at size 59 on a shared laptop-class core; the floor
-    # here is 20x lower, so only an algorithmic regression (not a busy machine) trips it
+@pytest.mark.parametrize("generator", ["dfs", "kruskal", "prim", "wilson"])
+@pytest.mark.parametrize("size,n", [(5, 20), (9, 20), (17, 6), (33, 3)])
+def test_every_maze_generator_makes_perfect_mazes_with_the_bfs_path(generator, size, n):
+    x, y = get_task("mazes").generate(size, n, seed=4, variant=generator)
+    for inp, target in zip(x, y, strict=True):
+        check_perfect_maze(inp, target, size)
+    again = get_task("mazes").generate(size, n, seed=4, variant=generator)
+    assert all((a == b).all() for a, b in zip((x, y), again, strict=True))  # the seed decides
+
+
+def _dead_ends(x: np.ndarray) -> float:
+    g = x[:, 0].astype(int)
+    inner = g[:, 1:-1, 1:-1]
+    nb = g[:, :-2, 1:-1] + g[:, 2:, 1:-1] + g[:, 1:-1, :-2] + g[:, 1:-1, 2:]
+    return float(((inner == 1) & (nb == 1)).sum(axis=(1, 2)).mean())
+
+
+def test_generators_differ_in_branching_and_dfs_is_the_default():
     mazes = get_task("mazes")
-    t0 = time.perf_counter()
-    mazes.generate(59, 30, seed=0)
-    assert time.perf_counter() - t0 < 1.5
+    dfs, prim = mazes.generate(33, 20, seed=1, variant="dfs"), mazes.generate(33, 20, seed=1, variant="prim")
+    assert (mazes.generate(33, 20, seed=1)[0] == dfs[0]).all()  # the data contract's mazes are dfs mazes
+    # depth-first mazes have long corridors: far fewer dead ends and far longer paths than Prim's
+    assert _dead_ends(prim[0]) > 2 * _dead_ends(dfs[0])
+    assert dfs[1].sum() > 2 * prim[1].sum()
+
+
+def test_unknown_maze_generator_names_the_known_ones():
+    with pytest.raises(TaskError, match="unknown generator 'ellers'; known generators: dfs, kruskal, prim, wilson"):
+        get_task("mazes").generate(9, 1, seed=0, variant="ellers")
+
+
+def test_maze_cell_mask_is_the_open_cells():
+    mazes = get_task("mazes")
+    x, _ = mazes.generate(9, 3, seed=0)
+    mask = mazes.cell_mask(mazes.encode(torch.from_numpy(x)))
+    assert mask.dtype == torch.bool and (mask.numpy() == (x[:, 0] == 1)).all()
 
 
 # ---- determinism ------------------------------------------------------------------------------------

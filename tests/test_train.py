@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from ttc.engine.checkpoint import load_checkpoint
 from ttc.engine.train import TrainConfig, train
@@ -79,3 +81,30 @@ def test_bad_stop_after_or_init_is_refused_in_one_line(tmp_path, args):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert not out.exists()
+
+
+def test_a_deq_warm_starts_from_a_recursive_checkpoint_of_the_same_core(tmp_path):
+    """--init across families: the weights of a recursive model (no norm) seed a DEQ of the same core; the card
+    keeps the start's card; another core is refused with both configs named."""
+    common = dict(task="prefix_sums", arch="conv1d", width=8, depth=1, layers=4, norm=False, sizes=[8], batch=8,
+                  val_every=2, val_n=8, val_size=8, val_iters=4, threads=1)
+    rec = tmp_path / "rec.safetensors"
+    train(TrainConfig(family="recursive", steps=2, **common), out=str(rec))
+    deq = tmp_path / "deq.safetensors"
+    card = train(TrainConfig(family="deq", steps=1, stop_after=0, init=str(rec), lr=1e-9, **common), out=str(deq))
+    assert card["init_card"]["family"] == "recursive"
+    a, b = load_checkpoint(rec).model.state_dict(), load_checkpoint(deq).model.state_dict()
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(ValueError, match="another family only with the same weights"):
+        train(TrainConfig(family="deq", steps=1, init=str(rec), **{**common, "width": 12}), out=None)
+
+
+def test_progressive_loss_with_a_long_prefix_and_a_noisy_start_trains(tmp_path):
+    """--prefix-max past the training depth (one step with gradient from a long no-grad run) and --init-noise
+    (a random initial state), the recipe of the maze checkpoint, run and are recorded on the card."""
+    cfg = TrainConfig(task="mazes", family="recursive", arch="conv2d", width=8, depth=1, layers=4, sizes=[5],
+                      batch=4, steps=3, alpha=1.0, prefix_max=12, init_noise=1.0, variants="dfs,prim",
+                      val_every=3, val_n=4, val_size=7, val_iters=6, threads=1)
+    card = train(cfg, out=str(tmp_path / "m.safetensors"))
+    assert card["steps_run"] == 3 and math.isfinite(card["first_loss"])
+    assert card["train_config"]["prefix_max"] == 12 and card["train_config"]["variants"] == "dfs,prim"

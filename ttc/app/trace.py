@@ -24,6 +24,7 @@ from ttc.engine.probe import probe
 PREDS_BYTES = 16 * 1024 * 1024  # bound on the stored per-iteration predictions of one trace
 SHOWN_MAX = 16  # problems whose predictions are kept for the inspector
 OVERTHINK_DROP = 0.05  # accuracy lost after the peak that counts as overthinking
+LIVE_FRAME_SECONDS = 0.12  # a live run redraws about 8 times a second (a Stop takes effect at the next frame)
 
 
 def expected_iters(ck: Checkpoint, budget: int) -> int:

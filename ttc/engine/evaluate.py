@@ -56,6 +56,7 @@ class Curve:
     seconds: float
     converged: int  # samples converged at the end
     diverged: int
+    held_from: int | None = None  # early stop: from this iteration on the accuracy is held, not measured
 
     def summary(self) -> Summary:
         return summarize(self.accuracy)
@@ -71,19 +72,24 @@ class Curve:
 
 def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int,
              device: str | torch.device | None = "cpu", batch: int = 256, settings=None,
-             on_iter: Callable[[int], None] | None = None) -> Curve:
+             on_iter: Callable[[int], None] | None = None, early_stop: bool = False) -> Curve:
     """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
     the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
     (what one batch holding every problem would spend). on_iter(1) is called after every iteration of every
-    batch (a progress bar's update)."""
+    batch (a progress bar's update). With early_stop a batch ends once every one of its samples has converged
+    (its state stopped changing: relative change below 1e-4, or its solver's tolerance) or diverged; its
+    correct count is then held for the rest of the budget, and `held_from` says where the curve stopped being
+    measured (the last batch to stop)."""
     n = len(x)
     merged: list[dict] = []
     conv = div = 0
     t0 = time.perf_counter()
+    held_from = None
+    budget = model.budget(iters)
     for s in range(0, n, batch):
-        last = None
+        last, steps = None, 0
         for i, r in enumerate(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
-                                    settings=settings)):
+                                    settings=settings, early_stop=early_stop)):
             if i == len(merged):
                 merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
             m = merged[i]
@@ -93,19 +99,30 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                 m["res"] += r.residual * running
                 m["res_n"] += running
             m["nfe"] = max(m["nfe"], r.nfe)
-            last = r
+            last, steps = r, i + 1
             if on_iter is not None:
                 on_iter(1)
+        for i in range(steps, budget):  # stopped early: every sample's state is settled, its answer held
+            if i == len(merged):
+                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
+            merged[i]["correct"] += int(last.correct.sum())
+            merged[i]["nfe"] = max(merged[i]["nfe"], last.nfe)
+        if steps < budget:
+            held_from = max(held_from or 0, steps + 1)
+            if on_iter is not None:
+                on_iter(budget - steps)
         conv += int(last.converged.sum())
         div += int(last.diverged.sum())
     return Curve(accuracy=[m["correct"] / n for m in merged],
                  residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
-                 nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div)
+                 nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div,
+                 held_from=held_from if held_from is not None and held_from <= budget else None)
 
 
 def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,
                   device: str | torch.device | None = "cpu", settings=None, variant: str | None = None,
-                  batch: int = 100, on_size: Callable[[int], None] | None = None) -> list[dict]:
+                  batch: int = 100, on_size: Callable[[int], None] | None = None,
+                  early_stop: bool = False) -> list[dict]:
     """The card's accuracy table: for each size x budget, accuracy at the budget, the best within it and
     where; for looped families also the accuracy at 3x the best iteration (no overthinking). A fixed-depth
     family gets one row per size, at its depth."""
@@ -114,7 +131,7 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
         opts = {"variant": variant} if variant else {}
         x, y = task.generate(size, n, seed, **opts)
         curve = evaluate(model, task, x, y, model.budget(max(budgets)), device=device, batch=batch,
-                         settings=settings)
+                         settings=settings, early_stop=early_stop)
         for b in ([len(curve.accuracy)] if model.fixed_depth else budgets):
             m = curve.upto(b)
             row = {"size": size, "iters": b, "accuracy": float(curve.accuracy[min(b, len(curve.accuracy)) - 1]),
@@ -122,6 +139,8 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
                    "seconds": round(curve.seconds, 1)}
             if variant:
                 row["generator"] = variant
+            if curve.held_from is not None:
+                row["settled_at"] = curve.held_from  # every state had stopped changing: the rest is held
             if not model.fixed_depth and 3 * m.best_iter <= len(curve.accuracy):
                 row["accuracy_at_3x_best"] = float(curve.accuracy[3 * m.best_iter - 1])
             rows.append(row)

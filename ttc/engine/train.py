@@ -37,7 +37,8 @@ class TrainConfig:
     depth: int = 2  # residual units per block
     layers: int = 20  # explicit: blocks; recursive/DEQ: training iterations (max_iters)
     heads: int = 4  # transformer heads
-    norm: bool | None = None  # group norm in the block; default: on for DEQs only
+    norm: bool | None = None  # group norm in the block; default: the family's (on for DEQs only)
+    bias: bool = True  # conv biases (False: bias-free, as the published maze recipe)
     sizes: list[int] = field(default_factory=lambda: [32])  # training sizes, one drawn per step
     batch: int = 64
     steps: int = 2000  # optimiser steps (the run also stops at time_budget seconds, if set)
@@ -66,13 +67,15 @@ class TrainConfig:
     init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
-    init: str = ""  # warm start from this checkpoint's weights (same config); its card is kept under "init_card"
+    init: str = ""  # warm start from this checkpoint's weights (same config, or another family with the same
+    # weights: a DEQ from a recursive model of the same core); its card is kept under "init_card"
 
     def model_config(self) -> ModelConfig:
         task = get_task(self.task)
         norm = get_family(self.family).default_norm if self.norm is None else self.norm
         return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
-                           depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes)
+                           depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes,
+                           bias=self.bias)
 
     def validation_size(self) -> int:
         return self.val_size or 2 * max(self.sizes)
@@ -174,10 +177,14 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         from ttc.engine.checkpoint import load_checkpoint
 
         start = load_checkpoint(cfg.init)
-        if start.config != mcfg or start.task != cfg.task:
+        same = {**start.config.to_dict(), "family": mcfg.family} == mcfg.to_dict()
+        theirs, ours = start.model.state_dict(), model.state_dict()
+        fits = set(theirs) == set(ours) and all(theirs[k].shape == ours[k].shape for k in ours)
+        if not same or not fits or start.task != cfg.task:
             raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
-                             f"this run needs {cfg.task}/{mcfg.to_dict()}")
-        model.load_state_dict(start.model.state_dict())
+                             f"this run needs {cfg.task}/{mcfg.to_dict()} (another family only with the same "
+                             f"weights, e.g. a DEQ from a recursive model of the same core)")
+        model.load_state_dict(theirs)
         init_card = start.card
     model.train()
     step_mod = LossModule(model, cfg)
@@ -259,7 +266,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "history": history,
     }
     if init_card is not None:
-        keep = ("command", "steps_run", "train_seconds", "best_val", "init_card")
+        keep = ("command", "family", "steps_run", "train_seconds", "best_val", "init_card")
         card["init_card"] = {k: init_card.get(k) for k in keep}
     if rank == 0:
         if cfg.eval_sizes and not interrupted:

@@ -20,11 +20,12 @@ def accuracy_curve(ck, size: int, budget: int, n: int, seed: int, batch: int = 1
 
 
 def measure_table(ck, sizes: list[int], budgets: list[int], n: int = 200, seed: int = TEST_SEED, settings=None,
-                  variant: str | None = None, device: str = "cpu", on_size=None) -> list[dict]:
+                  variant: str | None = None, device: str = "cpu", on_size=None, early_stop: bool = False,
+                  batch: int = 100) -> list[dict]:
     """Rows of size x budget: accuracy at the budget, the best within it and where; for looped
     families also whether accuracy holds at 3x the best iteration (no overthinking)."""
     return accuracy_rows(ck.model, get_task(ck.task), sizes, budgets, n, seed, device=device, settings=settings,
-                         variant=variant, on_size=on_size)
+                         variant=variant, on_size=on_size, early_stop=early_stop, batch=batch)
 
 
 def update_card(path: str, rows: list[dict], key: str = "accuracy_table") -> dict:

@@ -28,7 +28,7 @@ from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints,
 from ttc.engine.memory import measure_step
 from ttc.engine.probe import probe, resolve_device
 
-GROUPS = ("overhead", "solvers", "torchdeq", "memory", "throughput", "dashboard")
+GROUPS = ("overhead", "solvers", "torchdeq", "memory", "throughput", "stop", "dashboard")
 SEED = 20_240_601  # problems of repeat r use seed SEED + r
 RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
               "norm": True}  # the zoo's prefix-sums DEQ shape
@@ -408,6 +408,43 @@ def _dashboard_rank(c: Checkpoint) -> tuple:
             *_family_rank(c)[:3], len(c.name))
 
 
+def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """Stop latency on the server, the number the browser tests record but never bound: the Explore page checks
+    for a Stop at every live frame (a Stop reruns the script, which ends the loop at its next Streamlit call),
+    so the latency is at most the gap between two frames. A live run (LiveRun) with the page's frame rule and
+    its live figure built at every frame, at 16x the dashboard's size; the ratio is the longest gap between
+    frames over the frame interval the page aims for."""
+    from ttc.app import plots
+    from ttc.app.settings import RunSettings
+    from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun
+
+    size = scaled_size(ck.task, get_task(ck.task).dashboard_size, 2 if cfg.quick else 16)
+    n, budget = (8, 30) if cfg.quick else (200, 300)
+    s = RunSettings(ck.task, ck.name, size, n, budget, 0, device=dev.type)
+    worst, gaps = [], []
+    for _ in range(1 if cfg.quick else 3):
+        run, last, frames = LiveRun(ck, s), time.perf_counter(), []
+        for _ in run:
+            now = time.perf_counter()
+            if now - last >= LIVE_FRAME_SECONDS:
+                plots.live_figure(ck.name, run.trace())
+                frames.append(time.perf_counter() - last)
+                last = time.perf_counter()
+        if frames:
+            worst.append(max(frames))
+            gaps += frames
+    if not worst:
+        return skipped("stop", "stop latency (server)", "", "the run ended before its first frame")
+    return entry("stop", f"stop latency (server): {ck.name}",
+                 f"longest gap between two live frames (where a Stop takes effect) / the page's frame interval "
+                 f"{LIVE_FRAME_SECONDS} s; {n} problems of size {size}, budget {budget}", [w / LIVE_FRAME_SECONDS
+                                                                                         for w in worst],
+                 frame_gap_seconds=spread(gaps), longest_gap_seconds=spread(worst),
+                 setup={"checkpoint": ck.name, "task": ck.task, "size": size, "n": n, "budget": budget,
+                        "device": dev.type},
+                 note="a browser adds the rerun's round trip; tests/test_browser.py prints the click-to-message time")
+
+
 def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> dict:
     """Explore page, warm (the checkpoint loaded, the page run once), in-process through Streamlit's AppTest
     (no browser): after a settings change (the problem size), the seconds to the first chart the page emits
@@ -506,6 +543,8 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
     if "throughput" in groups:
         for ck in _limit(by_family, cfg):
             step(f"throughput {ck.name}", lambda ck=ck: bench_throughput(ck, cfg, dev))
+    if "stop" in groups and cks:
+        step("stop", lambda: bench_stop(min(cks, key=_dashboard_rank), cfg, dev))
     if "dashboard" in groups:
         step("dashboard", lambda: bench_dashboard(cks, folder, cfg))
     if cfg.max_checkpoints and len(cks) > cfg.max_checkpoints:

@@ -394,6 +394,10 @@ def add_measure(sub) -> None:
                    help=f"comma-separated budgets, each 1..{MAX_ITERS}")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200)
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=None, help="default: the zoo's test seed")
+    p.add_argument("--early-stop", action="store_true",
+                   help="end a batch once every state has stopped changing; its accuracy is then held (rows say "
+                        "where: settled_at)")
+    p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=100, help="problems per forward batch")
     p.add_argument("--generator", default=None,
                    help="problem generator of the task (mazes: dfs, kruskal, prim, wilson; default: the task's)")
     add_settings_args(p)
@@ -420,7 +424,8 @@ def cmd_measure(a) -> int:
     set_threads(a.threads)
     with progress_bar(len(a.sizes), "measure (sizes)", a.quiet or not sys.stderr.isatty()) as bar:
         rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed,
-                             settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1))
+                             settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1),
+                             early_stop=a.early_stop, batch=a.batch)
     if a.write:
         update_card(a.checkpoint, rows)
     print(json.dumps(rows))

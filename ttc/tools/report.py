@@ -32,6 +32,7 @@ from tasks import TASKS, get_task
 from ttc.app import export
 from ttc.app.plots import family_color, lighter, memory_modes_figure
 from ttc.engine.checkpoint import Checkpoint
+from ttc.engine.evaluate import summarize
 from ttc.engine.limits import REPORT_RUN_COST, REPORT_RUN_COST_QUICK, run_cost
 from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
 from ttc.engine.probe import MAX_ITERS, probe, resolve_device
@@ -152,10 +153,9 @@ class Curve:
 
     def __post_init__(self) -> None:
         acc = np.asarray(self.accuracy)
-        b = int(np.argmax(acc))
-        self.best_accuracy, self.best_iter = float(acc[b]), b + 1
-        self.near_best_iter = int(np.argmax(acc >= acc[b] - 0.01)) + 1
-        self.final_accuracy = float(acc[-1])
+        m = summarize(acc)
+        self.best_accuracy, self.best_iter, self.final_accuracy = m.best_accuracy, m.best_iter, m.final_accuracy
+        self.near_best_iter = int(np.argmax(acc >= m.best_accuracy - 0.01)) + 1
         self.still_improving = bool(not self.fixed_depth and self.stop == "budget" and self.best_accuracy < 1
                                     and self.best_iter > 0.9 * len(acc) and self.best_accuracy > float(acc[0]))
 
