@@ -58,7 +58,7 @@ class Widget:
     kind: str  # "select" | "number"
     default: Any
     choices: tuple = ()
-    lo: float = 0.0
+    lo: float = 0.0  # number: the range; select of numbers: values outside (lo, hi) are refused
     hi: float = 1.0
     help: str = ""
     cli: str = ""  # the eval command's flag for it ("" when it has none)
@@ -150,7 +150,9 @@ class IterativeModel(nn.Module):
     def run_settings(self, settings=None, **options: Any):
         """settings (or the model's own) with options applied; the family's validation applies."""
         base = self.settings if settings is None else settings
-        if not isinstance(base, self.Settings):
+        same_fields = {f.name for f in fields(base)} == {f.name for f in fields(self.Settings)} \
+            if isinstance(base, self.Settings) else False
+        if not same_fields:  # another family's settings (even a subclass with more fields) would be half ignored
             raise ConfigError(f"{self.family_name} takes run settings {self.Settings.__name__}, got "
                               f"{type(base).__name__}")
         return base.updated(**options) if options else base

@@ -102,7 +102,7 @@ class DEQModel(IterativeModel):
         return (
             Widget("solver", "DEQ solver", "select", "anderson", choices=tuple(solvers.SOLVERS), cli="--solver",
                    field="method", help="forward fixed-point solver"),
-            Widget("tol", "Solver tolerance", "select", 1e-4, choices=TOLS, cli="--tol", field="tol",
+            Widget("tol", "Solver tolerance", "select", 1e-4, choices=TOLS, lo=0.0, hi=1.0, cli="--tol", field="tol",
                    help="relative residual at which a sample stops"),
             Widget("damping", "Damping", "number", 1.0, lo=0.05, hi=1.0,
                    help="relaxation of the solver step (1 = none); fixed_point's tau, anderson's beta"),

@@ -34,7 +34,7 @@ def get_family(name: str) -> type:
     try:
         return _FAMILIES[name]
     except (KeyError, TypeError):
-        raise UnknownFamily(f"unknown family {name!r}; known families: {', '.join(_FAMILIES)}") from None
+        raise UnknownFamily(f"unknown family {name!r}; known families: {', '.join(family_names())}") from None
 
 
 def family_names() -> tuple[str, ...]:

@@ -147,8 +147,8 @@ def widget_value(w: Widget, raw: object, default: object, warn: list[str]) -> ob
     v = _to_float(raw)
     if w.kind == "select":
         pos = all(c > 0 for c in w.choices)
-        if v is None or (pos and not 0 < v < math.inf):
-            warn.append(f"{w.key} {_short(raw)} must be a positive number; using {default:g}")
+        if v is None or not w.lo < v < w.hi or (pos and v <= 0):
+            warn.append(f"{w.key} {_short(raw)} must be a number in ({w.lo:g}, {w.hi:g}); using {default:g}")
             return default
         near = min(w.choices, key=lambda c: abs(math.log10(c) - math.log10(v)) if pos else abs(c - v))
         if not math.isclose(near, v):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import ConfigError, get_family
 from tasks import get_task
 from ttc.app.settings import RunSettings, run_settings_of
 from ttc.engine.checkpoint import Checkpoint
@@ -55,7 +56,14 @@ class Trace:
     targets: np.ndarray  # (m, ...) uint8
     preds: np.ndarray  # (K, m, *spatial) uint8 predictions of those problems
     stopped: bool = False  # ended by the user before the budget
-    fixed_depth: bool = False  # the family's depth is fixed: a larger budget buys nothing
+    fixed_depth: bool | None = None  # the family's depth is fixed (None: the registered family class says)
+
+    def __post_init__(self) -> None:
+        if self.fixed_depth is None:
+            try:
+                self.fixed_depth = get_family(self.family).fixed_depth
+            except ConfigError:
+                self.fixed_depth = False
 
     @property
     def iters(self) -> int:

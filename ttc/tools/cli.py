@@ -174,8 +174,8 @@ def run_settings(ck, a) -> object:
         if val is None:
             continue
         if key not in ck.model.settings.to_dict():
-            raise UsageError(f"{flag} applies to families with a solver (such as deq); this checkpoint is "
-                             f"{ck.family}")
+            raise UsageError(f"{flag} applies to families with a solver (DEQ checkpoints only, of the shipped "
+                             f"ones); this checkpoint is {ck.family}")
         changes[key] = val
     known = ck.model.settings.to_dict()
     unknown = sorted(set(changes) - set(known))
@@ -351,8 +351,8 @@ def cmd_memory(a) -> int:
 
     ck = load_checkpoint(a.checkpoint)
     if not ck.model.has_solver:
-        raise UsageError(f"memory modes apply to checkpoints whose family has a solver (such as deq); this one is "
-                         f"{ck.family}")
+        raise UsageError(f"memory modes apply to checkpoints whose family has a solver (DEQ checkpoints only, of the "
+                         f"shipped ones); this one is {ck.family}")
     set_threads(a.threads)
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
