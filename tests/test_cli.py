@@ -65,6 +65,7 @@ def assert_refused(rc: int, out: str, err: str, *needles: str) -> None:
 # ---- the round trip through the real entry point ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_data_then_eval_data_round_trips_through_python_m_ttc(tmp_path, make_checkpoint):
     data = tmp_path / "ps.npz"
     made = python_m_ttc("data", "--task", "prefix_sums", "--size", 12, "--n", 9, "--seed", 4, "--out", data)
@@ -82,6 +83,7 @@ def test_data_then_eval_data_round_trips_through_python_m_ttc(tmp_path, make_che
     assert len(result["accuracy"]) == len(result["residual"]) == 4
 
 
+@pytest.mark.slow
 def test_bad_input_through_python_m_ttc_gives_one_line_and_status_2(tmp_path, make_checkpoint):
     ckpt = make_checkpoint("prefix_sums", "recursive", "conv1d")
     bad = tmp_path / "bad.npz"

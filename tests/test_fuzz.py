@@ -106,6 +106,7 @@ json_values = st.recursive(
 bases = st.sampled_from(BASES)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(base=bases, flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 7)), min_size=1, max_size=8))
 def test_bit_flips_are_loaded_or_refused(base, flips):
@@ -179,6 +180,7 @@ def header_edits(draw) -> bytes:
     return join(header, body)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=header_edits())
 def test_header_edits_are_loaded_or_refused(data):
@@ -189,6 +191,7 @@ fields = st.dictionaries(st.sampled_from(CARD_FIELDS), json_values, max_size=4)
 cards = st.dictionaries(st.sampled_from(CARD_KEYS), json_values | fields | st.lists(fields, max_size=3), max_size=5)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(base=bases, card=cards)
 def test_hostile_model_cards_neither_break_loading_nor_the_zoo_table(base, card):
@@ -201,6 +204,7 @@ def test_hostile_model_cards_neither_break_loading_nor_the_zoo_table(base, card)
     assert all(v is None or isinstance(v, (str, int, float)) for v in row.values()), row
 
 
+@pytest.mark.slow
 @FUZZ
 @given(header=json_values, body=st.binary(max_size=256), length=st.none() | st.integers(0, 2**64 - 1))
 def test_random_json_headers_are_refused(header, body, length):

@@ -39,6 +39,7 @@ def rows(shipped_deq):
     return out
 
 
+@pytest.mark.slow
 def test_implicit_and_jfb_save_the_same_bytes_at_10_and_1000_iterations(rows):
     for mode in ("implicit", "jfb"):
         assert rows[(mode, 10)]["saved_bytes"] == rows[(mode, 1000)]["saved_bytes"] > 0, mode

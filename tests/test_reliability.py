@@ -384,6 +384,7 @@ def test_a_run_over_the_cap_is_refused_before_any_work(cli, make_checkpoint, mon
     assert_refused(r, "exceeds the cap 2e+12", "lower --batch, --size, --iters or --modes")
 
 
+@pytest.mark.slow
 def test_a_link_asking_for_too_costly_a_run_is_clamped_with_a_message(ckpt_dir):
     at = app({"size": "4096", "n": "1000", "budget": "2"})
     warn = " ".join(w.value for w in at.warning)

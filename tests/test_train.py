@@ -59,6 +59,7 @@ def test_progressive_loss_trains_prefix_sums_beyond_chance():
     assert card["best_val"]["accuracy"] > 0.25
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_trains_and_saves(tmp_path):
     out = tmp_path / "ddp.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

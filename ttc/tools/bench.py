@@ -419,7 +419,7 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
     from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun
 
     size = scaled_size(ck.task, get_task(ck.task).dashboard_size, 2 if cfg.quick else 16)
-    n, budget = (8, 30) if cfg.quick else (200, 300)
+    n, budget = (16, 300) if cfg.quick else (200, 300)
     s = RunSettings(ck.task, ck.name, size, n, budget, 0, device=dev.type)
     worst, gaps = [], []
     for _ in range(1 if cfg.quick else 3):
@@ -434,7 +434,8 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
             worst.append(max(frames))
             gaps += frames
     if not worst:
-        return skipped("stop", "stop latency (server)", "", "the run ended before its first frame")
+        return skipped("stop", "stop latency (server)", "longest gap between two live frames / the frame interval",
+                       "the run ended before its first frame")
     return entry("stop", f"stop latency (server): {ck.name}",
                  f"longest gap between two live frames (where a Stop takes effect) / the page's frame interval "
                  f"{LIVE_FRAME_SECONDS} s; {n} problems of size {size}, budget {budget}", [w / LIVE_FRAME_SECONDS
@@ -467,7 +468,7 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
     task = get_task(ck.task)
     base = task.dashboard_size
     sizes = [scaled_size(ck.task, base, 1 + 0.25 * (i + 1)) for i in range(cfg.dashboard_repeats)]
-    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    app = str(Path(__file__).resolve().parents[2] / "app.py")  # ttc/tools/bench.py -> the repository root
     old_env = os.environ.get(ENV_FOLDER)
     os.environ[ENV_FOLDER] = str(folder)
     fulls, computes = [], []
