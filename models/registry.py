@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 _FAMILIES: dict[str, type] = {}
@@ -45,5 +44,3 @@ def family_names() -> tuple[str, ...]:
 def families() -> list[type]:
     return [_FAMILIES[n] for n in family_names()]
 
-
-FamilyFactory = Callable[..., Any]

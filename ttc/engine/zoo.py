@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from tasks import get_task
 from ttc.engine.checkpoint import load_checkpoint, save_checkpoint
-from ttc.engine.evaluate import accuracy_rows, evaluate
+from ttc.engine.evaluate import accuracy_rows
 
 TEST_SEED = 10**12  # test problems; training draws seeds below 1e12
-
-
-def accuracy_curve(ck, size: int, budget: int, n: int, seed: int, batch: int = 100, settings=None,
-                   variant: str | None = None) -> np.ndarray:
-    """Exact-match accuracy after each iteration 1..budget (explicit: each layer) on n fresh problems."""
-    task = get_task(ck.task)
-    x, y = task.generate(size, n, seed, **({"variant": variant} if variant else {}))
-    return np.asarray(evaluate(ck.model, task, x, y, budget, batch=batch, settings=settings).accuracy)
 
 
 def measure_table(ck, sizes: list[int], budgets: list[int], n: int = 200, seed: int = TEST_SEED, settings=None,

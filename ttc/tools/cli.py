@@ -189,10 +189,12 @@ def run_settings(ck, a) -> object:
 
 
 def progress_bar(total: int, desc: str, quiet: bool):
-    """A progress bar on stderr that appears only for runs longer than about two seconds (stdout stays clean)."""
+    """A progress bar on stderr, only on a terminal and only for runs longer than about two seconds (stdout stays
+    clean)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, delay=2.0, leave=False, unit="it",
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet or not sys.stderr.isatty(), delay=2.0,
+                leave=False, unit="it",
                 dynamic_ncols=True)
 
 
@@ -217,7 +219,7 @@ def cmd_eval(a) -> int:
     set_threads(a.threads)
     batches = -(-len(x) // a.batch)
     t0 = time.perf_counter()
-    with progress_bar(batches * ck.model.budget(a.iters), "eval", a.quiet or not sys.stderr.isatty()) as bar:
+    with progress_bar(batches * ck.model.budget(a.iters), "eval", a.quiet) as bar:
         curve = evaluate(ck.model, task, x, y, a.iters, device=a.device, batch=a.batch, settings=settings,
                          on_iter=bar.update)
     out = curve.to_dict()
@@ -346,7 +348,7 @@ def add_memory(sub) -> None:
 def cmd_memory(a) -> int:
     import torch
 
-    from ttc.engine.memory import measure, memory_budget, unrolled_bytes_estimate
+    from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
     from ttc.engine.probe import resolve_device
 
     ck = load_checkpoint(a.checkpoint)
@@ -369,10 +371,10 @@ def cmd_memory(a) -> int:
             raise UsageError(f"unrolled at {max(a.iters)} iterations would save about {need / 2**30:.1f} GiB, over "
                              f"the {budget / 2**30:.1f} GiB this machine can spare; lower --batch, --size or --iters")
     rows = []
-    with progress_bar(len(a.iters) * len(a.modes), "memory", a.quiet or not sys.stderr.isatty()) as bar:
+    with progress_bar(len(a.iters) * len(a.modes), "memory", a.quiet) as bar:
         for mode in a.modes:
             for k in a.iters:
-                rows += measure(model, x, y, [k], [mode], a.solver, a.tol)
+                rows.append(measure_step(model, x, y, mode, k, a.solver, a.tol))
                 bar.update(1)
     if a.json:
         print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
@@ -422,7 +424,7 @@ def cmd_measure(a) -> int:
                          f"{', '.join(known) or 'none'}")
     settings = run_settings(ck, a)
     set_threads(a.threads)
-    with progress_bar(len(a.sizes), "measure (sizes)", a.quiet or not sys.stderr.isatty()) as bar:
+    with progress_bar(len(a.sizes), "measure (sizes)", a.quiet) as bar:
         rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed,
                              settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1),
                              early_stop=a.early_stop, batch=a.batch)
