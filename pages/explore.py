@@ -19,6 +19,10 @@ from ttc.app import export, plots
 from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, peak_note
 
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
+# A page's first run starts while the browser is still mounting its widgets (Streamlit loads each widget's
+# code on demand); frames 8 times a second starve that mount, and Run and Stop stay grey placeholders for the
+# whole run (seen with Streamlit 1.66 and 1.67). So a session's first run draws slower for its first seconds.
+FIRST_RUN_EVERY, FIRST_RUN_SETTLE = 1.0, 5.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
 
@@ -101,12 +105,15 @@ def run_live() -> tuple[Trace, float | None]:
     st.session_state["explore_live"] = ((s, entry.version), run)
     insp_ph.caption("The inspector opens when the run ends.")
     last, tag, start = 0.0, 0, time.perf_counter()
+    settling = not st.session_state.get("explore_mounted")
     for _ in run:
         now = time.perf_counter()
-        if now - last >= DRAW_EVERY:  # measured from the start of the last frame: drawing time included
+        every = FIRST_RUN_EVERY if settling and now - start < FIRST_RUN_SETTLE else DRAW_EVERY
+        if now - last >= every:  # measured from the start of the last frame: drawing time included
             last = now
             draw_live(run.trace(), tag)
             tag += 1
+    st.session_state["explore_mounted"] = True
     t = run.trace()
     remember_trace(s, entry, t)
     seconds = time.perf_counter() - start

@@ -141,7 +141,11 @@ WATCH_STOP = """() => { window.__stopped = new Promise(resolve => {
 def test_stop_ends_the_run_and_keeps_its_partial_trace(server, page):
     """Stop ends the run: the page says where, the chart holds exactly those iterations and nothing is drawn
     after it. The latency is printed and recorded, never a pass/fail bound (python -m ttc bench measures it)."""
-    page.goto(url(server, **{**LONG, "size": "1024", "n": "200", "budget": "1000", "seed": "2"}))
+    page.goto(url(server, **{**LONG, "size": "16", "n": "200", "budget": "1000", "seed": "2"}))
+    wait_done(page)  # a quick run first: the page has mounted its buttons (test_first_run_can_be_stopped: without)
+    size = page.get_by_label("Problem size (2..4096)")
+    size.fill("1024")
+    size.press("Enter")
     page.get_by_text("Running: iteration").first.wait_for()
     page.wait_for_timeout(500)
     page.evaluate(WATCH_STOP)
@@ -154,6 +158,18 @@ def test_stop_ends_the_run_and_keeps_its_partial_trace(server, page):
     page.wait_for_function(f"() => ({FIG_POINTS})('Accuracy vs iterations') === {stopped_at}")
     page.wait_for_timeout(1000)  # nothing runs on after the stop
     assert points(page) == stopped_at and page.get_by_text(text).count()
+    no_exceptions(page)
+
+
+def test_the_first_run_of_a_new_page_can_be_stopped(server, page):
+    """A page opened on a long run: Run and Stop mount as buttons while the run goes (fast live frames used to
+    starve Streamlit's on-demand widget mount, leaving grey placeholders until the run ended), and Stop works."""
+    page.goto(url(server, **{**LONG, "size": "1024", "n": "200", "budget": "1000", "seed": "3"}))
+    page.get_by_text("Running: iteration").first.wait_for()
+    stop = page.locator(".st-key-explore_stop button").first
+    stop.click()  # waits (polls) for the mounted button
+    text = page.get_by_text("Stopped at iteration").first.inner_text()
+    assert int(text.split("Stopped at iteration ")[1].split(" of")[0]) < 1000
     no_exceptions(page)
 
 
