@@ -12,6 +12,8 @@ threads = dashboard_threads(os.environ.get("TTC_THREADS"))
 if torch.get_num_threads() != threads:
     torch.set_num_threads(threads)
 st.set_page_config(page_title="TTC Lab", page_icon="🔁", layout="wide")
+# a sidebar wide enough for the longest checkpoint name (prefix_sums-recursive-transformer) in its select box
+st.html("<style>section[data-testid='stSidebar'] {min-width: 22rem;}</style>")
 try:
     load_plugins()  # $TTC_PLUGINS: a user's own families, tasks and solvers appear on every page
 except PluginError as e:
@@ -21,6 +23,7 @@ PAGES = [
     st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/memory.py", title="Memory", icon=":material/memory:"),
+    st.Page("pages/analysis.py", title="Fixed points", icon=":material/all_inclusive:", url_path="fixed-points"),
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:"),
 ]
 

@@ -15,6 +15,7 @@ from .config import ModelConfig as ModelConfig
 from .deq import DEQModel as DEQModel
 from .deq import DEQSettings as DEQSettings
 from .explicit import ExplicitModel as ExplicitModel
+from .memory import MemoryModel as MemoryModel
 from .recursive import RecursiveModel as RecursiveModel
 from .recursive import progressive_loss as progressive_loss
 from .registry import UnknownFamily

@@ -91,6 +91,7 @@ class IterState:
     diverged: torch.Tensor | None = None  # (B,) bool
     held_bytes: int = 0  # bytes of state tensors the iteration holds beyond z and logits (solver history)
     series: dict[str, torch.Tensor] | None = None  # (B,) per-sample extra series the family declares
+    maps: dict[str, torch.Tensor] | None = None  # (B, positions, ...) per-sample maps (memory read/write weights)
 
 
 def tensor_bytes(*ts: torch.Tensor | None) -> int:
@@ -115,6 +116,7 @@ class IterativeModel(nn.Module):
     has_solver: ClassVar[bool] = False  # its iterates come from a fixed-point solver (solver stops, backward modes)
     Settings: ClassVar[type] = NoSettings  # run settings, a frozen dataclass with from_options/updated
     extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
+    extra_maps: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.maps it reports (heat maps)
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()

@@ -16,15 +16,17 @@ def progressive_loss(model: RecursiveModel, x: torch.Tensor, loss_fn: LossFn,
                      step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
     """The progressive loss of Bansal et al. (2022): n iterations without gradient from the initial state, then
     k with gradient from the detached result, mixed by alpha with the loss at full depth. alpha 1 builds no
-    full-depth graph at all (about 2.5x the steps per second on mazes)."""
+    full-depth graph at all (about 2.5x the steps per second on mazes).
+    The model gives `run(x, iters, z0) -> state`, `state_readout(state)` and `detach_state(state)`: the state is
+    the latent for the recursive family, the latent with the memory for the memory family."""
     loss = logits = None
     if step.alpha < 1:
-        logits = model.readout(model.run(x, step.layers, z0=step.z0))
+        logits = model.state_readout(model.run(x, step.layers, z0=step.z0))
         loss = loss_fn(logits)
     if step.alpha > 0:
         with torch.no_grad():
-            z = model.run(x, step.n, z0=step.z0) if step.n > 0 else step.z0
-        prog = model.readout(model.run(x, step.k, z0=None if z is None else z.detach()))
+            state = model.run(x, step.n, z0=step.z0) if step.n > 0 else step.z0
+        prog = model.state_readout(model.run(x, step.k, z0=model.detach_state(state)))
         lp = loss_fn(prog)
         loss = lp if loss is None else (1 - step.alpha) * loss + step.alpha * lp
         logits = prog if logits is None else logits
@@ -62,6 +64,13 @@ class RecursiveModel(IterativeModel):
         for _ in range(iters):
             z = self.block(z, e)
         return z
+
+    def state_readout(self, z: torch.Tensor) -> torch.Tensor:
+        return self.readout(z)
+
+    @staticmethod
+    def detach_state(z: torch.Tensor | None) -> torch.Tensor | None:
+        return None if z is None else z.detach()
 
     def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
         return progressive_loss(self, x, loss_fn, step)

@@ -106,7 +106,7 @@ def _raw_settings() -> dict:
     """The last settings of this session, or (on its first run) the link's query parameters."""
     if "settings" not in st.session_state:
         raw = {k: st.query_params.get(k) for k in query_keys() if k in st.query_params}
-        s, warns = sanitize(raw, entries(), device())
+        s, warns = sanitize(raw, entries(), device(), cap_n=False)
         st.session_state["settings"] = asdict(s)
         st.session_state["url_warnings"] = warns
     return dict(st.session_state["settings"])
@@ -137,7 +137,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
         for f in ("checkpoint", "size", *family_widgets()):
             raw.pop(f, None)
     ents = entries()
-    s, warns = sanitize(raw, ents, device())
+    s, warns = sanitize(raw, ents, device(), cap_n=False)
     warns = st.session_state.pop("url_warnings", []) + warns
     entry = next((e for e in ents if e.ok and e.name == s.checkpoint), None)
     sb = st.sidebar
@@ -202,21 +202,25 @@ def chart(fig, key: str, container=None) -> None:
     (container or st).plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
 
 
+EXPORT_LABELS = {"png": "PNG image", "svg": "SVG image"}
+
+
 def export_buttons(fig, name: str, key: str) -> None:
-    """PNG, SVG, HTML, CSV and JSON downloads of one figure, each built only when clicked."""
+    """PNG, SVG, HTML, CSV and JSON downloads of one figure, each built only when clicked; one button per line
+    with its full label (five columns in the popover cut them to "H...")."""
     ok, why = export.static_export_status()
     with st.popover("Export", width="content"):
-        cols = st.columns(5)
-        for col, fmt in zip(cols[:2], export.STATIC_FORMATS, strict=True):
-            col.download_button(fmt.upper(), data=lambda f=fmt: export.to_image(fig, f), file_name=f"{name}.{fmt}",
-                                mime="image/png" if fmt == "png" else "image/svg+xml", key=f"{key}-{fmt}",
-                                on_click="ignore", disabled=not ok, help=why or None)
-        cols[2].download_button("HTML", data=lambda: export.to_html(fig), file_name=f"{name}.html", mime="text/html",
-                                key=f"{key}-html", on_click="ignore")
-        cols[3].download_button("CSV", data=lambda: export.to_csv(fig), file_name=f"{name}.csv", mime="text/csv",
-                                key=f"{key}-csv", on_click="ignore")
-        cols[4].download_button("JSON", data=lambda: export.to_json(fig), file_name=f"{name}.json",
-                                mime="application/json", key=f"{key}-json", on_click="ignore")
+        for fmt in export.STATIC_FORMATS:
+            st.download_button(EXPORT_LABELS.get(fmt, fmt.upper()), data=lambda f=fmt: export.to_image(fig, f),
+                               file_name=f"{name}.{fmt}", mime="image/png" if fmt == "png" else "image/svg+xml",
+                               key=f"{key}-{fmt}", on_click="ignore", disabled=not ok, help=why or None,
+                               width="stretch")
+        st.download_button("HTML (interactive)", data=lambda: export.to_html(fig), file_name=f"{name}.html",
+                           mime="text/html", key=f"{key}-html", on_click="ignore", width="stretch")
+        st.download_button("CSV (the curves' data)", data=lambda: export.to_csv(fig), file_name=f"{name}.csv",
+                           mime="text/csv", key=f"{key}-csv", on_click="ignore", width="stretch")
+        st.download_button("JSON (the plotly figure)", data=lambda: export.to_json(fig), file_name=f"{name}.json",
+                           mime="application/json", key=f"{key}-json", on_click="ignore", width="stretch")
         if not ok:
             st.caption(why)
 

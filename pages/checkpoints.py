@@ -36,7 +36,8 @@ with zoo:
         st.info(f"No checkpoints in {checkpoint_folder()}/ yet. Train one with python -m ttc train, or upload one "
                 "below.")
     else:
-        st.dataframe(table, hide_index=True, key="zoo")
+        # the whole table: every column in view (wide cells wrap in the card below) and every row without scrolling
+        st.dataframe(table, hide_index=True, key="zoo", width="stretch", height=38 + 35 * (len(table) + 1))
         st.download_button("Download the table (CSV)", table.to_csv(index=False), "ttc-checkpoints.csv", "text/csv",
                            key="zoo-csv", on_click="ignore")
 

@@ -2,6 +2,7 @@
 the run goes, metrics, and an inspector that scrubs through the iterations of one problem."""
 
 import time
+from dataclasses import replace
 
 import streamlit as st
 
@@ -15,9 +16,16 @@ from pages._common import (
     settings_sidebar,
     trace_for,
 )
+from tasks import get_task
 from ttc.app import export, plots
+from ttc.app.settings import for_run
 from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, peak_note
+from ttc.engine.limits import run_cost
 
+AUTO_RUN_SECONDS = 15.0  # a run estimated longer than this waits for Run
+# cost units (problems x cells x iterations x width^2) per second of a live run, measured on the 2-core machine
+# (prefix_sums-recursive, 512 bits, 100 problems, 100 iterations); a session's own runs replace it
+COST_PER_SECOND = 2e10
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
 # A page's first run starts while the browser is still mounting its widgets (Streamlit loads each widget's
 # code on demand); frames 8 times a second starve that mount, and Run and Stop stay grey placeholders for the
@@ -33,6 +41,9 @@ if entry is None:
     st.info("No checkpoint to run for this task. Put .safetensors checkpoints in the checkpoints folder "
             "(or set TTC_CHECKPOINTS), or upload one on the Checkpoints page.")
     st.stop()
+s, cut = for_run(s, entry)  # this run's share of the user's n (kept in the sidebar and the URL)
+if cut:
+    st.warning(cut)
 cfg = entry.ck.config
 st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
            f"trained at {cfg.layers} {'layers' if entry.ck.model.fixed_depth else 'iterations'}; "
@@ -45,8 +56,11 @@ progress = prog_col.empty()
 metrics_ph = st.empty()
 note_ph = st.empty()
 curves_ph = st.empty()  # one live figure while running, then three charts with their exports
+pins_ph = st.container()  # pin / clear: overlay runs on the charts
+series_ph = st.empty()  # the family's extra series (memory slot norms, solver residual), after the run
 st.subheader("Example inspector")
 insp_ph = st.empty()
+front_ph = st.empty()
 bundle_ph = st.empty()
 
 
@@ -70,15 +84,36 @@ def draw_progress(t: Trace, frames_per_s: float | None = None) -> None:
         text = f"Stopped at iteration {t.iters} of {t.expected}. Press Run to start again."
     elif t.complete:
         text = f"Done: {t.iters} iterations in {t.summary()['seconds']:.2f} s.{live}"
+        settled = int((t.nfe < t.nfe[-1]).sum()) + 1  # the iteration from which no more evaluations were spent
+        if settled < t.iters:
+            text = (f"Done: every sample stopped at iteration {settled} of {t.iters} ({int(t.nfe[-1]):,} function "
+                    f"evaluations; the rest of the budget holds the answer) in {t.summary()['seconds']:.2f} s.{live}")
     else:
         text = f"Running: iteration {t.iters} of {t.expected}"
     progress.progress(min(1.0, t.iters / max(1, t.expected)), text=text)
 
 
+PIN_MAX = 4  # pinned runs overlaid on Explore's charts
+
+
+def run_label(t: Trace) -> str:
+    """A pinned run's legend entry: its checkpoint and what differs between runs (size, budget, family values)."""
+    x = t.settings
+    extra = "".join(f", {k} {v}" for k, v in x.extra)
+    return f"{x.checkpoint} (size {x.size}, budget {x.budget}{extra})"
+
+
 def figures(t: Trace) -> dict:
-    runs = [(s.checkpoint, t)]
-    return {"accuracy": plots.accuracy_figure(runs, bits=True), "residual": plots.residual_figure(runs),
+    """The three charts of the run, with the pinned runs overlaid and the checkpoint's training depth marked."""
+    pinned = st.session_state.get("explore_pins", [])
+    runs = [(label, p) for label, p in pinned] + [(s.checkpoint if not pinned else run_label(t), t)]
+    figs = {"accuracy": plots.accuracy_figure(runs, bits=not pinned), "residual": plots.residual_figure(runs),
             "memory": plots.memory_figure(runs)}
+    if not entry.ck.model.fixed_depth:
+        for fig in figs.values():
+            fig.add_vline(x=cfg.layers, line_dash="dot", line_color="#7f7f7f",
+                          annotation_text=f"trained at {cfg.layers}", annotation_position="top left")
+    return figs
 
 
 def example(t: Trace, problem: int, k: int):
@@ -111,7 +146,7 @@ def run_live() -> tuple[Trace, float | None]:
         every = FIRST_RUN_EVERY if settling and now - start < FIRST_RUN_SETTLE else DRAW_EVERY
         if now - last >= every:  # measured from the start of the last frame: drawing time included
             last = now
-            draw_live(run.trace(), tag)
+            draw_live(run.trace(maps=False), tag)
             tag += 1
     st.session_state["explore_mounted"] = True
     t = run.trace()
@@ -144,6 +179,13 @@ def inspector(t: Trace, key) -> None:
     with right:
         chart_with_export(plots.confidence_figure(t, problem, k), f"{s.checkpoint}-confidence{problem}",
                           key="confidence")
+    if "read" in t.maps and "write" in t.maps:  # a memory model: where each position reads and writes
+        if problem < t.maps_shown:
+            chart_with_export(plots.memory_access_figure(t, problem, k), f"{s.checkpoint}-memory{problem}-iter{k}",
+                              key="memory_access")
+        else:
+            st.caption(f"Memory read/write weights are kept for the first {t.maps_shown} problem(s) of this run "
+                       "(the bound on a trace's stored maps); choose one of those to see them.")
 
 
 key = (s, entry.version)
@@ -156,8 +198,21 @@ if not run_clicked:
         trace = live_run.trace()
     elif is_cached(s, entry):
         trace = trace_for(s, entry)
+if trace is None and not run_clicked:  # a costly run opened by a link or a setting waits for Run
+    cost = run_cost(get_task(s.task), s.size, s.n, entry.ck.model.budget(s.budget), cfg.width)
+    rate = st.session_state.get("explore_rate", COST_PER_SECOND)
+    if cost / rate > AUTO_RUN_SECONDS:
+        progress.progress(0.0, text=f"Waiting: this run is estimated at about {cost / rate:.0f} s "
+                                    f"({s.n} problems of size {s.size}, {entry.ck.model.budget(s.budget)} iterations). "
+                                    "Press Run to start it.")
+        st.info(f"Runs estimated above {AUTO_RUN_SECONDS:.0f} s wait for Run (the estimate comes from this "
+                "session's last run, or from this machine's typical speed).")
+        st.stop()
 if trace is None:
     trace, frames_per_s = run_live()
+    if trace.iters and trace.elapsed[-1] > 0.5:  # calibrate the estimate on what this machine just did
+        st.session_state["explore_rate"] = run_cost(get_task(s.task), s.size, s.n, trace.iters, cfg.width) / float(
+            trace.elapsed[-1])
 
 draw_progress(trace, frames_per_s)
 draw_metrics(trace)
@@ -172,9 +227,43 @@ with curves_ph.container():
         with col:
             chart(fig, key=f"final-{name}")
             export_buttons(fig, f"{stem}-{name}", key=f"export-{name}")
+if trace.iters and trace.series:
+    with series_ph.container():
+        st.caption(f"Series the {trace.family} family reports per iteration (mean over the samples, band: 10th to "
+                   "90th percentile).")
+        for (name, col) in zip(trace.series, st.columns(len(trace.series)), strict=True):
+            with col:
+                chart_with_export(plots.series_figure(s.checkpoint, trace, name), f"{stem}-{name}",
+                                  key=f"series-{name}")
 if trace.iters:
     with insp_ph.container():
         inspector(trace, key)
+    with front_ph.container():
+        st.subheader("The front of the computation")
+        st.caption("Output cell against iteration, red where the answer is still wrong: the batch (every problem) "
+                   "and the inspector's first problem; below, when each problem became right and stayed right.")
+        left, right = st.columns(2)
+        with left:
+            if trace.pos_error is not None:
+                chart_with_export(plots.front_figure(trace), f"{stem}-front", key="front")
+            else:
+                st.caption("Too many cells x iterations to keep the batch's per-cell errors for this run.")
+        with right:
+            chart_with_export(plots.front_figure(trace, 0), f"{stem}-front-problem0", key="front_problem")
+        chart_with_export(plots.settled_figure(trace), f"{stem}-settled", key="settled")
+pins = st.session_state.setdefault("explore_pins", [])
+pin_col, clear_col, pin_note = pins_ph.columns([1, 1, 6], vertical_alignment="center")
+if pin_col.button("Pin this run", key="explore_pin", disabled=not trace.iters or len(pins) >= PIN_MAX,
+                  help=f"keep this run's curves on the charts while you change the settings (up to {PIN_MAX})"):
+    pins.append((run_label(trace), replace(trace, maps={}, pos_error=None)))  # the curves, not the heavy maps
+    st.rerun()
+if clear_col.button("Clear pins", key="explore_unpin", disabled=not pins):
+    pins.clear()
+    st.rerun()
+train_sizes = entry.ck.card.get("train_sizes") or (entry.ck.card.get("train_config") or {}).get("sizes") or []
+pin_note.caption((f"Overlaid: {', '.join(label for label, _ in pins)}. " if pins else "")
+                 + (f"{entry.name} trained on sizes {', '.join(map(str, train_sizes))}" if train_sizes else "")
+                 + ("" if entry.ck.model.fixed_depth else f" at {cfg.layers} iterations (dotted line)."))
 bundle_ph.download_button("Download run bundle (.zip)", key="bundle", on_click="ignore",
                           data=lambda: export.run_bundle(trace, s.checkpoint, entry.weights(), f"{stem}-bundle"),
                           file_name=f"{stem}-bundle.zip", mime="application/zip",

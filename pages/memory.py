@@ -1,6 +1,7 @@
 """Memory: training memory vs iteration count of a DEQ for unrolled backprop, implicit differentiation
 and Jacobian-free backprop (bytes autograd saves; on CUDA the allocator's peak too), with the ratios."""
 
+import pandas as pd
 import streamlit as st
 
 from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar
@@ -72,4 +73,14 @@ if any(r["peak_bytes"] is not None for r in rows):
         chart_with_export(plots.memory_modes_figure(rows, key="peak_bytes"), f"{stem}-cuda-peak", key="mem-peak")
     notes += [f"GPU peak, {n}" for n in ms.ratio_notes(rows, key="peak_bytes")]
 st.markdown("\n".join(f"- {n}" for n in notes) or "Measure unrolled and another mode to see the ratios.")
-st.dataframe(rows, hide_index=True)
+table = pd.DataFrame(rows)
+for col in ("saved_bytes", "peak_bytes", "baseline_bytes"):
+    if col in table:
+        if table[col].isna().all():  # on the CPU there is no allocator peak: no empty column
+            table = table.drop(columns=col)
+        else:
+            table[col.replace("_bytes", " (MiB)")] = (table.pop(col) / 2**20).round(3)
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption("MiB = 2^20 bytes. Saved: the bytes autograd keeps for backward in one training step"
+           + ("" if any(r.get("peak_bytes") is not None for r in rows)
+              else "; the GPU allocator's peak appears here on CUDA only."))

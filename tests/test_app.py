@@ -191,3 +191,79 @@ def test_an_empty_checkpoint_folder_gives_guidance_not_errors(tmp_path, monkeypa
     for page in PAGES:
         at = app(page=page)
         assert at.info, page
+
+
+def test_the_fixed_points_page_analyses_a_looped_checkpoint_from_its_link(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "prefix_sums-recursive", "starts": "3"}, "pages/analysis.py")
+    assert at.title[0].value == "Fixed points" and not at.error
+    specs = charts(at)
+    starts = specs["starts"]
+    assert [t["name"] for t in starts["data"]] == ["zeros", "noise x0.5", "noise x1"]
+    assert all(len(t["x"]) == int(SMALL["budget"]) for t in starts["data"])
+    assert {"distances", "halting", "breadth"} <= set(specs)
+    assert len(specs["breadth"]["data"][0]["x"]) == 3  # best of 1, 2, 3 starts
+    assert at.query_params["starts"] == ["3"] or at.query_params["starts"] == "3"
+    assert [m.label for m in at.metric][:1] == ["AA score"]
+
+
+def test_the_fixed_points_page_says_what_it_cannot_do(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "prefix_sums-explicit"}, "pages/analysis.py")
+    assert any("fixed at" in i.value for i in at.info) and not charts(at)
+    at = app({**SMALL, "checkpoint": "prefix_sums-deq", "starts": "99"}, "pages/analysis.py")
+    assert any("outside 1..8" in w.value for w in at.warning)
+    assert [m.label for m in at.metric][2] == "Same fixed point"
+
+
+def test_a_cut_in_problems_is_per_run_and_said_each_time(ckpt_dir):
+    """A 201 maze takes fewer problems for its run; going back to a small maze runs the user's n again."""
+    at = app({"task": "mazes", "checkpoint": "mazes-recursive", "size": "201", "n": "100", "budget": "2"})
+    assert any("of your 100 problems" in w.value for w in at.warning)
+    at.number_input(key="w_size").set_value(13).run()
+    assert not at.exception
+    assert at.number_input(key="w_n").value == 100 and not any("of your" in w.value for w in at.warning)
+    assert "of 100" in " ".join(str(m.proto.delta) for m in at.metric)
+
+
+def test_a_pinned_run_is_overlaid_with_a_legend_and_the_training_depth_is_marked(ckpt_dir):
+    at = app(SMALL)
+    at.button(key="explore_pin").click().run()
+    at.slider(key="w_budget").set_value(5).run()
+    assert not at.exception
+    acc = charts(at)["final-accuracy"]
+    names = [d.get("name") for d in acc["data"]]
+    assert names[:2] == ["prefix_sums-recursive (size 16, budget 8)", "prefix_sums-recursive (size 16, budget 5)"]
+    assert [len(d["x"]) for d in acc["data"][:2]] == [8, 5]
+    assert any(a.get("text") == "trained at 6" for a in acc["layout"].get("annotations", []))  # tiny: 6 iterations
+    assert any("Overlaid: prefix_sums-recursive (size 16, budget 8)" in c.value for c in at.caption)
+    at.button(key="explore_unpin").click().run()
+    assert [d.get("name") for d in charts(at)["final-accuracy"]["data"]][0] == "prefix_sums-recursive"
+
+
+def test_a_costly_run_from_a_link_waits_for_run_and_says_its_estimate(ckpt_dir):
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params = {**SMALL}
+    at.session_state["explore_rate"] = 1.0  # this machine as slow as can be: every run is estimated costly
+    at.run()
+    assert not at.exception and not charts(at)
+    text = at.get("progress")[0].proto.text
+    assert text.startswith("Waiting: this run is estimated at about") and "Press Run" in text
+    at.button(key="explore_run").click().run()
+    assert xs(charts(at)["final-accuracy"]) == list(range(1, 9))
+
+
+def test_a_deq_that_stopped_early_says_so(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "prefix_sums-deq", "tol": "0.5", "budget": "30"})
+    text = at.get("progress")[0].proto.text
+    assert text.startswith("Done: every sample stopped at iteration") and "of 30" in text
+
+
+def test_the_export_menu_labels_are_whole_and_the_memory_table_reads_in_mib(ckpt_dir):
+    at = app(SMALL)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"PNG image", "SVG image", "HTML (interactive)", "CSV (the curves' data)",
+            "JSON (the plotly figure)"} <= labels
+    at = app({**SMALL, "checkpoint": "prefix_sums-deq"}, "pages/memory.py")
+    cols = list(at.dataframe[0].value.columns)
+    assert "saved (MiB)" in cols and "saved_bytes" not in cols
+    if not torch.cuda.is_available():
+        assert "peak_bytes" not in cols and "peak (MiB)" not in cols

@@ -85,6 +85,18 @@ def test_bench_entry_says_whether_the_median_meets_the_aim():
     assert bench.spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0, "repeats": 3}
 
 
+def test_repeats_that_disagree_are_flagged_in_the_table():
+    """'5.33 [0.29, 10.4] (n=2)' on a busy machine: the table says the entry is not to be trusted."""
+    calm = bench.entry("g", "calm", "c", [1.0, 1.1, 1.05], aim="<= 1.10")
+    busy = bench.entry("g", "busy", "c", [0.29, 10.4], aim="<= 1.10")
+    assert calm["trusted"] is True and busy["trusted"] is False
+    result = {"machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 1, "device": "cpu",
+                          "load_average": 9.0}, "quick": True, "seconds": 1.0, "entries": [calm, busy], "notes": []}
+    lines = bench.format_table(result)
+    flagged = [i for i, line in enumerate(lines) if "NOT TO BE TRUSTED" in line]
+    assert len(flagged) == 1 and "busy" in lines[flagged[0] - 2] and "35.9x" in lines[flagged[0]]
+
+
 def test_bench_refuses_an_unknown_group_in_one_line(cli):
     r = cli("bench", "--quick", "--groups", "overhead,speed")
     assert r.rc == 2 and r.err.startswith("error: ") and r.err.count("\n") == 1 and "speed" in r.err

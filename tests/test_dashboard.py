@@ -19,6 +19,7 @@ from ttc.app.settings import (
     N_MAX,
     RunSettings,
     dashboard_threads,
+    for_run,
     sanitize,
     sweep_sizes,
     with_checkpoint,
@@ -94,6 +95,12 @@ def test_hostile_or_junk_values_are_clamped_or_replaced_with_a_warning(entries, 
 def test_too_many_problems_for_one_live_iteration_are_capped(entries):
     s, warns = sanitize({"checkpoint": "mazes-recursive", "size": "401", "n": str(N_MAX)}, entries)
     assert s.n < N_MAX and "too many" in warns[0]
+    kept, warns = sanitize({"checkpoint": "mazes-recursive", "size": "401", "n": str(N_MAX)}, entries, cap_n=False)
+    assert kept.n == N_MAX and warns == []  # the sidebar keeps the user's n ...
+    run, note = for_run(kept, by_name(entries, "mazes-recursive"))
+    assert run.n == s.n and f"of your {N_MAX} problems" in note  # ... and each run takes its share, saying so
+    small, _ = sanitize({"checkpoint": "mazes-recursive", "size": "13", "n": "100"}, entries, cap_n=False)
+    assert for_run(small, by_name(entries, "mazes-recursive")) == (small, None)
 
 
 def test_without_any_checkpoint_the_settings_still_stand():
@@ -251,3 +258,19 @@ def test_memory_sweep_measures_the_contract_and_writes_the_ratios(entries):
     assert rows[1]["saved_bytes"] > rows[0]["saved_bytes"] > 0 and rows[0]["peak_bytes"] is None
     notes = ratio_notes(rows)
     assert len(notes) == 2 and notes[1].startswith("8 iterations: unrolled keeps") and "implicit" in notes[1]
+
+
+def test_the_app_opens_on_the_tasks_default_core_not_the_first_file_name(tmp_path):
+    """By file name prefix_sums-deq comes first and the transformer beside the conv model; the
+    default still comes from the task (its default arch) and the family order."""
+    from models import ModelConfig, build_model
+    from ttc.engine.checkpoint import save_checkpoint
+
+    for name, arch in (("prefix_sums-recursive-transformer", "transformer"), ("prefix_sums-recursive", "conv1d"),
+                       ("prefix_sums-deq", "conv1d"), ("prefix_sums-explicit", "conv1d")):
+        fam = name.split("-")[1]
+        cfg = ModelConfig(family=fam, arch=arch, in_channels=1, width=8, depth=1, layers=3, heads=2)
+        save_checkpoint(tmp_path / f"{name}.safetensors", build_model(cfg), "prefix_sums")
+    ents = [catalog.load_file_entry(s) for s in catalog.file_stamps(tmp_path)]
+    assert sorted(e.name for e in ents)[0] != "prefix_sums-recursive"  # the file order would pick another
+    assert sanitize({}, ents)[0].checkpoint == "prefix_sums-recursive"

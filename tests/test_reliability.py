@@ -388,9 +388,10 @@ def test_a_run_over_the_cap_is_refused_before_any_work(cli, make_checkpoint, mon
 def test_a_link_asking_for_too_costly_a_run_is_clamped_with_a_message(ckpt_dir):
     at = app({"size": "4096", "n": "1000", "budget": "2"})
     warn = " ".join(w.value for w in at.warning)
-    assert "too many" in warn and "python -m ttc eval" in warn
-    s = at.number_input(key="w_n").value
-    assert limits.run_cost(get_task("prefix_sums"), 4096, s, 1, 8) <= limits.LIVE_ITER_COST
+    assert "of your 1000 problems" in warn and "python -m ttc eval" in warn
+    used = int(warn.split("This run uses ")[1].split(" of")[0])
+    assert limits.run_cost(get_task("prefix_sums"), 4096, used, 1, 8) <= limits.LIVE_ITER_COST
+    assert at.number_input(key="w_n").value == 1000  # the user's n is kept: the cut is this run's only
 
 
 # ---- every URL query parameter checked -----------------------------------------------------------------

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -172,6 +173,20 @@ def settings_args(family: str, values: dict) -> list[str]:
     return args
 
 
+class _Readable:
+    """ZipFile.writestr with the files readable by everyone once unzipped (mode 0644; writestr's default is
+    0600), the same for every file of the bundle."""
+
+    def __init__(self, zf: zipfile.ZipFile):
+        self.zf = zf
+
+    def writestr(self, name: str, data) -> None:
+        info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        self.zf.writestr(info, data)
+
+
 def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: str = "ttc-run") -> bytes:
     """A zip whose one folder holds the settings, the trace (eval JSON contract and extra curves), the problems
     as .npz, the checkpoint, and README.txt with the command that replays it from the TTC Lab folder."""
@@ -191,7 +206,8 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: 
         notes += ["", f"Note: the run was stopped after {t.iters} of {t.expected} iterations; the replay runs the "
                   "whole budget."]
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        z = _Readable(zf)
         z.writestr(f"{folder}/settings.json",
                    json.dumps({**s.__dict__, "checkpoint_file": ck_file, "replay": cmd}, indent=1))
         z.writestr(f"{folder}/trace.json", json.dumps(t.eval_json()))

@@ -6,6 +6,7 @@ see the same data. Curves are labelled with the checkpoint name; colours follow 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,8 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from models import ConfigError, get_family
-from tasks import get_task
+from tasks import TaskError, get_task
 from ttc.app.trace import Trace
+from ttc.engine.evaluate import wilson
 
 
 def lighter(color: str, amount: float = 0.5) -> str:
@@ -38,6 +40,8 @@ MODE_STYLES = {"unrolled": ("#d62728", "solid", "circle"), "implicit": ("#2ca02c
 _BIT_COLORS = ("#f2f2f2", "#595959", "#c7e9c0", "#238b45", "#fcbba1", "#cb181d")
 
 Labelled = Sequence[tuple[str, Trace]]
+# log axes label their minor ticks in full (0.5, 20), never as bare digits ("5", "2") that read as other numbers
+LOG_AXIS = {"type": "log", "exponentformat": "power", "minorloglabels": "complete"}
 
 
 def _base(title: str, x: str, y: str, height: int = 320) -> go.Figure:
@@ -59,6 +63,23 @@ def _style(traces: Labelled) -> dict[str, dict]:
     return out
 
 
+def per_cell(t: Trace) -> str:
+    """What the per-output accuracy counts: bits of a string, cells of a grid."""
+    try:
+        return "per cell" if get_task(t.settings.task).spatial_dims == 2 else "per bit"
+    except TaskError:  # a task nobody registered: say it plainly
+        return "per output cell"
+
+
+def count_dtick(most: int, ticks: int = 5) -> int:
+    """A whole-number tick step for an axis of counts up to `most` (about `ticks` ticks, never 15.7 samples)."""
+    step = max(1, math.ceil(most / ticks))
+    for nice in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+        if nice >= step:
+            return nice
+    return step
+
+
 def residual_figure(traces: Labelled) -> go.Figure:
     """Relative residual ||z_k - z_{k-1}|| / ||z_k|| (the solver's, for DEQs) per iteration, log scale.
     Samples that diverged (non-finite state or residual blown up) leave the mean; when a run has any, their
@@ -73,9 +94,11 @@ def residual_figure(traces: Labelled) -> go.Figure:
         fig.add_trace(go.Scatter(x=t.k.tolist(), y=t.diverged.tolist(), mode="lines", yaxis="y2", line_shape="hv",
                                  name=f"{name}: diverged samples", line={**style[name], "dash": "dot", "width": 1}))
     if diverging:
+        most = max(int(t.diverged.max()) for _, t in diverging)
         fig.update_layout(yaxis2={"title": {"text": "diverged samples"}, "overlaying": "y", "side": "right",
-                                  "rangemode": "tozero", "showgrid": False})
-    fig.update_layout(yaxis_type="log", yaxis_exponentformat="power")
+                                  "rangemode": "tozero", "showgrid": False, "tickformat": "d",
+                                  "dtick": count_dtick(most)})
+    fig.update_layout(yaxis=LOG_AXIS)
     return fig
 
 
@@ -90,10 +113,33 @@ def accuracy_figure(traces: Labelled, x: str = "iteration", bits: bool = False) 
         xs = (t.k if x == "iteration" else t.elapsed).tolist()
         fig.add_trace(go.Scatter(x=xs, y=t.accuracy.tolist(), mode="lines", name=name, line=style[name]))
         if bits:
-            fig.add_trace(go.Scatter(x=xs, y=t.bit_accuracy.tolist(), mode="lines", name=f"{name} (per bit)",
+            fig.add_trace(go.Scatter(x=xs, y=t.bit_accuracy.tolist(), mode="lines",
+                                     name=f"{name} ({per_cell(t)})",
                                      line={**style[name], "dash": "dot", "width": 1}))
+    for name, t in traces:  # bands last, so trace i < len(traces) stays curve i
+        add_wilson_band(fig, (t.k if x == "iteration" else t.elapsed).tolist(), t.accuracy, t.settings.n,
+                        style[name]["color"], name)
     fig.update_yaxes(range=[-0.02, 1.02])
     return fig
+
+
+def add_wilson_band(fig: go.Figure, xs: list, accuracy: np.ndarray, n: int, color: str, name: str,
+                    row: int | None = None, col: int | None = None) -> None:
+    """The 95% Wilson interval of an exact-match accuracy over n problems, as a shaded band (two traces)."""
+    if not len(xs):
+        return
+    lo, hi = wilson(np.asarray(accuracy, dtype=np.float64), n)
+    where = {"row": row, "col": col} if row is not None else {}
+    fig.add_trace(go.Scatter(x=xs, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, hoverinfo="skip",
+                             showlegend=False, legendgroup=f"band-{name}"), **where)
+    fig.add_trace(go.Scatter(x=xs, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
+                             fillcolor=_rgba(color, 0.15), name=f"{name}: 95% interval (n={n})",
+                             legendgroup=f"band-{name}", hoverinfo="skip"), **where)
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def memory_figure(traces: Labelled) -> go.Figure:
@@ -118,10 +164,11 @@ def live_figure(name: str, t: Trace) -> go.Figure:
     color = family_color(t.family)
     k = t.k.tolist()
     fig.add_trace(go.Scatter(x=k, y=t.accuracy.tolist(), mode="lines", name=name, line={"color": color}), 1, 1)
-    fig.add_trace(go.Scatter(x=k, y=t.bit_accuracy.tolist(), mode="lines", name=f"{name} (per bit)",
+    fig.add_trace(go.Scatter(x=k, y=t.bit_accuracy.tolist(), mode="lines", name=f"{name} ({per_cell(t)})",
                              line={"color": color, "dash": "dot", "width": 1}), 1, 1)
     res = np.where(t.residual > 0, t.residual, np.nan)
     fig.add_trace(go.Scatter(x=k, y=res.tolist(), mode="lines", showlegend=False, line={"color": color}), 1, 2)
+    add_wilson_band(fig, k, t.accuracy, t.settings.n, color, name, row=1, col=1)
     fig.add_trace(go.Scatter(x=k, y=(t.memory_bytes / 2**20).tolist(), mode="lines", showlegend=False,
                              line={"color": color}), 1, 3)
     # no template: copying one costs more than the rest of the frame, and the app draws in its own theme
@@ -131,7 +178,7 @@ def live_figure(name: str, t: Trace) -> go.Figure:
     x_max = max(t.expected, 2)
     fig.update_xaxes(range=[1, x_max], title_text="iteration")
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=1)
-    fig.update_yaxes(type="log", exponentformat="power", row=1, col=2)
+    fig.update_yaxes(**LOG_AXIS, row=1, col=2)
     fig.update_yaxes(rangemode="tozero", row=1, col=3)
     return fig
 
@@ -169,26 +216,52 @@ def _bit_rows(rendered: dict) -> tuple[list[str], list[list[int]], list[list[str
     return names, codes, texts
 
 
+_BIT_LEGEND = ("bit 0", "bit 1", "predicted 0, right", "predicted 1, right", "predicted 0, wrong",
+               "predicted 1, wrong")
+MAZE_LEGEND = (("wall", (0, 0, 0)), ("open", (255, 255, 255)), ("start", (0, 170, 0)), ("goal", (210, 0, 0)),
+               ("target path", (170, 205, 255)), ("predicted path, right", (30, 80, 200)),
+               ("prediction wrong", (255, 140, 0)))
+
+
+def _legend_swatch(fig: go.Figure, name: str, color: str) -> None:
+    """A legend entry for a colour of an image or heat map (a marker with no data)."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
+                             marker={"symbol": "square", "size": 12, "color": color,
+                                     "line": {"color": "#999999", "width": 1}}))
+
+
 def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred: np.ndarray | None,
                    title: str) -> go.Figure:
     """One problem as the task renders it: bit rows (prediction green where right, red where wrong) or the
-    maze with the predicted path over it (dark blue right, orange wrong)."""
+    maze with the predicted path over it (dark blue right, orange wrong); every colour is in the legend. Large
+    problems get a larger figure and keep every cell (no gaps that hide cells); zoom and pan to look closer."""
     rendered = get_task(task_name).render(inputs, target, pred)
     if "image" in rendered:
-        fig = _base(title, "", "", height=420)
+        side = int(rendered["image"].shape[0])
+        fig = _base(title, "", "", height=int(min(900, max(420, 4 * side + 120))))
         fig.add_trace(go.Image(z=rendered["image"], hoverinfo="skip"))
+        for name, rgb in MAZE_LEGEND:
+            _legend_swatch(fig, name, "#" + "".join(f"{c:02x}" for c in rgb))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False, scaleanchor="x")
+        fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1})
         return fig
     names, codes, texts = _bit_rows(rendered)
     width = len(codes[0])
-    fig = _base(title, get_task(task_name).axis_label, "", height=120 + 30 * len(names))
+    fig = _base(title, get_task(task_name).axis_label, "", height=170 + 30 * len(names))
     steps = []
     for i, c in enumerate(_BIT_COLORS):
         steps += [[i / len(_BIT_COLORS), c], [(i + 1) / len(_BIT_COLORS), c]]
     fig.add_trace(go.Heatmap(z=codes[::-1], y=names[::-1], text=texts[::-1], zmin=-0.5, zmax=len(_BIT_COLORS) - 0.5,
-                             colorscale=steps, showscale=False, xgap=1, ygap=2, hoverinfo="x+y+text",
-                             texttemplate="%{text}" if width <= 96 else None))
+                             colorscale=steps, showscale=False, xgap=1 if width <= 128 else 0, ygap=2,
+                             hoverinfo="x+y+text", texttemplate="%{text}" if width <= 96 else None,
+                             showlegend=False))
+    used = {c for row in codes for c in row}
+    for i, (label, color) in enumerate(zip(_BIT_LEGEND, _BIT_COLORS, strict=True)):
+        if i in used:
+            _legend_swatch(fig, label, color)
+    fig.update_xaxes(showgrid=False)
+    fig.update_yaxes(showgrid=False)
     return fig
 
 
@@ -217,6 +290,155 @@ def memory_modes_figure(rows: Sequence[dict], key: str = "saved_bytes") -> go.Fi
         color, dash, symbol = MODE_STYLES.get(mode, ("#9467bd", "solid", "circle"))
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[max(p[1], 1) / 2**20 for p in pts], mode="lines+markers",
                                  name=mode, line={"color": color, "dash": dash}, marker={"symbol": symbol, "size": 9}))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(**LOG_AXIS)
+    fig.update_yaxes(**LOG_AXIS)
+    return fig
+
+
+SERIES_LABELS = {"solver_residual": "solver residual", "memory_norm": "mean slot norm ||M_s||",
+                 "read_entropy": "read entropy over slots (nats)", "write_entropy": "write entropy over slots (nats)"}
+
+
+def series_figure(name: str, t: Trace, series: str) -> go.Figure:
+    """One of the family's extra per-iteration series (a memory model's slot norms, an EBM's energy): the mean
+    over the finite samples with the band from the 10th to the 90th percentile."""
+    v = t.series[series].astype(np.float64)
+    v = np.where(np.isfinite(v), v, np.nan)
+    label = SERIES_LABELS.get(series, series.replace("_", " "))
+    fig = _base(f"{label} per iteration", "iteration", label, height=280)
+    k = t.k.tolist()
+    color = family_color(t.family)
+    with np.errstate(all="ignore"):
+        rows_ok = np.isfinite(v).any(axis=1)
+        lo = np.full(len(v), np.nan)
+        hi = np.full(len(v), np.nan)
+        mean = np.full(len(v), np.nan)
+        if rows_ok.any():
+            lo[rows_ok] = np.nanpercentile(v[rows_ok], 10, axis=1)
+            hi[rows_ok] = np.nanpercentile(v[rows_ok], 90, axis=1)
+            mean[rows_ok] = np.nanmean(v[rows_ok], axis=1)
+    fig.add_trace(go.Scatter(x=k, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, showlegend=False,
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=k, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
+                             fillcolor=lighter(color, 0.7), name="10th to 90th percentile of the samples"))
+    fig.add_trace(go.Scatter(x=k, y=mean.tolist(), mode="lines", line={"color": color}, name=f"{name}: mean"))
+    return fig
+
+
+def memory_access_figure(t: Trace, problem: int, k: int) -> go.Figure:
+    """A memory model's read and write weights at iteration k for one problem: positions (x) against slots (y),
+    each position's weights over the slots summing to 1; beside them each slot's content norm."""
+    read = t.maps["read"][k - 1, problem].astype(np.float32).T  # (S, P)
+    write = t.maps["write"][k - 1, problem].astype(np.float32).T
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=(f"Read weights, iteration {k}", f"Write weights, iteration {k}"))
+    slots = [f"slot {s}" for s in range(read.shape[0])]
+    positions = list(range(read.shape[1]))
+    for col, w in ((1, read), (2, write)):
+        fig.add_trace(go.Heatmap(z=w.tolist(), x=positions, y=slots, zmin=0, zmax=1, colorscale="Blues",
+                                 colorbar={"title": {"text": "weight"}, "x": 1.02}, showscale=col == 2,
+                                 hovertemplate="position %{x}, %{y}: %{z:.3f}<extra></extra>"), 1, col)
+    fig.update_xaxes(title_text="position in the string")
+    fig.update_layout(title={"text": f"Memory access, problem {problem}", "x": 0.02}, height=300,
+                      template="plotly_white", margin={"l": 60, "r": 20, "t": 70, "b": 45})
+    return fig
+
+
+def starts_figure(name: str, starts: Sequence[dict]) -> go.Figure:
+    """Path independence: accuracy per iteration from each initial state (one line per start)."""
+    fig = _base(f"{name}: accuracy from each initial state", "iteration", "exact-match accuracy")
+    for i, s in enumerate(starts):
+        acc = s["accuracy"]
+        fig.add_trace(go.Scatter(x=list(range(1, len(acc) + 1)), y=acc, mode="lines", name=s["start"],
+                                 line={"dash": _DASHES[i % len(_DASHES)]}))
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def distances_figure(pi: dict) -> go.Figure:
+    """Path independence: each start's final-state distance from the zero start's (relative), and the AA score."""
+    starts = pi["starts"]
+    fig = _base(f"Final state vs the zero start's (AA score {pi['aa_score']:.4f})", "initial state",
+                "relative distance ||z - z_zeros|| / ||z_zeros||", height=320)
+    vals = [s["distance_from_zero_start"] for s in starts]
+    fig.add_trace(go.Bar(x=[s["start"] for s in starts], y=[v if v is not None else 0.0 for v in vals],
+                         text=[f"{v:.2g}" if v is not None else "n/a" for v in vals], textposition="outside",
+                         marker_color="#1f77b4", showlegend=False))
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def halting_figure(name: str, halting: dict) -> go.Figure:
+    """Halting: accuracy against mean NFE spent for each per-sample stopping rule, beside the fixed-budget curve
+    (every sample runs the same number of iterations)."""
+    fig = _base(f"{name}: halting rules against a fixed budget", "mean function evaluations per problem",
+                "exact-match accuracy")
+    fb = halting["fixed_budget"]
+    fig.add_trace(go.Scatter(x=fb["nfe"], y=fb["accuracy"], mode="lines", name="fixed budget",
+                             line={"color": "#7f7f7f"}))
+    symbols = {"residual": "circle", "stable": "square", "confidence": "diamond", "solver": "star"}
+    names = {"residual": "residual below tol", "stable": "prediction unchanged for m",
+             "confidence": "confidence above c", "solver": "solver's own stop"}
+    for rule in sorted({r["rule"] for r in halting["rules"]}):
+        pts = [r for r in halting["rules"] if r["rule"] == rule]
+        fig.add_trace(go.Scatter(x=[p["mean_nfe"] for p in pts], y=[p["accuracy"] for p in pts], mode="markers+text",
+                                 text=[f"{p['value']:g}" for p in pts], textposition="top center",
+                                 marker={"symbol": symbols.get(rule, "circle"), "size": 10},
+                                 name=names.get(rule, rule)))
+    fig.update_xaxes(**LOG_AXIS)
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def breadth_figure(name: str, breadth: dict) -> go.Figure:
+    """Breadth against depth at equal compute: best of N starts (picked by the verifier) and one run spending the
+    same NFE; the oracle (any start right) bounds what a better verifier could reach."""
+    pts = breadth["points"]
+    fig = _base(f"{name}: breadth vs depth at equal NFE", "function evaluations per problem", "exact-match accuracy")
+    nfe = [p["nfe"] for p in pts]
+    fig.add_trace(go.Scatter(x=nfe, y=[p["breadth_accuracy"] for p in pts], mode="lines+markers",
+                             name=f"best of N starts (by {breadth['verifier']})", line={"color": "#d62728"}))
+    fig.add_trace(go.Scatter(x=[p["depth_nfe"] for p in pts], y=[p["depth_accuracy"] for p in pts],
+                             mode="lines+markers", name="one run, same NFE (depth)", line={"color": "#1f77b4"}))
+    fig.add_trace(go.Scatter(x=nfe, y=[p["oracle_accuracy"] for p in pts], mode="lines", name="oracle: any start right",
+                             line={"color": "#d62728", "dash": "dot", "width": 1}))
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def _position_axis(t: Trace) -> str:
+    return "cell (row by row)" if per_cell(t) == "per cell" else "position in the string"
+
+
+def front_figure(t: Trace, problem: int | None = None) -> go.Figure:
+    """The front of the computation: output position (x) against iteration (y), coloured where the answer is
+    still wrong. problem=None: the fraction of all n problems wrong at each cell; else one problem (0 or 1). On
+    prefix sums the error front travels along the string; on mazes the dead ends fill in."""
+    if problem is None:
+        z = t.pos_error.astype(np.float32)
+        title = f"Where the batch is wrong (fraction of {t.settings.n} problems)"
+    else:
+        target = t.targets[problem].reshape(-1)
+        z = (t.preds[:, problem].reshape(t.iters, -1) != target).astype(np.float32)
+        title = f"Where problem {problem} is wrong"
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=list(range(z.shape[1])), y=t.k.tolist(), zmin=0, zmax=1,
+                               colorscale=[[0, "#f7fbff"], [1, "#cb181d"]],
+                               colorbar={"title": {"text": "wrong"}},
+                               hovertemplate="cell %{x}, iteration %{y}: %{z:.2f}<extra></extra>"))
+    fig.update_layout(title={"text": title, "x": 0.02}, xaxis_title=_position_axis(t), yaxis_title="iteration",
+                      template="plotly_white", height=340, margin={"l": 60, "r": 20, "t": 50, "b": 45})
+    return fig
+
+
+def settled_figure(t: Trace) -> go.Figure:
+    """Histogram of the iteration at which each problem became right and stayed right (wrong at the end: left
+    out, and counted in the title)."""
+    at = t.settled_at()
+    right = at[at > 0]
+    fig = _base(f"When each problem became (and stayed) right: {right.size} of {t.settings.n}; "
+                f"{t.settings.n - right.size} wrong at the end", "iteration", "problems", height=300)
+    fig.add_trace(go.Histogram(x=right.tolist(), xbins={"start": 0.5, "end": t.iters + 0.5,
+                                                        "size": max(1, math.ceil(t.iters / 60))},
+                               marker_color=family_color(t.family), showlegend=False))
+    fig.update_yaxes(tickformat="d")
     return fig

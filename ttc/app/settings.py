@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -209,9 +209,11 @@ def default_task(entries: Sequence[Entry]) -> str:
     return next(iter(TASKS))
 
 
-def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = "cpu"
+def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = "cpu", cap_n: bool = True
              ) -> tuple[RunSettings, list[str]]:
-    """Usable settings from raw values (query strings or widget values), and what had to change."""
+    """Usable settings from raw values (query strings or widget values), and what had to change. cap_n=False
+    keeps the asked number of problems even where one live run would take fewer (the sidebar keeps the user's
+    n; each run takes `for_run`'s share of it and says so)."""
     warn: list[str] = []
     ok = [e for e in entries if e.ok]
     by_name = {e.name: e for e in ok}
@@ -245,7 +247,7 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     extra: tuple = ()
     if entry is not None:
         cap = max_n(entry, task, size)
-        if n > cap:
+        if n > cap and cap_n:
             warn.append(f"n {n} is too many {task} problems of size {size} for one live run of {entry.name}; "
                         f"using {cap} (run larger batches with python -m ttc eval)")
             n = cap
@@ -259,6 +261,17 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     settings = RunSettings(task=task, checkpoint=entry.name if entry else "", size=size, n=n, budget=budget,
                            seed=seed, extra=extra, device=device)
     return settings, warn
+
+
+def for_run(s: RunSettings, entry: Entry) -> tuple[RunSettings, str | None]:
+    """The settings one live run uses: the user's n, or fewer problems where one live iteration of this checkpoint
+    at this size would cost more than LIVE_ITER_COST; the message says so (None when nothing was cut)."""
+    cap = max_n(entry, s.task, s.size)
+    if s.n <= cap:
+        return s, None
+    return replace(s, n=cap), (f"This run uses {cap} of your {s.n} problems: more {s.task} problems of size {s.size} "
+                               f"would make one live iteration of {entry.name} too slow (run larger batches with "
+                               "python -m ttc eval). Your n is kept for smaller runs.")
 
 
 def with_checkpoint(s: RunSettings, entry: Entry) -> RunSettings:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from models import ConfigError, get_family
 from tasks import get_task
@@ -24,6 +25,8 @@ from ttc.engine.probe import probe
 
 PREDS_BYTES = 16 * 1024 * 1024  # bound on the stored per-iteration predictions of one trace
 SHOWN_MAX = 16  # problems whose predictions are kept for the inspector
+POS_ERROR_ENTRIES = 8 * 1024 * 1024  # bound on iterations x cells of the batch's per-position error (float16)
+MAPS_BYTES = 24 * 1024 * 1024  # bound on the stored per-iteration maps (memory read/write weights) of one trace
 OVERTHINK_DROP = 0.05  # accuracy lost after the peak that counts as overthinking
 LIVE_FRAME_SECONDS = 0.12  # a live run redraws about 8 times a second (a Stop takes effect at the next frame)
 
@@ -57,6 +60,9 @@ class Trace:
     preds: np.ndarray  # (K, m, *spatial) uint8 predictions of those problems
     stopped: bool = False  # ended by the user before the budget
     fixed_depth: bool | None = None  # the family's depth is fixed (None: the registered family class says)
+    series: dict[str, np.ndarray] = field(default_factory=dict)  # (K, n) float32, the family's extra series
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # (K, m_maps, ...) float16 maps of the first problems
+    pos_error: np.ndarray | None = None  # (K, cells) float16: fraction of all n problems wrong at each output cell
 
     def __post_init__(self) -> None:
         if self.fixed_depth is None:
@@ -76,6 +82,20 @@ class Trace:
     @property
     def shown(self) -> int:
         return len(self.inputs)
+
+    def settled_at(self) -> np.ndarray:
+        """(n,) the iteration from which each problem is right and stays right to the end (0: wrong at the end)."""
+        if not self.iters:
+            return np.zeros(self.settings.n, dtype=np.int64)
+        c = self.correct
+        # the last iteration at which the problem was wrong; it is settled from the next one
+        wrong_at = np.where(~c, np.arange(1, self.iters + 1)[:, None], 0).max(axis=0)
+        return np.where(c[-1], wrong_at + 1, 0)
+
+    @property
+    def maps_shown(self) -> int:
+        """Problems (the first ones) whose per-iteration maps were kept."""
+        return min((m.shape[1] for m in self.maps.values()), default=0)
 
     def summary(self) -> dict:
         """The metrics row: best and final accuracy, compute, convergence."""
@@ -100,7 +120,16 @@ class Trace:
             "memory_bytes": self.memory_bytes.tolist(), "memory_kind": self.memory_kind,
             "converged": self.converged.tolist(), "diverged": self.diverged.tolist(),
             "stopped": self.stopped,
+            **{name: series_mean(v) for name, v in self.series.items()},
         }
+
+
+def series_mean(v: np.ndarray) -> list[float | None]:
+    """(K, n) per-sample series -> per-iteration mean over its finite samples (None where none is finite)."""
+    ok = np.isfinite(v)
+    cnt = ok.sum(axis=1)
+    tot = np.where(ok, v, 0.0).sum(axis=1)
+    return [float(t / c) if c else None for t, c in zip(tot, cnt, strict=True)]
 
 
 class LiveRun:
@@ -113,11 +142,18 @@ class LiveRun:
         self.expected = expected_iters(ck, s.budget)
         cells = int(np.prod(task.target_shape(s.size)))
         self.shown = int(max(1, min(s.n, SHOWN_MAX, PREDS_BYTES // max(1, cells * self.expected))))
+        # maps (position x slot weights) cost cells * slots per map and iteration: kept for as many problems as fit
+        per_problem = 2 * cells * max(1, getattr(ck.config, "slots", 1)) * 2 * len(ck.model.extra_maps) * self.expected
+        self.maps_for = int(min(self.shown, MAPS_BYTES // max(1, per_problem))) if ck.model.extra_maps else 0
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
-                              settings=run_settings_of(ck, s))
+                              settings=run_settings_of(ck, s), maps_for=self.maps_for)
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
             "diverged", "correct", "confidence", "preds")}
+        self._series: dict[str, list] = {}
+        self._maps: dict[str, list] = {}
+        self._targets = torch.from_numpy(np.ascontiguousarray(self.targets)).reshape(s.n, -1)
+        self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
         self.memory_kind = "cpu_tensor_bytes"
         self.stopped = False
 
@@ -141,12 +177,20 @@ class LiveRun:
             c["correct"].append(r.correct)
             c["confidence"].append(r.confidence.astype(np.float32))
             c["preds"].append(r.preds[: self.shown].numpy())
+            if self._pos_error is not None:  # the front of the computation: where the batch is still wrong
+                wrong = r.preds.reshape(len(self._targets), -1) != self._targets
+                self._pos_error.append(wrong.float().mean(0).to(torch.float16).numpy())
+            for name, v in (r.series or {}).items():
+                self._series.setdefault(name, []).append(v.astype(np.float32))
+            for name, v in (r.maps or {}).items():
+                self._maps.setdefault(name, []).append(v)
             self.memory_kind = r.memory_kind
             handed = time.perf_counter()
             yield self
             paused += time.perf_counter() - handed
 
-    def trace(self) -> Trace:
+    def trace(self, maps: bool = True) -> Trace:
+        """A snapshot; maps=False leaves out the per-iteration maps (a live frame draws none of them)."""
         c, n, m = self._cols, self.settings.n, self.shown
         spatial = get_task(self.settings.task).target_shape(self.settings.size)
         return Trace(
@@ -163,6 +207,9 @@ class LiveRun:
             inputs=self.inputs[:m], targets=self.targets[:m],
             preds=np.stack(c["preds"]) if c["preds"] else np.zeros((0, m, *spatial), dtype=np.uint8),
             stopped=self.stopped, fixed_depth=self.ck.model.fixed_depth,
+            series={k: np.stack(v) for k, v in self._series.items()},
+            maps={k: np.stack(v) for k, v in self._maps.items()} if maps else {},
+            pos_error=np.stack(self._pos_error) if maps and self._pos_error else None,
         )
 
 
@@ -185,6 +232,10 @@ def peak_note(t: Trace, name: str) -> str:
         return f"{head}; its depth is fixed at {t.expected} layers, so a larger budget buys nothing."
     if best <= 0:
         return f"{name} ({t.family}) solves none of these problems within {t.iters} iterations."
+    diverged = int(t.diverged[-1]) if len(t.diverged) else 0
+    if best - final > OVERTHINK_DROP and diverged:
+        return (f"{head}, then falls to {final:.0%} by iteration {t.iters} as {diverged} of {t.settings.n} samples "
+                "diverge (their state blew up): the iteration diverges, which is not overthinking.")
     if best - final > OVERTHINK_DROP:
         return f"{head}, then falls to {final:.0%} by iteration {t.iters}: it overthinks."
     if k_best == t.iters and t.iters > 1 and t.accuracy[-1] > t.accuracy[0]:

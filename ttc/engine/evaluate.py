@@ -21,6 +21,18 @@ from tasks import Task
 from .probe import probe
 
 
+def wilson(p: float | np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval (95% by default) of a fraction p of n trials, elementwise: (low, high). Unlike
+    p +- z sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at p = 0 or 1 (Wilson 1927)."""
+    p = np.asarray(p, dtype=np.float64)
+    if n <= 0:
+        return np.zeros_like(p), np.ones_like(p)
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class Summary:
     """Best and final exact-match accuracy of one curve, and the first iteration reaching the best."""
@@ -57,6 +69,7 @@ class Curve:
     converged: int  # samples converged at the end
     diverged: int
     held_from: int | None = None  # early stop: from this iteration on the accuracy is held, not measured
+    series: dict[str, list[float | None]] | None = None  # the family's extra series, mean over finite samples
 
     def summary(self) -> Summary:
         return summarize(self.accuracy)
@@ -66,8 +79,13 @@ class Curve:
         return summarize(self.accuracy[: max(1, min(budget, len(self.accuracy)))])
 
     def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, **self.summary().to_dict(), "residual": self.residual,
-                "nfe": self.nfe[-1] if self.nfe else 0}
+        """The eval JSON: accuracy, its summary, residual, NFE and each of the family's extra series (a DEQ's
+        solver_residual, a memory model's memory_norm ...) as a per-iteration list beside the residual."""
+        out = {"accuracy": self.accuracy, **self.summary().to_dict(), "residual": self.residual,
+               "nfe": self.nfe[-1] if self.nfe else 0}
+        for name, values in (self.series or {}).items():
+            out[name if name not in out else f"series_{name}"] = values
+        return out
 
 
 def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int,
@@ -94,6 +112,10 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                 merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
             m = merged[i]
             m["correct"] += int(r.correct.sum())
+            for name, v in (r.series or {}).items():  # sums over finite samples, per series
+                ok = np.isfinite(v)
+                tot, cnt = m.setdefault("series", {}).get(name, (0.0, 0))
+                m["series"][name] = (tot + float(v[ok].sum()), cnt + int(ok.sum()))
             running = int(np.isfinite(r.residuals).sum())  # r.residual is the mean over these
             if running:
                 m["res"] += r.residual * running
@@ -113,10 +135,14 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                 on_iter(budget - steps)
         conv += int(last.converged.sum())
         div += int(last.diverged.sum())
+    names = sorted({k for m in merged for k in m.get("series", {})})
+    series = {k: [m["series"][k][0] / m["series"][k][1] if m.get("series", {}).get(k, (0, 0))[1] else None
+                  for m in merged] for k in names}
     return Curve(accuracy=[m["correct"] / n for m in merged],
                  residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
                  nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div,
-                 held_from=held_from if held_from is not None and held_from <= budget else None)
+                 held_from=held_from if held_from is not None and held_from <= budget else None,
+                 series=series or None)
 
 
 def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,

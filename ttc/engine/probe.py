@@ -39,6 +39,7 @@ class IterRecord:
     confidence: np.ndarray  # (B,) mean over cells of the predicted class probability
     bit_accuracy: float  # fraction of output cells right
     series: dict[str, np.ndarray] | None = None  # (B,) the family's extra per-sample series (its extra_series)
+    maps: dict[str, np.ndarray] | None = None  # (maps_for, ...) float16 maps of the first samples (extra_maps)
     z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
 
 
@@ -95,7 +96,8 @@ def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
-          settings=None, z0: torch.Tensor | None = None, keep_state: bool = False) -> Iterator[IterRecord]:
+          settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
+          maps_for: int = 0) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -103,6 +105,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     tol (default 1e-4) and diverged once z turns non-finite. A family whose settings have a `tol` (DEQ solvers)
     gets tol, when given, there, and reports its own residual and stops. With early_stop, the run ends once no
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
+    maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 1 <= iters <= MAX_ITERS:
@@ -155,6 +158,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             series = None
             if st.series:
                 series = {k: v.detach().float().cpu().numpy() for k, v in st.series.items()}
+            maps = None
+            if maps_for > 0 and st.maps:
+                maps = {k: v[:maps_for].detach().to(torch.float16).cpu().numpy() for k, v in st.maps.items()}
             res_np = h["res"]
             finite_res = res_np[np.isfinite(res_np)]
             yield IterRecord(
@@ -162,7 +168,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
                 nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
                 converged=h["conv"], diverged=h["div"], preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
-                bit_accuracy=float(h["bits"]), series=series, z=z if keep_state else None,
+                bit_accuracy=float(h["bits"]), series=series, maps=maps, z=z if keep_state else None,
             )
             if early_stop and not (~(h["conv"] | h["div"])).any():
                 return

@@ -30,52 +30,54 @@ from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
 
 @dataclass
 class TrainConfig:
-    task: str = "prefix_sums"
-    family: str = "recursive"
-    arch: str = "conv1d"
+    task: str = "prefix_sums"  # task to train on: prefix_sums, addition, mazes (or a plugin's)
+    family: str = "recursive"  # model family: explicit, recursive, deq, memory (or a plugin's)
+    arch: str = "conv1d"  # core: conv1d, transformer (strings), conv2d (mazes)
     width: int = 64  # latent channels
     depth: int = 2  # residual units per block
-    layers: int = 20  # explicit: blocks; recursive/DEQ: training iterations (max_iters)
+    layers: int = 20  # explicit: blocks; looped families: training iterations (a DEQ's max_iters)
     heads: int = 4  # transformer heads
     norm: bool | None = None  # group norm in the block; default: the family's (on for DEQs only)
     bias: bool = True  # conv biases (False: bias-free, as the published maze recipe)
+    slots: int = 8  # memory family: external memory slots
     sizes: list[int] = field(default_factory=lambda: [32])  # training sizes, one drawn per step
-    batch: int = 64
+    batch: int = 64  # problems per optimiser step
     steps: int = 2000  # optimiser steps (the run also stops at time_budget seconds, if set)
     time_budget: float = 0.0  # seconds; 0 = no limit
     stop_after: int = 0  # end after this many steps with the schedule still planned for `steps` (0: run all)
-    lr: float = 1e-3
+    lr: float = 1e-3  # peak learning rate (AdamW)
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr * 0.02
     weight_decay: float = 1e-4
     clip: float = 1.0  # gradient-norm clip
     alpha: float = 0.5  # progressive-loss weight (recursive only); 0 = loss at full depth only
     prefix_max: int = 0  # progressive loss: n (iterations without gradient) drawn from [0, prefix_max); 0: layers
-    seed: int = 0
+    seed: int = 0  # seeds the initialisation, the problems and every random draw of the run
     val_size: int = 0  # validation size (0: 2x the largest training size)
     val_iters: int = 0  # validation budget (0: 2x layers)
-    val_every: int = 250
-    val_n: int = 256
+    val_every: int = 250  # validate (and keep the best weights) every this many steps
+    val_n: int = 256  # validation problems
     solver: str = "anderson"  # DEQ forward solver
     tol: float = 1e-4  # DEQ solver tolerance
     grad: str = "implicit"  # DEQ backward mode
     jac_reg: float = 0.0  # DEQ Jacobian regularisation weight
     eval_sizes: list[int] = field(default_factory=list)  # sizes of the card's accuracy table
     eval_iters: list[int] = field(default_factory=list)  # budgets of the card's accuracy table
-    eval_n: int = 200
+    eval_n: int = 200  # test problems per row of the card's accuracy table
     eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
     init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
-    init: str = ""  # warm start from this checkpoint's weights (same config, or another family with the same
-    # weights: a DEQ from a recursive model of the same core); its card is kept under "init_card"
+    init: str = ""  # warm start from this checkpoint's weights (same core; another family may add weights)
+    # e.g. a DEQ from a recursive model of the same core, or a memory model from one (its memory keeps its seeded
+    # initialisation); the start's card is kept under "init_card"
 
     def model_config(self) -> ModelConfig:
         task = get_task(self.task)
         norm = get_family(self.family).default_norm if self.norm is None else self.norm
         return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
                            depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes,
-                           bias=self.bias)
+                           bias=self.bias, slots=self.slots)
 
     def validation_size(self) -> int:
         return self.val_size or 2 * max(self.sizes)
@@ -179,13 +181,15 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         start = load_checkpoint(cfg.init)
         same = {**start.config.to_dict(), "family": mcfg.family} == mcfg.to_dict()
         theirs, ours = start.model.state_dict(), model.state_dict()
-        fits = set(theirs) == set(ours) and all(theirs[k].shape == ours[k].shape for k in ours)
+        # every weight of the start must fit; weights only the new family has (a memory model's memory from a
+        # recursive core) keep their seeded initialisation
+        fits = set(theirs) <= set(ours) and all(theirs[k].shape == ours[k].shape for k in theirs)
         if not same or not fits or start.task != cfg.task:
             raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
                              f"this run needs {cfg.task}/{mcfg.to_dict()} (another family only with the same "
                              f"weights, e.g. a DEQ from a recursive model of the same core)")
-        model.load_state_dict(theirs)
-        init_card = start.card
+        model.load_state_dict({**ours, **theirs})
+        init_card = {**start.card, "new_weights": sorted(set(ours) - set(theirs))}
     model.train()
     step_mod = LossModule(model, cfg)
     if world > 1:
@@ -266,7 +270,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "history": history,
     }
     if init_card is not None:
-        keep = ("command", "family", "steps_run", "train_seconds", "best_val", "init_card")
+        keep = ("command", "family", "steps_run", "train_seconds", "best_val", "init_card", "new_weights")
         card["init_card"] = {k: init_card.get(k) for k in keep}
     if rank == 0:
         if cfg.eval_sizes and not interrupted:

@@ -66,6 +66,9 @@ def bench_config(quick: bool = False) -> BenchConfig:
 
 # --- small helpers ---------------------------------------------------------------------------------------
 
+DISAGREE = 2.0  # an entry whose repeated ratios span more than this factor is flagged as not to be trusted
+
+
 def spread(values: list[float]) -> dict:
     """{min, median, max, repeats} of measured values."""
     v = [float(x) for x in values]
@@ -77,6 +80,10 @@ def entry(group: str, name: str, compares: str, ratios: list[float] | None, aim:
     """One benchmark result: what it compares, the ratio's spread, the aim and whether the median meets it."""
     out = {"group": group, "name": name, "compares": compares, "ratio": spread(ratios) if ratios else None,
            "aim": aim}
+    if ratios:
+        r = out["ratio"]
+        # repeats that disagree by more than DISAGREE x (max / min) say the machine was busy, not the code
+        out["trusted"] = bool(r["min"] > 0 and r["max"] / r["min"] <= DISAGREE)
     if aim and ratios:
         op, val = aim.split()
         med = out["ratio"]["median"]
@@ -427,7 +434,7 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
         for _ in run:
             now = time.perf_counter()
             if now - last >= LIVE_FRAME_SECONDS:
-                plots.live_figure(ck.name, run.trace())
+                plots.live_figure(ck.name, run.trace(maps=False))
                 frames.append(time.perf_counter() - last)
                 last = time.perf_counter()
         if frames:
@@ -571,6 +578,9 @@ def format_table(result: dict) -> list[str]:
         lines.append(f"      {e['compares']}")
         if headline(e):
             lines.append(f"      {headline(e)}")
+        if e.get("trusted") is False:
+            lines.append(f"      NOT TO BE TRUSTED: its repeats disagree by {r['max'] / r['min']:.1f}x (more than "
+                         f"{DISAGREE:g}x; load average {m['load_average']}): the machine was busy; rerun it alone")
     lines += [f"  note: {n}" for n in result["notes"]]
     return lines
 
@@ -599,7 +609,8 @@ def headline(e: dict) -> str:
         return ", ".join(f"size {k}: {v['median']:.1f} it/s" for k, v in e["iterations_per_second"].items())
     if e["group"] == "dashboard":
         return f"first chart after {med('first_chart_seconds'):.3f} s, whole rerun {med('rerun_seconds'):.2f} s, " \
-               f"the run alone {med('compute_seconds'):.2f} s (medians)"
+               f"the run alone {med('compute_seconds'):.2f} s (medians of each, taken separately: their quotient " \
+               "need not be the median of the per-repeat ratios)"
     return ""
 
 

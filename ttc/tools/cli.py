@@ -235,20 +235,39 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def field_comments(cls) -> dict[str, str]:
+    """A dataclass's fields' trailing comments (`name: type = default  # comment`), by field name: the one place
+    an option is described is beside its field."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def add_train(sub) -> None:
     from ttc.engine.train import TrainConfig
 
-    p = sub.add_parser("train", help="train a model and write a checkpoint with its card")
+    p = sub.add_parser("train", help="train a model and write a checkpoint with its card",
+                       description="Every TrainConfig field is an option; its help is the field's comment.")
     d = TrainConfig()
+    notes = field_comments(TrainConfig)
     for name, val in vars(d).items():
         flag = "--" + name.replace("_", "-")
+        what = notes.get(name, "")
         if isinstance(val, list):
             p.add_argument(flag, type=_int_csv, default=val,
-                           help=f"comma-separated integers (default {','.join(map(str, val)) or 'none'})")
+                           help=f"{what}; comma-separated integers (default: {','.join(map(str, val)) or 'none'})")
         elif isinstance(val, bool) or val is None:
-            p.add_argument(flag, type=_bool, default=val, help="true or false")
+            shown = "the family's" if val is None else str(val).lower()
+            p.add_argument(flag, type=_bool, default=val, help=f"{what}; true or false (default: {shown})")
         else:
-            p.add_argument(flag, type=type(val), default=val, help=f"default {val}")
+            shown = repr(val) if isinstance(val, str) and val else (val if val != "" else "none")
+            p.add_argument(flag, type=type(val), default=val, help=f"{what} (default: {shown})")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
@@ -389,12 +408,16 @@ def cmd_memory(a) -> int:
 
 
 def add_measure(sub) -> None:
-    p = sub.add_parser("measure", help="measure a checkpoint's accuracy table (sizes x budgets) into its card")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--sizes", required=True, type=_int_list("--sizes", 1, 4096), help="comma-separated sizes")
+    p = sub.add_parser("measure", help="measure a checkpoint's accuracy table (sizes x budgets) into its card",
+                       description="One row per size x budget on fresh test problems: accuracy at the budget, the "
+                                   "best within it and where, and (looped families) the accuracy at 3x the best "
+                                   "iteration. Prints the rows as JSON; --write puts them into the card.")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint (its .json card beside it)")
+    p.add_argument("--sizes", required=True, type=_int_list("--sizes", 1, 4096),
+                   help=f"comma-separated problem sizes ({_size_help()})")
     p.add_argument("--iters", required=True, type=_int_list("--iters", 1, MAX_ITERS),
                    help=f"comma-separated budgets, each 1..{MAX_ITERS}")
-    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200)
+    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems per size, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=None, help="default: the zoo's test seed")
     p.add_argument("--early-stop", action="store_true",
                    help="end a batch once every state has stopped changing; its accuracy is then held (rows say "
@@ -434,7 +457,74 @@ def cmd_measure(a) -> int:
     return 0
 
 
-COMMANDS = [add_data, add_eval, add_train, add_measure, add_memory]
+def add_analyze(sub) -> None:
+    from ttc.engine.analyze import MAX_STARTS
+
+    p = sub.add_parser(
+        "analyze", help="path independence, fixed point vs best iterate, halting rules, breadth vs depth",
+        description="One JSON object on one batch of fresh problems: path_independence (accuracy per initial state, "
+                    "final-state distances, the asymptotic-alignment score of Anil et al. 2022), "
+                    "fixed_point_vs_iterate (the run of starts x iters iterations from zeros against its best "
+                    "iterate), halting (per-sample stopping rules: accuracy against mean iterations and NFE) and "
+                    "breadth (best of N starts by final residual against one run with the same NFE). Runs "
+                    f"(2 x starts - 1) x iters iterations in all; the cost cap ({MAX_COST:.0e}) applies to that total.")
+    p.add_argument("--checkpoint", required=True, help="a looped (not fixed-depth) .safetensors checkpoint")
+    p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
+    p.add_argument("--iters", type=_int_in("--iters", 1, MAX_ITERS), required=True,
+                   help="iterations per start (the depth run gets starts x iters)")
+    p.add_argument("--starts", type=_int_in("--starts", 1, MAX_STARTS), default=5,
+                   help=f"initial states, 1..{MAX_STARTS}: zeros, noise x0.5, x1, x2, other problems' final states, "
+                        "then larger noise")
+    p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
+    p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0, help="problems and noise starts")
+    add_settings_args(p)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_threads_arg(p)
+    p.add_argument("--json", action="store_true", help="print the JSON object (default: a short summary)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(run=cmd_analyze)
+
+
+def cmd_analyze(a) -> int:
+    from ttc.engine.analyze import analyze
+
+    ck = load_checkpoint(a.checkpoint)
+    if ck.model.fixed_depth:
+        raise UsageError(f"{ck.name} is a {ck.family} model: its depth is fixed, there is no iteration to analyse")
+    task = get_task(ck.task)
+    size = task.sizes.check(task.name, a.size)
+    check_data_bytes(task, size, a.n)
+    total = (2 * a.starts - 1) * a.iters
+    if a.starts * a.iters > MAX_ITERS:
+        raise UsageError(f"--starts x --iters is {a.starts * a.iters}, the depth run's budget; at most {MAX_ITERS}")
+    check_cost(run_cost(task, size, a.n, total, ck.config.width), "--n, --size, --iters or --starts")
+    settings = run_settings(ck, a)
+    set_threads(a.threads)
+    x, y = task.generate(size, a.n, a.seed)
+    with progress_bar(total, "analyze", a.quiet) as bar:
+        out = analyze(ck.model, task, x, y, a.iters, starts=a.starts, seed=a.seed, device=a.device,
+                      settings=settings, on_iter=bar.update)
+    result = {"checkpoint": ck.name, "task": task.name, "family": ck.family, "size": size, "n": int(len(x)),
+              "iters": a.iters, "starts": a.starts, "seed": a.seed, **out}
+    if a.json:
+        print(json.dumps(result))
+        return 0
+    pi, fp, br = out["path_independence"], out["fixed_point_vs_iterate"], out["breadth"]["points"]
+    print(f"{ck.name}: {task.name} size {size}, n={len(x)}, {a.iters} iterations x {a.starts} starts")
+    print(f"path independence: AA score {pi['aa_score']:.4f}; final accuracy per start: "
+          + ", ".join(f"{s['start']} {s['final_accuracy']:.3f}" for s in pi["starts"]))
+    print(f"fixed point (iteration {fp['iters']}): {fp['fixed_point_accuracy']:.3f}; best iterate "
+          f"{fp['best_iterate_accuracy']:.3f} at {fp['best_iter']}; settled {fp['settled_fraction']:.2f}")
+    for h in out["halting"]["rules"]:
+        print(f"halting {h['rule']} {h['value']:g}: accuracy {h['accuracy']:.3f} at {h['mean_iters']:.1f} "
+              f"iterations on average")
+    last = br[-1]
+    print(f"breadth {last['starts']} starts ({last['nfe']} NFE): {last['breadth_accuracy']:.3f}; depth at the same "
+          f"NFE: {last['depth_accuracy']:.3f}")
+    return 0
+
+
+COMMANDS = [add_data, add_eval, add_train, add_measure, add_memory, add_analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import torch
 from models import ConfigError, get_family
 from tasks import TASKS, get_task
 from ttc.app import export
-from ttc.app.plots import family_color, lighter, memory_modes_figure
+from ttc.app.plots import LOG_AXIS, add_wilson_band, family_color, lighter, memory_modes_figure
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
 from ttc.engine.limits import REPORT_RUN_COST, REPORT_RUN_COST_QUICK, run_cost
@@ -54,12 +54,15 @@ class ReportConfig:
     iter_cap: int  # iteration budget cap
     base_budget: int  # budget at the training size, in multiples of the training iterations
     memory_iters: tuple[int, ...]
+    analysis_starts: int = 5  # initial states of the path-independence / breadth analysis per looped checkpoint
+    analysis_n: int = 100  # its problems (fewer where the cost cap says so)
 
 
 def report_config(quick: bool = False) -> ReportConfig:
     if quick:
         return ReportConfig(quick=True, curve_factors=(1, 4), scaling_factors=(1, 2, 4), n_base=32, n_min=8,
-                            cost_cap=REPORT_RUN_COST_QUICK, iter_cap=120, base_budget=2, memory_iters=(10, 100))
+                            cost_cap=REPORT_RUN_COST_QUICK, iter_cap=120, base_budget=2, memory_iters=(10, 100),
+                            analysis_starts=3, analysis_n=16)
     return ReportConfig(quick=False, curve_factors=(1, 4, 16), scaling_factors=(1, 2, 4, 8, 16), n_base=200,
                         n_min=20, cost_cap=REPORT_RUN_COST, iter_cap=1500, base_budget=4, memory_iters=(10, 100, 1000))
 
@@ -228,7 +231,10 @@ def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
     for c in curves:
         fig.add_trace(go.Scatter(x=list(range(1, len(c.accuracy) + 1)), y=c.accuracy, mode="lines",
                                  name=f"{c.checkpoint} @ {c.size} (n={c.n})", line=_line(c)))
-    fig.update_xaxes(type="log")
+    for c in curves:  # 95% Wilson bands, after the curves
+        add_wilson_band(fig, list(range(1, len(c.accuracy) + 1)), np.asarray(c.accuracy), c.n, _line(c)["color"],
+                        f"{c.checkpoint} @ {c.size}")
+    fig.update_xaxes(**LOG_AXIS)
     fig.update_yaxes(range=[-0.02, 1.02])
     return _layout(fig, f"{task}: accuracy vs iterations", "iterations (log)", "exact-match accuracy")
 
@@ -239,8 +245,8 @@ def residual_figure(task: str, curves: list[Curve]) -> go.Figure:
         y = [v if v is not None and v > 0 else None for v in c.residual]
         fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=y, mode="lines",
                                  name=f"{c.checkpoint} @ {c.size}", line=_line(c)))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(**LOG_AXIS)
+    fig.update_yaxes(**LOG_AXIS)
     return _layout(fig, f"{task}: residual ||z_k - z_(k-1)|| / ||z_k|| (DEQ: solver residual)",
                    "iterations (log)", "relative residual (log)")
 
@@ -258,8 +264,8 @@ def scaling_figure(task: str, by_ck: dict[str, list[Curve]], fits: dict[str, dic
                                  line={"color": _line(curves[0])["color"]},
                                  marker={"symbol": ["circle" if c.best_accuracy >= 0.5 else "x" for c in curves],
                                          "size": 9}))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(**LOG_AXIS)
+    fig.update_yaxes(**LOG_AXIS)
     return _layout(fig, f"{task}: iterations to reach the best accuracy vs size (x: best < 50%)",
                    "problem size (log)", "iterations (log)")
 
@@ -340,8 +346,11 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
         done: list[tuple[int, int]] = []  # (size, iterations to near-best) of the sizes solved so far
         for f in factors:
             run = plan_run(ck, base, f, lambda size, ck=ck, done=list(done): looped_budget(ck, size, done, cfg), cfg)
-            if any(c.checkpoint == ck.name and c.size == run.size for c in curves):
-                continue  # a capped size that an earlier factor already ran
+            ran = [c.size for c in curves if c.checkpoint == ck.name]
+            if f > 1 and ran and run.size <= max(ran):  # capped below a size already run: a smaller "4x" misleads
+                notes.append(f"{ck.name}: size {scaled_size(ck.task, base, f)} ({f}x) is over the cost cap even with "
+                             f"{cfg.n_min} problems, and every size that fits was already run; not run")
+                continue
             say(f"{task}: {ck.name} at size {run.size}, n={run.n}, budget {run.budget}")
             c = run_curve(ck, run, TEST_SEED, device)
             curves.append(c)
@@ -358,6 +367,71 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
                "train_iters": c.config.layers} for c in cks]
     return {"task": task, "base_size": base, "curves": curves, "by_checkpoint": by_ck, "fits": fits,
             "notes": notes, "models": models}
+
+
+def ranks(v: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n with ties given their mean rank (for Spearman's correlation)."""
+    v = np.asarray(v, dtype=np.float64)
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    r[order] = np.arange(1, len(v) + 1)
+    for val in np.unique(v):
+        tie = v == val
+        r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (None with fewer than 3 points or a constant side)."""
+    if len(a) < 3:
+        return None
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig, device: torch.device,
+                  say: Callable[[str], None]) -> dict:
+    """`python -m ttc analyze` for every looped checkpoint at its training size with twice its training iterations
+    per start, beside its best accuracy at 4x the task's training size (from the curves), and the rank correlation
+    of path independence (AA score) with that extrapolation across the zoo (Anil et al. 2022 found a positive one)."""
+    from ttc.engine.analyze import analyze
+
+    rows = []
+    four_x = {c.checkpoint: c.best_accuracy for tr in per_task for c in tr["curves"] if c.factor == 4}
+    for ck in cks:
+        if not _looped(ck):
+            continue
+        size, iters, starts = training_size(ck), 2 * ck.config.layers, cfg.analysis_starts
+        total = (2 * starts - 1) * iters
+        n = int(min(cfg.analysis_n, max(cfg.n_min, cfg.cost_cap // max(1.0, total * iteration_cost(ck, size)))))
+        say(f"analysis: {ck.name} at size {size}, n={n}, {starts} starts x {iters} iterations")
+        task = get_task(ck.task)
+        x, y = task.generate(size, n, TEST_SEED + 7)
+        t0 = time.perf_counter()
+        out = analyze(ck.model, task, x, y, iters, starts=starts, seed=TEST_SEED, device=device,
+                      settings=ck.model.settings_from_card(ck.card))
+        pi, fp, br = out["path_independence"], out["fixed_point_vs_iterate"], out["breadth"]["points"]
+        keep = [r for r in out["halting"]["rules"]
+                if r["compute_saved"] is not None and r["accuracy"] >= fp["best_iterate_accuracy"] - 0.01]
+        best_halt = max(keep, key=lambda r: r["compute_saved"]) if keep else None
+        rows.append({
+            "checkpoint": ck.name, "task": ck.task, "family": ck.family, "size": size, "n": n, "iters": iters,
+            "starts": starts, "aa_score": pi["aa_score"],
+            "largest_distance": max((s["distance_from_zero_start"] or 0.0) for s in pi["starts"]),
+            "same_fixed_point": pi.get("same_fixed_point"),
+            "fixed_point_accuracy": fp["fixed_point_accuracy"], "fixed_point_iters": fp["iters"],
+            "best_iterate_accuracy": fp["best_iterate_accuracy"], "best_iter": fp["best_iter"],
+            "best_iterate_beats_fixed_point": fp["best_iterate_beats_fixed_point"],
+            "settled_fraction": fp["settled_fraction"],
+            "halting": best_halt, "breadth": br[-1], "accuracy_4x": four_x.get(ck.name),
+            "seconds": round(time.perf_counter() - t0, 1),
+        })
+    pairs = [(r["aa_score"], r["accuracy_4x"]) for r in rows if r["accuracy_4x"] is not None
+             and math.isfinite(r["aa_score"])]
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None
+    return {"rows": rows, "spearman_aa_vs_4x": rho, "points": len(pairs)}
 
 
 def _check(formats: tuple[str, ...], tasks: list[str] | None) -> None:
@@ -395,6 +469,8 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
         mem_rows += rows
         notes += [f"{case.name}: {m}" for m in mnotes]
     notes += deq_notes
+    say("analysis (path independence, fixed points, halting, breadth)")
+    analysis = analysis_rows([c for c in cks if c.task in wanted], per_task, cfg, dev, say)
     results = {
         "command": command, "quick": quick, "machine": machine(dev),
         "seconds": round(time.perf_counter() - t0, 1), "config": asdict(cfg), "folder": str(folder),
@@ -402,7 +478,7 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
         "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"], "models": tr["models"],
                    "curves": [asdict(c) for c in tr["curves"]],
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
-        "memory": mem_rows, "notes": notes,
+        "memory": mem_rows, "analysis": analysis, "notes": notes,
     }
     return render(results, out, formats)
 
@@ -549,6 +625,32 @@ def summary_markdown(res: dict) -> str:
                 lines.append(f"| {name} | {cells} | {k} |")
             lines.append("")
             lines += img(f"{task}-iterations-vs-size")
+    an = res.get("analysis") or {}
+    if an.get("rows"):
+        rho = an["spearman_aa_vs_4x"]
+        lines += ["## Path independence, fixed points, halting and breadth", "",
+                  "`python -m ttc analyze` per looped checkpoint, at its training size with twice its training "
+                  "iterations per start. AA: the asymptotic-alignment score (mean cosine similarity of the final "
+                  "states from different initial states; Anil et al. 2022). Fixed point: accuracy after starts x "
+                  "iterations from zeros, against the best iterate of that run. Halting: the rule that saves the "
+                  "most compute while staying within a point of the best iterate. Breadth: best of all starts by "
+                  "final residual, against one run with the same NFE.", "",
+                  "| checkpoint | n | AA | largest distance | fixed point (iters) | best iterate (at) | best beats end "
+                  "| halting: rule, NFE, saved | breadth vs depth | 4x size best |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+        for r in an["rows"]:
+            h = r["halting"]
+            halt = f"{h['rule']} {h['value']:g}, {h['mean_nfe']:.1f}, {_pct(h['compute_saved'])}" if h else "none"
+            b = r["breadth"]
+            four = _pct(r["accuracy_4x"]) if r["accuracy_4x"] is not None else "n/a"
+            lines.append(f"| {r['checkpoint']} | {r['n']} | {r['aa_score']:.4f} | {r['largest_distance']:.2g} | "
+                         f"{_pct(r['fixed_point_accuracy'])} ({r['fixed_point_iters']}) | "
+                         f"{_pct(r['best_iterate_accuracy'])} ({r['best_iter']}) | "
+                         f"{_pct(r['best_iterate_beats_fixed_point'])} | {halt} | "
+                         f"{_pct(b['breadth_accuracy'])} vs {_pct(b['depth_accuracy'])} ({b['nfe']} NFE) | {four} |")
+        lines += ["", f"Rank correlation (Spearman) of the AA score with the best accuracy at 4x the training size, "
+                  f"over {an['points']} checkpoints: " + (f"{rho:.2f}." if rho is not None else
+                                                          "not defined (fewer than 3 points or a constant side)."), ""]
     if res["memory"]:
         lines += ["## Training memory of a DEQ step", "",
                   "Bytes autograd saves for backward in one training step (batch 2), by backward mode and forward "

@@ -1,0 +1,135 @@
+"""What the dashboard shows a researcher beyond the curves: 95% Wilson bands with their n, the front of the
+computation (where the answer is still wrong, per cell and iteration, and when each problem settled), memory read
+and write maps, family series, and the figure fixes a new user asked for (log ticks, integer counts, legends,
+divergence named as such, readable bundles)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.dashboard_checkpoints import make_checkpoints
+from ttc.app import catalog, export, plots
+from ttc.app.settings import sanitize
+from ttc.app.trace import compute_trace, peak_note
+from ttc.engine.evaluate import wilson
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def entries(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpts")
+    make_checkpoints(folder)
+    from models import ModelConfig, build_model
+    from ttc.engine.checkpoint import save_checkpoint
+
+    save_checkpoint(folder / "prefix_sums-memory.safetensors",
+                    build_model(ModelConfig(family="memory", arch="conv1d", in_channels=1, width=8, depth=1, layers=4,
+                                            slots=3), seed=1), "prefix_sums")
+    return [catalog.load_file_entry(s) for s in catalog.file_stamps(folder)]
+
+
+def trace(entries, **kw):
+    s, _ = sanitize({"size": "16", "n": "12", "budget": "9", **{k: str(v) for k, v in kw.items()}}, entries)
+    e = next(e for e in entries if e.name == s.checkpoint)
+    return compute_trace(e.ck, s)
+
+
+def test_wilson_interval_matches_the_formula_and_stays_in_range():
+    lo, hi = wilson(np.array([0.0, 0.5, 1.0]), 10)
+    # Wilson (1927): p = 0.5, n = 10 -> [0.2366, 0.7634]; at 0 and 1 the interval is one-sided but not empty
+    assert lo[1] == pytest.approx(0.2366, abs=1e-4) and hi[1] == pytest.approx(0.7634, abs=1e-4)
+    assert lo[0] == 0.0 and 0.2 < hi[0] < 0.35 and hi[2] == 1.0 and 0.65 < lo[2] < 0.8
+    narrow = wilson(np.array([0.5]), 1000)
+    assert narrow[1][0] - narrow[0][0] < hi[1] - lo[1]  # more problems, a narrower band
+
+
+def test_every_accuracy_curve_has_its_band_and_its_n(entries):
+    t = trace(entries)
+    fig = plots.accuracy_figure([("a", t)], bits=True).to_plotly_json()
+    names = [d.get("name") for d in fig["data"]]
+    assert names[0] == "a" and names[1] == "a (per bit)" and "a: 95% interval (n=12)" in names
+    band = next(d for d in fig["data"] if d.get("name") == "a: 95% interval (n=12)")
+    upper = fig["data"][names.index("a: 95% interval (n=12)") - 1]
+    lo, hi = wilson(t.accuracy, 12)
+    assert np.allclose(band["y"], lo) and np.allclose(upper["y"], hi) and band["fill"] == "tonexty"
+    live = plots.live_figure("a", t).to_plotly_json()
+    assert any(d.get("name") == "a: 95% interval (n=12)" for d in live["data"])
+
+
+def test_the_front_of_the_computation_and_when_problems_settled(entries):
+    t = trace(entries, budget=12)
+    assert t.pos_error.shape == (12, 16)
+    wrong = (t.preds[:, 0].reshape(12, -1) != t.targets[0].reshape(-1))
+    one = plots.front_figure(t, 0).to_plotly_json()["data"][0]
+    assert np.array_equal(np.asarray(one["z"]), wrong.astype(float))
+    batch = plots.front_figure(t).to_plotly_json()["data"][0]
+    assert np.allclose(np.asarray(batch["z"]), t.pos_error.astype(float))
+    # the batch error of cell j at iteration k is the fraction of all n problems wrong there
+    at = t.settled_at()
+    for i in range(t.settings.n):
+        c = t.correct[:, i]
+        if not c[-1]:
+            assert at[i] == 0
+        else:
+            assert c[at[i] - 1:].all() and (at[i] == 1 or not c[at[i] - 2])
+    hist = plots.settled_figure(t).to_plotly_json()
+    assert sorted(hist["data"][0]["x"]) == sorted(int(a) for a in at if a > 0)
+
+
+def test_a_memory_trace_keeps_its_maps_and_series(entries):
+    t = trace(entries, checkpoint="prefix_sums-memory")
+    assert set(t.series) == {"memory_norm", "read_entropy", "write_entropy"}
+    assert t.series["memory_norm"].shape == (9, 12)
+    assert t.maps["read"].shape == (9, t.maps_shown, 16, 3) and t.maps_shown >= 1
+    fig = plots.memory_access_figure(t, 0, 9).to_plotly_json()
+    assert np.allclose(np.asarray(fig["data"][0]["z"]).sum(axis=0), 1.0, atol=1e-2)  # weights over slots
+    series = plots.series_figure("m", t, "memory_norm").to_plotly_json()
+    assert np.allclose(series["data"][2]["y"], t.series["memory_norm"].mean(axis=1), atol=1e-5)
+    assert t.eval_json()["memory_norm"] == pytest.approx(t.series["memory_norm"].mean(axis=1).tolist(), abs=1e-5)
+
+
+def test_log_axes_write_their_minor_ticks_in_full_and_counts_are_integers(entries):
+    t = trace(entries)
+    res = plots.residual_figure([("a", t)]).to_plotly_json()["layout"]
+    assert res["yaxis"]["type"] == "log" and res["yaxis"]["minorloglabels"] == "complete"
+    t.diverged[:] = np.minimum(np.arange(1, t.iters + 1) * 9, 79)  # 79 of 100 diverging, as a user saw
+    lay = plots.residual_figure([("a", t)]).to_plotly_json()["layout"]
+    assert lay["yaxis2"]["tickformat"] == "d" and float(lay["yaxis2"]["dtick"]).is_integer()
+    assert lay["yaxis"]["type"] == "log" and lay["yaxis2"].get("type") != "log"
+    assert plots.count_dtick(79) == 20 and plots.count_dtick(3) == 1
+
+
+def test_a_falling_curve_with_diverged_samples_is_named_divergence(entries):
+    t = trace(entries)
+    t.accuracy[:] = np.linspace(0.9, 0.1, t.iters)
+    t.diverged[-1] = 7
+    assert "diverge" in peak_note(t, "x") and "overthink" not in peak_note(t, "x").replace("not overthinking", "")
+    t.diverged[-1] = 0
+    assert "it overthinks" in peak_note(t, "x")
+
+
+def test_every_inspector_colour_is_in_a_legend_and_large_strips_have_no_gaps(entries):
+    t = trace(entries, size=512, n=2)
+    fig = plots.example_figure("prefix_sums", t.inputs[0], t.targets[0], t.preds[-1, 0], "x").to_plotly_json()
+    assert fig["data"][0]["xgap"] == 0 and len(fig["data"][0]["z"][0]) == 512  # every one of the 512 cells
+    legend = [d["name"] for d in fig["data"][1:]]
+    assert "bit 0" in legend and "bit 1" in legend and any(n.startswith("predicted") for n in legend)
+    m = trace(entries, task="mazes", checkpoint="mazes-recursive", size=31, n=2)
+    mf = plots.example_figure("mazes", m.inputs[0], m.targets[0], m.preds[-1, 0], "x").to_plotly_json()
+    assert [d["name"] for d in mf["data"][1:]] == [name for name, _ in plots.MAZE_LEGEND]
+    acc = plots.accuracy_figure([("m", m)], bits=True).to_plotly_json()
+    assert acc["data"][1]["name"] == "m (per cell)"
+
+
+def test_a_run_bundle_unzips_readable_by_everyone(entries):
+    t = trace(entries)
+    e = next(e for e in entries if e.name == t.settings.checkpoint)
+    data = export.run_bundle(t, t.settings.checkpoint, e.weights(), "b")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in z.infolist()}
+    assert modes and set(modes.values()) == {0o644}, modes
