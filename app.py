@@ -1,4 +1,8 @@
-"""TTC Lab dashboard: `streamlit run app.py`. Navigation over the pages in pages/ (st.navigation only)."""
+"""TTC Lab dashboard: `streamlit run app.py`. Navigation over the pages in views/ (st.navigation only).
+
+The pages live in views/, not pages/: Streamlit runs a folder named pages/ as its old file-based multipage app
+whenever it sees one (a page then runs without this file, and Streamlit's AppTest ran every page so, which
+swallowed button presses); st.navigation here is the one navigation."""
 
 import os
 
@@ -20,11 +24,11 @@ except PluginError as e:
     st.error(f"{e}. The app runs without it; fix the module or TTC_PLUGINS and reload.")
 
 PAGES = [
-    st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/memory.py", title="Memory", icon=":material/memory:"),
-    st.Page("pages/analysis.py", title="Fixed points", icon=":material/all_inclusive:", url_path="fixed-points"),
-    st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:"),
+    st.Page("views/explore.py", title="Explore", icon=":material/monitoring:", default=True),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/memory.py", title="Memory", icon=":material/memory:"),
+    st.Page("views/analysis.py", title="Fixed points", icon=":material/all_inclusive:", url_path="fixed-points"),
+    st.Page("views/checkpoints.py", title="Checkpoints", icon=":material/inventory_2:"),
 ]
 
 st.navigation(PAGES).run()

@@ -117,6 +117,7 @@ class IterativeModel(nn.Module):
     Settings: ClassVar[type] = NoSettings  # run settings, a frozen dataclass with from_options/updated
     extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
     extra_maps: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.maps it reports (heat maps)
+    breadth_series: ClassVar[str | None] = None  # the series that ranks starts in breadth (None: final residual)
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()

@@ -1,4 +1,4 @@
-"""The layout rule, read from the source: dependencies point down only (pages -> ttc.app -> ttc.engine ->
+"""The layout rule, read from the source: dependencies point down only (views -> ttc.app -> ttc.engine ->
 models, tasks; ttc.tools -> engine and app), the engine imports neither Streamlit nor plotly, and no code
 outside models/ compares a family's (or task's) name."""
 
@@ -12,12 +12,12 @@ from conftest import ROOT
 
 # folder -> module prefixes it must not import
 FORBIDDEN = {
-    "models": ("ttc", "streamlit", "plotly", "pages"),
-    "tasks": ("ttc", "models", "streamlit", "plotly", "pages"),
-    "ttc/engine": ("ttc.app", "ttc.tools", "streamlit", "plotly", "pages"),
-    "ttc/app": ("ttc.tools", "streamlit", "pages"),
-    "ttc/tools": ("pages",),
-    "pages": ("ttc.tools",),
+    "models": ("ttc", "streamlit", "plotly", "views"),
+    "tasks": ("ttc", "models", "streamlit", "plotly", "views"),
+    "ttc/engine": ("ttc.app", "ttc.tools", "streamlit", "plotly", "views"),
+    "ttc/app": ("ttc.tools", "streamlit", "views"),
+    "ttc/tools": ("views",),
+    "views": ("ttc.tools",),
 }
 
 
@@ -65,7 +65,7 @@ NAME_COMPARISON = re.compile(
 
 def test_no_family_or_task_name_is_compared_outside_models():
     hits = []
-    files = [ROOT / "app.py", *(ROOT / "ttc").rglob("*.py"), *(ROOT / "pages").rglob("*.py")]
+    files = [ROOT / "app.py", *(ROOT / "ttc").rglob("*.py"), *(ROOT / "views").rglob("*.py")]
     for path in files:
         for i, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]

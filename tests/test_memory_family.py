@@ -151,12 +151,17 @@ def test_a_memory_checkpoint_round_trips_with_its_slots(tmp_path):
 
 def test_the_memory_stays_bounded_however_long_the_loop_runs():
     """Writes are convex steps towards tanh(add): |M| <= max(1, |M_0|) after any number of cycles, for any
-    weights (here large random ones)."""
+    weights (large random ones here) and any states the core produces (fresh random ones every cycle)."""
     model = tiny_model("prefix_sums", "memory", "conv1d", seed=3)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in model.parameters():
+        for p in (*model.write.parameters(), *model.query.parameters(), *model.read_in.parameters()):
             p.copy_(3 * torch.randn(p.shape, generator=gen))
         bound = max(1.0, float(model.memory0.abs().max()))
-        st = model.run(_x(size=20), 200)
-    assert torch.isfinite(st.m).all() and float(st.m.abs().max()) <= bound + 1e-5
+        e = model.encoder(_x(size=20))
+        st = model.initial_state(e, None)
+        for _ in range(300):
+            z = 5 * torch.randn(st.z.shape, generator=gen)
+            st = model._cycle(MemoryState(z, st.m), e)[0]
+            assert float(st.m.abs().max()) <= bound + 1e-5
+    assert torch.isfinite(st.m).all()

@@ -190,7 +190,7 @@ def app(query: dict | None = None, page: str | None = None) -> AppTest:
 
 
 def test_the_app_refuses_every_hostile_upload_and_keeps_going(ckpt_dir):
-    at = app({"size": "8", "n": "4", "budget": "3"}, "pages/checkpoints.py")
+    at = app({"size": "8", "n": "4", "budget": "3"}, "views/checkpoints.py")
     for case, (make, needle) in HOSTILE.items():
         if case == "empty file":
             continue  # the browser's uploader sends no empty file
@@ -202,7 +202,7 @@ def test_the_app_refuses_every_hostile_upload_and_keeps_going(ckpt_dir):
     # and the session is still whole: a good upload is accepted and runs on Explore
     at.file_uploader(key="upload").set_value(("mine.safetensors", _good(), "application/octet-stream")).run()
     assert not at.exception and "mine.safetensors is valid" in at.success[0].value
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     at.selectbox(key="w_checkpoint").set_value("mine").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["NFE"] == "3"
@@ -218,7 +218,7 @@ def test_an_upload_with_a_junk_model_card_is_listed_without_breaking_the_page(ck
         "train_config": [None],
     }
     data = forge_checkpoint(_ps_model(), "prefix_sums", {"card": json.dumps(card)})
-    at = app(page="pages/checkpoints.py")
+    at = app(page="views/checkpoints.py")
     at.file_uploader(key="upload").set_value(("junkcard.safetensors", data, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "junkcard.safetensors is valid" in at.success[0].value
@@ -236,17 +236,17 @@ def test_uploads_are_size_limited_by_the_loader_and_the_server_config():
 
 
 def test_an_upload_is_held_only_in_its_own_session(ckpt_dir):
-    mine = app(page="pages/checkpoints.py")
+    mine = app(page="views/checkpoints.py")
     mine.file_uploader(key="upload").set_value(("secret.safetensors", _good(), "application/octet-stream")).run()
     assert "secret" in list(mine.dataframe[0].value["name"])
-    other = app(page="pages/checkpoints.py")  # another browser session on the same server process
+    other = app(page="views/checkpoints.py")  # another browser session on the same server process
     assert "secret" not in list(other.dataframe[0].value["name"])
     other = app({"checkpoint": "secret"})  # nor can a link reach it
     assert any("'secret' is not available" in w.value for w in other.warning)
 
 
 def test_a_session_holds_at_most_the_capped_number_of_uploads(ckpt_dir):
-    at = app(page="pages/checkpoints.py")
+    at = app(page="views/checkpoints.py")
     for i in range(limits.MAX_SESSION_UPLOADS + 1):
         data = forge_checkpoint(_ps_model(seed=i), "prefix_sums")
         at.file_uploader(key="upload").set_value((f"m{i}.safetensors", data, "application/octet-stream")).run()
@@ -409,7 +409,7 @@ JUNK = {
 }
 
 
-@pytest.mark.parametrize("page", ["pages/explore.py", "pages/compare.py", "pages/memory.py"])
+@pytest.mark.parametrize("page", ["views/explore.py", "views/compare.py", "views/memory.py"])
 def test_every_query_parameter_with_junk_gives_warnings_never_a_traceback(ckpt_dir, page):
     assert set(JUNK) == set(QUERY_KEYS)
     at = app(JUNK, page)
@@ -570,7 +570,7 @@ def test_the_app_shows_diverged_samples_and_draws_every_chart(ckpt_dir):
     assert any("samples diverged" in w.value for w in at.warning)
     for c in at.get("plotly_chart"):
         strict_json(c.proto.spec)
-    at = app({"size": "16", "n": "6", "budget": "40"}, "pages/compare.py")  # all three side by side
+    at = app({"size": "16", "n": "6", "budget": "40"}, "views/compare.py")  # all three side by side
     names = {d["name"] for d in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     assert {"prefix_sums-recursive-wild", "prefix_sums-deq-perturbed"} <= names
 

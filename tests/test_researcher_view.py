@@ -133,3 +133,12 @@ def test_a_run_bundle_unzips_readable_by_everyone(entries):
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in z.infolist()}
     assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_a_run_whose_samples_all_stopped_says_where(entries):
+    from ttc.app.trace import done_text
+
+    t = trace(entries, budget=12)
+    assert done_text(t).startswith("Done: 12 iterations")
+    t.nfe[5:] = t.nfe[5]  # a solver that stopped every sample at iteration 6
+    assert done_text(t).startswith("Done: every sample stopped at iteration 6 of 12 (6 function evaluations")

@@ -5,5 +5,5 @@
 - `ttc.engine` instrumented runs (probe), the one evaluation and its curve, checkpoints, training, memory,
                the one cost model, plugin loading. It imports neither Streamlit, plotly nor the layers above.
 
-`pages/` (Streamlit) sit above `ttc.app`; `models/` and `tasks/` sit below the engine.
+`views/` (Streamlit) sit above `ttc.app`; `models/` and `tasks/` sit below the engine.
 """

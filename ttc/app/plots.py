@@ -131,7 +131,8 @@ def add_wilson_band(fig: go.Figure, xs: list, accuracy: np.ndarray, n: int, colo
     lo, hi = wilson(np.asarray(accuracy, dtype=np.float64), n)
     where = {"row": row, "col": col} if row is not None else {}
     fig.add_trace(go.Scatter(x=xs, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, hoverinfo="skip",
-                             showlegend=False, legendgroup=f"band-{name}"), **where)
+                             showlegend=False, legendgroup=f"band-{name}", name=f"{name}: 95% interval, upper"),
+                  **where)
     fig.add_trace(go.Scatter(x=xs, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
                              fillcolor=_rgba(color, 0.15), name=f"{name}: 95% interval (n={n})",
                              legendgroup=f"band-{name}", hoverinfo="skip"), **where)

@@ -221,6 +221,17 @@ def compute_trace(ck: Checkpoint, s: RunSettings) -> Trace:
     return run.trace()
 
 
+def done_text(t: Trace) -> str:
+    """The progress line of a finished run; a run whose samples all stopped (a solver's) says where, and how
+    many function evaluations it spent, instead of claiming the whole budget."""
+    seconds = t.summary()["seconds"]
+    settled = int((t.nfe < t.nfe[-1]).sum()) + 1  # the first iteration after which no evaluation was spent
+    if settled < t.iters:
+        return (f"Done: every sample stopped at iteration {settled} of {t.iters} ({int(t.nfe[-1]):,} function "
+                f"evaluations; the rest of the budget holds the answer) in {seconds:.2f} s.")
+    return f"Done: {t.iters} iterations in {seconds:.2f} s."
+
+
 def peak_note(t: Trace, name: str) -> str:
     """Where the run peaks and whether more iterations hurt it (overthinking), in one sentence."""
     if not t.iters:

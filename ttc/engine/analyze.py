@@ -82,7 +82,7 @@ def start_names(starts: int) -> list[str]:
 def _run(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, start: str,
          z0: torch.Tensor | None, device, settings, keep: set[int], on_iter) -> Run:
     solver = model.has_solver
-    score_name = getattr(model, "breadth_series", None)
+    score_name = model.breadth_series
     cols: dict[str, list] = {k: [] for k in ("acc", "correct", "res", "conf", "changed", "conv", "div", "nfe",
                                              "verifier")}
     states: dict[int, torch.Tensor] = {}
@@ -276,7 +276,7 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
         breadth.append({"starts": n, "nfe": nfe, "breadth_accuracy": float(right.mean()),
                         "oracle_accuracy": float(oracle.mean()), "depth_iters": k + 1,
                         "depth_nfe": int(depth.nfe[k]), "depth_accuracy": float(depth.accuracy[k])})
-    verifier = getattr(model, "breadth_series", None) or "final residual"
+    verifier = model.breadth_series or "final residual"
     out = {"path_independence": pi, "fixed_point_vs_iterate": fp, "halting": halting,
            "breadth": {"verifier": verifier, "points": breadth}}
     if on_stage is not None:

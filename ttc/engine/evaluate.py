@@ -28,6 +28,7 @@ def wilson(p: float | np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, 
     if n <= 0:
         return np.zeros_like(p), np.ones_like(p)
     z2 = z * z
+    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)  # a NaN accuracy (nothing measured) gets the widest band
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)

@@ -10,19 +10,19 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pages._common import chart, chart_with_export, serve_through_app, settings_sidebar
 from tasks import get_task
 from ttc.app import plots
 from ttc.app.settings import max_n, run_settings_of
 from ttc.engine.analyze import MAX_STARTS, analyze
 from ttc.engine.limits import LIVE_ITER_COST, run_cost
 from ttc.engine.probe import MAX_ITERS
+from views._common import chart, chart_with_export, settings_sidebar
 
 AUTO_RUN_COST = 100 * LIVE_ITER_COST  # an analysis costing more waits for the Run button
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")
 
-serve_through_app()
 st.title("Fixed points")
+raw = st.query_params.get("starts", st.session_state.get("analysis_starts", 5))  # before the sidebar rewrites the URL
 s, entry = settings_sidebar(FIELDS)
 if entry is None:
     st.info("No checkpoint to analyse for this task. Put .safetensors checkpoints in the checkpoints folder "
@@ -34,7 +34,6 @@ if entry.ck.model.fixed_depth:
     st.stop()
 
 # starts: this page's own setting, in the URL beside the shared ones
-raw = st.query_params.get("starts", st.session_state.get("analysis_starts", 5))
 try:
     asked = int(raw)
 except (TypeError, ValueError):

@@ -5,12 +5,11 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar, trace_for
 from ttc.app import plots
 from ttc.app.settings import max_n, size_ladder, sweep_sizes, with_checkpoint
 from ttc.app.trace import peak_note
+from views._common import chart, chart_with_export, entries, settings_sidebar, trace_for
 
-serve_through_app()
 st.title("Compare")
 s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed"))
 models = [e for e in entries() if e.ok and e.task == s.task]

@@ -24,22 +24,6 @@ from ttc.engine.checkpoint import Checkpoint, CheckpointError
 from ttc.engine.limits import MAX_SESSION_UPLOADS
 from ttc.engine.probe import resolve_device
 
-
-def serve_through_app() -> None:
-    """Make sure this page runs inside app.py's st.navigation (call first on every page).
-
-    Streamlit treats a folder named pages/ as its old file-based multipage mode until some session has
-    called st.navigation, so the first visit to a page's URL on a fresh server (a shared link) would run
-    the page file alone: no app.py, a page list made of every file. Turning that mode off and rerunning
-    hands the request to app.py, whose navigation then serves the same page.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 UPLOADS = "uploads"  # session_state: name -> Entry of the checkpoints this session uploaded
 
 

@@ -6,21 +6,20 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pages._common import (
+from tasks import get_task
+from ttc.app import export, plots
+from ttc.app.settings import for_run
+from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, done_text, peak_note
+from ttc.engine.limits import run_cost
+from views._common import (
     chart,
     chart_with_export,
     export_buttons,
     is_cached,
     remember_trace,
-    serve_through_app,
     settings_sidebar,
     trace_for,
 )
-from tasks import get_task
-from ttc.app import export, plots
-from ttc.app.settings import for_run
-from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, peak_note
-from ttc.engine.limits import run_cost
 
 AUTO_RUN_SECONDS = 15.0  # a run estimated longer than this waits for Run
 # cost units (problems x cells x iterations x width^2) per second of a live run, measured on the 2-core machine
@@ -34,7 +33,6 @@ FIRST_RUN_EVERY, FIRST_RUN_SETTLE = 1.0, 5.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
 
-serve_through_app()
 st.title("Explore")
 s, entry = settings_sidebar(FIELDS)
 if entry is None:
@@ -83,11 +81,7 @@ def draw_progress(t: Trace, frames_per_s: float | None = None) -> None:
     if t.stopped:
         text = f"Stopped at iteration {t.iters} of {t.expected}. Press Run to start again."
     elif t.complete:
-        text = f"Done: {t.iters} iterations in {t.summary()['seconds']:.2f} s.{live}"
-        settled = int((t.nfe < t.nfe[-1]).sum()) + 1  # the iteration from which no more evaluations were spent
-        if settled < t.iters:
-            text = (f"Done: every sample stopped at iteration {settled} of {t.iters} ({int(t.nfe[-1]):,} function "
-                    f"evaluations; the rest of the budget holds the answer) in {t.summary()['seconds']:.2f} s.{live}")
+        text = done_text(t) + live
     else:
         text = f"Running: iteration {t.iters} of {t.expected}"
     progress.progress(min(1.0, t.iters / max(1, t.expected)), text=text)

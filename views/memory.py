@@ -4,12 +4,11 @@ and Jacobian-free backprop (bytes autograd saves; on CUDA the allocator's peak t
 import pandas as pd
 import streamlit as st
 
-from pages._common import chart, chart_with_export, entries, serve_through_app, settings_sidebar
 from ttc.app import memory_sweep as ms
 from ttc.app import plots
 from ttc.engine.memory import MODES
+from views._common import chart, chart_with_export, entries, settings_sidebar
 
-serve_through_app()
 st.title("Memory")
 s, entry = settings_sidebar(("task", "size", "seed"))
 deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.has_solver]

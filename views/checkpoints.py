@@ -4,10 +4,9 @@ validated like the shipped ones and then offered on every page for this session.
 import pandas as pd
 import streamlit as st
 
-from pages._common import add_upload, entries, serve_through_app, upload_error
 from ttc.app.catalog import card_row, checkpoint_folder
+from views._common import add_upload, entries, upload_error
 
-serve_through_app()
 st.title("Checkpoints")
 st.caption(f"Shipped checkpoints are read from {checkpoint_folder()}/ (set TTC_CHECKPOINTS to use another folder); "
            "uploads stay in this browser session only.")

@@ -1,0 +1,49 @@
+"""The README's dashboard screenshots, taken in the system Chromium from `streamlit run app.py` on the shipped zoo.
+
+    python scripts/screenshots.py            # writes docs/dashboard.png and docs/fixed_points.png
+
+Explore: prefix_sums-recursive on 256-bit problems, pinned, with prefix_sums-memory overlaid (bands, the training
+depth, the front of the computation, the memory's read/write map). Fixed points: prefix_sums-deq at 32 bits.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser_support import chromium, streamlit_server  # noqa: E402
+
+EXPLORE = "task=prefix_sums&checkpoint=prefix_sums-recursive&size=256&n=100&budget=200&seed=0"
+FIXED = "fixed-points?task=prefix_sums&checkpoint=prefix_sums-deq&size=32&n=100&budget=60&seed=0&starts=5"
+
+
+def main() -> int:
+    out = ROOT / "docs"
+    log = Path(tempfile.mkdtemp()) / "streamlit.log"
+    with streamlit_server(ROOT / "checkpoints", log, {"TTC_THREADS": "2"}) as (base, _), chromium() as b:
+        page = b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        page.set_default_timeout(180_000)
+        page.goto(f"{base}/?{EXPLORE}")
+        page.get_by_text("Done:").first.wait_for()
+        page.locator(".st-key-explore_pin button").click()
+        page.get_by_text("Overlaid:").first.wait_for()
+        box = page.get_by_label("Checkpoint")
+        box.click()
+        page.get_by_role("option", name="prefix_sums-memory", exact=True).click()
+        page.get_by_text("Done:").first.wait_for()
+        page.wait_for_timeout(3000)  # the last charts paint
+        page.screenshot(path=str(out / "dashboard.png"), full_page=True)
+        page.goto(f"{base}/{FIXED}")
+        page.get_by_text("Halting and breadth").first.wait_for()
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(out / "fixed_points.png"), full_page=True)
+    print(f"wrote {out / 'dashboard.png'} and {out / 'fixed_points.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
