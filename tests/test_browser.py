@@ -32,7 +32,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpts")
     make_checkpoints(folder)
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    with streamlit_server(folder, log, {"TTC_THREADS": "1"}) as (base, _):
+    with streamlit_server(folder, log, {"TTC_THREADS": "1", "TTC_AUTO_RUN_SECONDS": "600"}) as (base, _):
         yield base
 
 
@@ -146,6 +146,9 @@ def test_stop_ends_the_run_and_keeps_its_partial_trace(server, page):
     size = page.get_by_label("Problem size (2..4096)")
     size.fill("1024")
     size.press("Enter")
+    page.wait_for_function("() => !document.body.innerText.includes('Done:')")  # the new settings took
+    # the estimate from the small run may hold this one back for Run; Run starts it either way
+    page.locator(".st-key-explore_run button").first.click()
     page.get_by_text("Running: iteration").first.wait_for()
     page.wait_for_timeout(500)
     page.evaluate(WATCH_STOP)

@@ -1,6 +1,7 @@
 """Explore: one checkpoint on one task, size and budget; residual, accuracy and memory drawn live while
 the run goes, metrics, and an inspector that scrubs through the iterations of one problem."""
 
+import os
 import time
 from dataclasses import replace
 
@@ -21,7 +22,9 @@ from views._common import (
     trace_for,
 )
 
-AUTO_RUN_SECONDS = 15.0  # a run estimated longer than this waits for Run
+# a run estimated longer than this waits for Run ($TTC_AUTO_RUN_SECONDS; the browser tests raise it for their
+# long live runs, whose estimate from a first tiny run is pessimistic)
+AUTO_RUN_SECONDS = float(os.environ.get("TTC_AUTO_RUN_SECONDS", "15"))
 # cost units (problems x cells x iterations x width^2) per second of a live run, measured on the 2-core machine
 # (prefix_sums-recursive, 512 bits, 100 problems, 100 iterations); a session's own runs replace it
 COST_PER_SECOND = 2e10
