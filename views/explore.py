@@ -25,9 +25,10 @@ from views._common import (
 # a run estimated longer than this waits for Run ($TTC_AUTO_RUN_SECONDS; the browser tests raise it for their
 # long live runs, whose estimate from a first tiny run is pessimistic)
 AUTO_RUN_SECONDS = float(os.environ.get("TTC_AUTO_RUN_SECONDS", "15"))
-# cost units (problems x cells x iterations x width^2) per second of a live run, measured on the 2-core machine
-# (prefix_sums-recursive, 512 bits, 100 problems, 100 iterations); a session's own runs replace it
-COST_PER_SECOND = 2e10
+# cost units (problems x cells x iterations x width^2) per second of a dashboard run on the 2-core machine, 2 threads:
+# 2.6e9 prefix_sums-recursive (512 bits), 2.0e9 prefix_sums-memory (256), 1.0e9 mazes-recursive (33), 100 problems
+# and 100 iterations each; the session's own last run replaces it
+COST_PER_SECOND = 1.5e9
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
 # A page's first run starts while the browser is still mounting its widgets (Streamlit loads each widget's
 # code on demand); frames 8 times a second starve that mount, and Run and Stop stay grey placeholders for the
