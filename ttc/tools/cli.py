@@ -154,6 +154,15 @@ def add_threads_arg(p) -> None:
                    help="torch threads (0: $TTC_THREADS, else half the CPUs, at most 4: no oversubscription)")
 
 
+def add_run_options(p, json_help: str, run) -> None:
+    """The options every computing command ends with: --device, --threads, --json, --quiet, and its handler."""
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_threads_arg(p)
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(run=run)
+
+
 def _value(s: str) -> object:
     """A KEY=VALUE option's value: JSON when it parses (numbers, true/false), else the string."""
     try:
@@ -357,11 +366,7 @@ def add_memory(sub) -> None:
     p.add_argument("--solver", choices=list(SOLVERS), default=None, help="DEQ solver (default: the model's)")
     p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None,
                    help="forward tolerance for implicit/jfb (unrolled always runs --iters steps)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    add_threads_arg(p)
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (mode, iters)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(run=cmd_memory)
+    add_run_options(p, "print a JSON list, one object per (mode, iters)", cmd_memory)
 
 
 def cmd_memory(a) -> int:
@@ -478,11 +483,7 @@ def add_analyze(sub) -> None:
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0, help="problems and noise starts")
     add_settings_args(p)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    add_threads_arg(p)
-    p.add_argument("--json", action="store_true", help="print the JSON object (default: a short summary)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(run=cmd_analyze)
+    add_run_options(p, "print the JSON object (default: a short summary)", cmd_analyze)
 
 
 def cmd_analyze(a) -> int:
@@ -598,7 +599,7 @@ def add_report(sub) -> None:
         description="For each task: accuracy vs iterations of every checkpoint at the training size, 4x and 16x "
                     "(or the largest size within the cost cap), the iterations needed for the best accuracy as the "
                     "size grows, residual curves, and the DEQ memory table. Writes figures (PNG/SVG/HTML), "
-                    "results.json and summary.md into --out. About 15 minutes on 2 CPU cores; --quick: a minute.")
+                    "results.json and summary.md into --out. About 26 minutes on 2 CPU cores for the shipped zoo; --quick: a few minutes.")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
     p.add_argument("--tasks", type=_csv_choices("--tasks", tuple(TASKS)), default=None,
