@@ -24,17 +24,20 @@ FIXED = "fixed-points?task=prefix_sums&checkpoint=prefix_sums-deq&size=32&n=100&
 def main() -> int:
     out = ROOT / "docs"
     log = Path(tempfile.mkdtemp()) / "streamlit.log"
-    with streamlit_server(ROOT / "checkpoints", log, {"TTC_THREADS": "2"}) as (base, _), chromium() as b:
+    with streamlit_server(ROOT / "checkpoints", log, {"TTC_THREADS": "2", "TTC_AUTO_RUN_SECONDS": "600"}) as (base, _), \
+            chromium() as b:
         page = b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
         page.set_default_timeout(180_000)
         page.goto(f"{base}/?{EXPLORE}")
         page.get_by_text("Done:").first.wait_for()
-        page.locator(".st-key-explore_pin button").click()
+        page.locator(".st-key-explore_pin button").first.click()
         page.get_by_text("Overlaid:").first.wait_for()
         box = page.get_by_label("Checkpoint")
         box.click()
         page.get_by_role("option", name="prefix_sums-memory", exact=True).click()
-        page.get_by_text("Done:").first.wait_for()
+        page.get_by_text("Running: iteration").first.wait_for()  # the new run started (the old "Done:" is gone)
+        page.wait_for_function("() => document.body.innerText.includes('Done:') && "
+                               "!document.body.innerText.includes('Running: iteration')")
         page.wait_for_timeout(3000)  # the last charts paint
         page.screenshot(path=str(out / "dashboard.png"), full_page=True)
         page.goto(f"{base}/{FIXED}")

@@ -599,7 +599,8 @@ def add_report(sub) -> None:
         description="For each task: accuracy vs iterations of every checkpoint at the training size, 4x and 16x "
                     "(or the largest size within the cost cap), the iterations needed for the best accuracy as the "
                     "size grows, residual curves, and the DEQ memory table. Writes figures (PNG/SVG/HTML), "
-                    "results.json and summary.md into --out. About 26 minutes on 2 CPU cores for the shipped zoo; --quick: a few minutes.")
+                    "results.json and summary.md into --out. About 26 minutes on 2 CPU cores for the shipped zoo; "
+                    "--quick: a few minutes.")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder (default: $TTC_CHECKPOINTS or checkpoints/)")
     p.add_argument("--tasks", type=_csv_choices("--tasks", tuple(TASKS)), default=None,
