@@ -24,8 +24,8 @@ FIXED = "fixed-points?task=prefix_sums&checkpoint=prefix_sums-deq&size=32&n=100&
 def main() -> int:
     out = ROOT / "docs"
     log = Path(tempfile.mkdtemp()) / "streamlit.log"
-    with streamlit_server(ROOT / "checkpoints", log, {"TTC_THREADS": "2", "TTC_AUTO_RUN_SECONDS": "600"}) as (base, _), \
-            chromium() as b:
+    env = {"TTC_THREADS": "2", "TTC_AUTO_RUN_SECONDS": "600"}  # the screenshot's runs start without a Run click
+    with streamlit_server(ROOT / "checkpoints", log, env) as (base, _), chromium() as b:
         page = b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
         page.set_default_timeout(180_000)
         page.goto(f"{base}/?{EXPLORE}")

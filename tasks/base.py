@@ -52,7 +52,8 @@ class Task(Protocol):
     dashboard_size: int  # the size the dashboard opens at
     axis_label: str  # x-axis label of a rendered 1-D problem ("" for grids)
     # optional: `variants` (tuple of generator names, generate(..., variant=name)) and
-    # `cell_mask(encoded) -> (B, *spatial) bool` (cells where the loss counts and a prediction is read)
+    # `cell_mask(encoded) -> (B, *spatial) bool` (cells where the loss counts and a prediction is read), and for
+    # a renderer that draws an image, `legend` ((meaning, (r, g, b)), ...): the colours it draws, for the legend
 
     def generate(self, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """n problems of the given size from the seed: (inputs uint8, targets uint8)."""

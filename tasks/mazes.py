@@ -164,6 +164,10 @@ class Mazes:
     default_arch = "conv2d"
     train_size = 9
     dashboard_size = 13
+    # the renderer's colours by meaning (RGB), in the order a legend lists them
+    legend = (("wall", (0, 0, 0)), ("open", (255, 255, 255)), ("start", (0, 170, 0)), ("goal", (210, 0, 0)),
+              ("target path", (170, 205, 255)), ("predicted path, right", (30, 80, 200)),
+              ("prediction wrong", (255, 140, 0)))
     axis_label = ""
 
     def input_shape(self, size: int) -> tuple[int, ...]:
@@ -224,15 +228,17 @@ class Mazes:
         inputs, target = np.asarray(inputs), np.asarray(target).astype(bool)
         if inputs.ndim != 3 or inputs.shape[0] != 3:
             raise TaskError(f"mazes: render expects inputs (3, H, W), got {inputs.shape}")
+        c = dict(self.legend)
         img = np.zeros(inputs.shape[1:] + (3,), dtype=np.uint8)
-        img[inputs[0] == 1] = (255, 255, 255)
-        img[target] = (170, 205, 255)
+        img[:] = c["wall"]
+        img[inputs[0] == 1] = c["open"]
+        img[target] = c["target path"]
         out = {"image": img, "correct": None}
         if pred is not None:
             pred = np.asarray(pred).astype(bool)
-            img[pred & target] = (30, 80, 200)
-            img[pred != target] = (255, 140, 0)
+            img[pred & target] = c["predicted path, right"]
+            img[pred != target] = c["prediction wrong"]
             out["correct"] = bool((pred == target).all())
-        img[inputs[1] == 1] = (0, 170, 0)
-        img[inputs[2] == 1] = (210, 0, 0)
+        img[inputs[1] == 1] = c["start"]
+        img[inputs[2] == 1] = c["goal"]
         return out

@@ -69,7 +69,10 @@ def test_the_front_of_the_computation_and_when_problems_settled(entries):
     assert np.array_equal(np.asarray(one["z"]), wrong.astype(float))
     batch = plots.front_figure(t).to_plotly_json()["data"][0]
     assert np.allclose(np.asarray(batch["z"]), t.pos_error.astype(float))
-    # the batch error of cell j at iteration k is the fraction of all n problems wrong there
+    # the batch error of cell j at iteration k is the fraction of all n problems wrong there (all 12 are shown)
+    assert t.shown == t.settings.n == 12
+    every = (t.preds.reshape(12, 12, -1) != t.targets.reshape(1, 12, -1)).mean(axis=1)
+    assert np.allclose(t.pos_error.astype(float), every, atol=1e-3)
     at = t.settled_at()
     for i in range(t.settings.n):
         c = t.correct[:, i]
@@ -121,7 +124,13 @@ def test_every_inspector_colour_is_in_a_legend_and_large_strips_have_no_gaps(ent
     assert "bit 0" in legend and "bit 1" in legend and any(n.startswith("predicted") for n in legend)
     m = trace(entries, task="mazes", checkpoint="mazes-recursive", size=31, n=2)
     mf = plots.example_figure("mazes", m.inputs[0], m.targets[0], m.preds[-1, 0], "x").to_plotly_json()
-    assert [d["name"] for d in mf["data"][1:]] == [name for name, _ in plots.MAZE_LEGEND]
+    from tasks import get_task
+
+    legend = get_task("mazes").legend
+    assert [d["name"] for d in mf["data"][1:]] == [name for name, _ in legend]
+    rendered = get_task("mazes").render(m.inputs[0], m.targets[0], m.preds[-1, 0])["image"]
+    drawn = {tuple(int(c) for c in px) for px in rendered.reshape(-1, 3)}
+    assert drawn <= {rgb for _, rgb in legend}  # every colour the renderer draws is in the legend
     acc = plots.accuracy_figure([("m", m)], bits=True).to_plotly_json()
     assert acc["data"][1]["name"] == "m (per cell)"
 

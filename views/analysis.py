@@ -13,7 +13,7 @@ import streamlit as st
 from tasks import get_task
 from ttc.app import plots
 from ttc.app.settings import max_n, run_settings_of
-from ttc.engine.analyze import MAX_STARTS, analyze
+from ttc.engine.analyze import MAX_STARTS, analyze, best_halting
 from ttc.engine.limits import LIVE_ITER_COST, run_cost
 from ttc.engine.probe import MAX_ITERS
 from views._common import chart, chart_with_export, settings_sidebar
@@ -106,8 +106,8 @@ st.subheader("Path independence")
 cols = st.columns(4)
 cols[0].metric("AA score", f"{pi['aa_score']:.4f}", help="mean cosine similarity of the final states reached from "
                "different starts (Anil et al. 2022); 1: every start ends in the same state")
-far = max((st_["distance_from_zero_start"] or 0.0) for st_ in pi["starts"])
-cols[1].metric("Largest final distance", f"{far:.2g}", help="relative to the zero start's final state")
+cols[1].metric("Largest final distance", f"{pi['largest_mean_distance']:.2g}",
+               help="relative to the zero start's final state (mean over problems; the largest over starts)")
 if "same_fixed_point" in pi:
     cols[2].metric("Same fixed point", "yes" if pi["same_fixed_point"] else "no", help=pi["same_fixed_point_rule"])
 left, right = st.columns([3, 2])
@@ -134,10 +134,8 @@ with left:
     chart_with_export(plots.halting_figure(entry.name, halting), f"{stem}-halting", key="halting")
 with right:
     chart_with_export(plots.breadth_figure(entry.name, breadth), f"{stem}-breadth", key="breadth")
-keeps = [r for r in halting["rules"] if r["compute_saved"] is not None
-         and r["accuracy"] >= fp["best_iterate_accuracy"] - 0.01]  # within a point of the best iterate
-if keeps:
-    best = max(keeps, key=lambda r: r["compute_saved"])
+best = best_halting(result)  # within a point of the best iterate
+if best is not None:
     st.markdown(f"- Halting by **{best['rule']} {best['value']:g}** keeps {best['accuracy']:.1%} accuracy at "
                 f"{best['mean_nfe']:.1f} NFE per problem on average: {best['compute_saved']:.0%} less than the fixed "
                 f"budget needs for the same accuracy ({best['fixed_budget_for_same_accuracy']} iterations).")

@@ -196,8 +196,13 @@ if not run_clicked:
         trace = live_run.trace()
     elif is_cached(s, entry):
         trace = trace_for(s, entry)
+def cost_of(iters: int) -> float:
+    """This run's cost in the one cost model for `iters` iterations (what the estimate and its calibration use)."""
+    return run_cost(get_task(s.task), s.size, s.n, iters, cfg.width)
+
+
 if trace is None and not run_clicked:  # a costly run opened by a link or a setting waits for Run
-    cost = run_cost(get_task(s.task), s.size, s.n, entry.ck.model.budget(s.budget), cfg.width)
+    cost = cost_of(entry.ck.model.budget(s.budget))
     rate = st.session_state.get("explore_rate", COST_PER_SECOND)
     if cost / rate > AUTO_RUN_SECONDS:
         progress.progress(0.0, text=f"Waiting: this run is estimated at about {cost / rate:.0f} s "
@@ -209,8 +214,7 @@ if trace is None and not run_clicked:  # a costly run opened by a link or a sett
 if trace is None:
     trace, frames_per_s = run_live()
     if trace.iters and trace.elapsed[-1] > 0.5:  # calibrate the estimate on what this machine just did
-        st.session_state["explore_rate"] = run_cost(get_task(s.task), s.size, s.n, trace.iters, cfg.width) / float(
-            trace.elapsed[-1])
+        st.session_state["explore_rate"] = cost_of(trace.iters) / float(trace.elapsed[-1])
 
 draw_progress(trace, frames_per_s)
 draw_metrics(trace)
@@ -258,7 +262,7 @@ if pin_col.button("Pin this run", key="explore_pin", disabled=not trace.iters or
 if clear_col.button("Clear pins", key="explore_unpin", disabled=not pins):
     pins.clear()
     st.rerun()
-train_sizes = entry.ck.card.get("train_sizes") or (entry.ck.card.get("train_config") or {}).get("sizes") or []
+train_sizes = entry.ck.train_sizes
 pin_note.caption((f"Overlaid: {', '.join(label for label, _ in pins)}. " if pins else "")
                  + (f"{entry.name} trained on sizes {', '.join(map(str, train_sizes))}" if train_sizes else "")
                  + ("" if entry.ck.model.fixed_depth else f" at {cfg.layers} iterations (dotted line)."))

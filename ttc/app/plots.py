@@ -129,13 +129,18 @@ def add_wilson_band(fig: go.Figure, xs: list, accuracy: np.ndarray, n: int, colo
     if not len(xs):
         return
     lo, hi = wilson(np.asarray(accuracy, dtype=np.float64), n)
-    where = {"row": row, "col": col} if row is not None else {}
+    add_band(fig, xs, lo, hi, color, f"{name}: 95% interval (n={n})", _rgba(color, 0.15),
+             upper=f"{name}: 95% interval, upper", **({"row": row, "col": col} if row is not None else {}))
+
+
+def add_band(fig: go.Figure, xs: list, lo: np.ndarray, hi: np.ndarray, color: str, name: str, fill: str,
+             upper: str | None = None, **where) -> None:
+    """A shaded band between lo and hi: an invisible upper edge (named `upper`) and the lower edge filled up to it,
+    in one legend group; where: row and col of a subplot."""
     fig.add_trace(go.Scatter(x=xs, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, hoverinfo="skip",
-                             showlegend=False, legendgroup=f"band-{name}", name=f"{name}: 95% interval, upper"),
-                  **where)
+                             showlegend=False, legendgroup=f"band-{name}", name=upper), **where)
     fig.add_trace(go.Scatter(x=xs, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
-                             fillcolor=_rgba(color, 0.15), name=f"{name}: 95% interval (n={n})",
-                             legendgroup=f"band-{name}", hoverinfo="skip"), **where)
+                             fillcolor=fill, name=name, legendgroup=f"band-{name}", hoverinfo="skip"), **where)
 
 
 def _rgba(color: str, alpha: float) -> str:
@@ -219,9 +224,6 @@ def _bit_rows(rendered: dict) -> tuple[list[str], list[list[int]], list[list[str
 
 _BIT_LEGEND = ("bit 0", "bit 1", "predicted 0, right", "predicted 1, right", "predicted 0, wrong",
                "predicted 1, wrong")
-MAZE_LEGEND = (("wall", (0, 0, 0)), ("open", (255, 255, 255)), ("start", (0, 170, 0)), ("goal", (210, 0, 0)),
-               ("target path", (170, 205, 255)), ("predicted path, right", (30, 80, 200)),
-               ("prediction wrong", (255, 140, 0)))
 
 
 def _legend_swatch(fig: go.Figure, name: str, color: str) -> None:
@@ -241,7 +243,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
         side = int(rendered["image"].shape[0])
         fig = _base(title, "", "", height=int(min(900, max(420, 4 * side + 120))))
         fig.add_trace(go.Image(z=rendered["image"], hoverinfo="skip"))
-        for name, rgb in MAZE_LEGEND:
+        for name, rgb in getattr(get_task(task_name), "legend", ()):  # the renderer's own colours
             _legend_swatch(fig, name, "#" + "".join(f"{c:02x}" for c in rgb))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False, scaleanchor="x")
@@ -318,10 +320,7 @@ def series_figure(name: str, t: Trace, series: str) -> go.Figure:
             lo[rows_ok] = np.nanpercentile(v[rows_ok], 10, axis=1)
             hi[rows_ok] = np.nanpercentile(v[rows_ok], 90, axis=1)
             mean[rows_ok] = np.nanmean(v[rows_ok], axis=1)
-    fig.add_trace(go.Scatter(x=k, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, showlegend=False,
-                             hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=k, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
-                             fillcolor=lighter(color, 0.7), name="10th to 90th percentile of the samples"))
+    add_band(fig, k, lo, hi, color, "10th to 90th percentile of the samples", lighter(color, 0.7))
     fig.add_trace(go.Scatter(x=k, y=mean.tolist(), mode="lines", line={"color": color}, name=f"{name}: mean"))
     return fig
 

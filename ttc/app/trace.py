@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from models import ConfigError, get_family
 from tasks import get_task
@@ -142,18 +141,18 @@ class LiveRun:
         self.expected = expected_iters(ck, s.budget)
         cells = int(np.prod(task.target_shape(s.size)))
         self.shown = int(max(1, min(s.n, SHOWN_MAX, PREDS_BYTES // max(1, cells * self.expected))))
-        # maps (position x slot weights) cost cells * slots per map and iteration: kept for as many problems as fit
-        per_problem = 2 * cells * max(1, getattr(ck.config, "slots", 1)) * 2 * len(ck.model.extra_maps) * self.expected
-        self.maps_for = int(min(self.shown, MAPS_BYTES // max(1, per_problem))) if ck.model.extra_maps else 0
+        # the family's maps (a memory model's position x slot weights) are copied for the shown problems; how many
+        # of them a trace keeps is decided from the first record's sizes (maps_kept), within MAPS_BYTES
+        self.maps_kept: int | None = None
+        self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
-                              settings=run_settings_of(ck, s), maps_for=self.maps_for)
+                              settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
+                              cell_error=self._pos_error is not None)
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
             "diverged", "correct", "confidence", "preds")}
         self._series: dict[str, list] = {}
         self._maps: dict[str, list] = {}
-        self._targets = torch.from_numpy(np.ascontiguousarray(self.targets)).reshape(s.n, -1)
-        self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
         self.memory_kind = "cpu_tensor_bytes"
         self.stopped = False
 
@@ -178,12 +177,15 @@ class LiveRun:
             c["confidence"].append(r.confidence.astype(np.float32))
             c["preds"].append(r.preds[: self.shown].numpy())
             if self._pos_error is not None:  # the front of the computation: where the batch is still wrong
-                wrong = r.preds.reshape(len(self._targets), -1) != self._targets
-                self._pos_error.append(wrong.float().mean(0).to(torch.float16).numpy())
+                self._pos_error.append(r.cell_error.astype(np.float16))
             for name, v in (r.series or {}).items():
                 self._series.setdefault(name, []).append(v.astype(np.float32))
-            for name, v in (r.maps or {}).items():
-                self._maps.setdefault(name, []).append(v)
+            if r.maps:
+                if self.maps_kept is None:  # bytes one problem's maps take over the whole run
+                    per_problem = sum(v[0].nbytes for v in r.maps.values()) * self.expected
+                    self.maps_kept = int(min(self.shown, MAPS_BYTES // max(1, per_problem)))
+                for name, v in r.maps.items():
+                    self._maps.setdefault(name, []).append(v[: self.maps_kept])
             self.memory_kind = r.memory_kind
             handed = time.perf_counter()
             yield self

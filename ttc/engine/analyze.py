@@ -189,6 +189,14 @@ def halting_point(run: Run, rule: str, value: float) -> dict:
             "fixed_budget_for_same_accuracy": fixed, "compute_saved": saved}
 
 
+def best_halting(result: dict, within: float = 0.01) -> dict | None:
+    """The halting rule of an analysis that saves the most compute while staying within `within` of the best
+    iterate's accuracy (None when no rule does)."""
+    best = result["fixed_point_vs_iterate"]["best_iterate_accuracy"]
+    keep = [r for r in result["halting"]["rules"] if r["compute_saved"] is not None and r["accuracy"] >= best - within]
+    return max(keep, key=lambda r: r["compute_saved"]) if keep else None
+
+
 def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, starts: int = 5,
             seed: int = 0, device=None, settings=None, on_iter: Callable[[int], None] | None = None,
             on_stage: Callable[[str, dict], None] | None = None) -> dict:
@@ -204,7 +212,6 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
     rms = float(_flat(zero_final).pow(2).mean().sqrt()) or 1.0
     gen = torch.Generator().manual_seed(int(seed) + 17)
     runs = [depth.upto(iters)]
-    partial: dict = {"starts": names}
     for name in names[1:]:
         if name == "other problems":
             z0 = torch.roll(zero_final, 1, dims=0)  # each problem starts where another one ended
@@ -223,6 +230,7 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
         "aa_score": alignment(finals),
         "noise_scale_unit": rms,
     }
+    pi["largest_mean_distance"] = max((s["distance_from_zero_start"] or 0.0) for s in pi["starts"])
     if model.has_solver:
         tol = float(getattr(settings, "tol", 1e-4))
         all_conv = all(bool(r.converged[-1].all()) for r in runs)
@@ -231,7 +239,6 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
         pi["same_fixed_point_rule"] = (f"every start converged and every final state within {SAME_POINT_FACTOR:g} x "
                                        f"tol ({SAME_POINT_FACTOR * tol:.0e}) of the zero start's, relative")
         pi["largest_distance"] = worst
-    partial["path_independence"] = pi
     if on_stage is not None:
         on_stage("path_independence", pi)
 

@@ -60,6 +60,12 @@ class Checkpoint:
     def name(self) -> str:
         return Path(self.path).stem if self.path else f"{self.task}-{self.family}-{self.arch}"
 
+    @property
+    def train_sizes(self) -> list[int]:
+        """The sizes the card says it trained on (`train_sizes`, else its train_config's `sizes`; [] if neither)."""
+        sizes = self.card.get("train_sizes") or (self.card.get("train_config") or {}).get("sizes") or []
+        return [int(s) for s in sizes if isinstance(s, (int, float))] if isinstance(sizes, list) else []
+
 
 def checkpoint_name(task: str, family: str, arch: str) -> str:
     """{task}-{family}[-{arch}]: the arch is left out when it is the task's default core."""

@@ -40,6 +40,7 @@ class IterRecord:
     bit_accuracy: float  # fraction of output cells right
     series: dict[str, np.ndarray] | None = None  # (B,) the family's extra per-sample series (its extra_series)
     maps: dict[str, np.ndarray] | None = None  # (maps_for, ...) float16 maps of the first samples (extra_maps)
+    cell_error: np.ndarray | None = None  # (cells,) float32 fraction of the batch wrong at each output cell
     z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
 
 
@@ -97,7 +98,7 @@ def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
-          maps_for: int = 0) -> Iterator[IterRecord]:
+          maps_for: int = 0, cell_error: bool = False) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -106,6 +107,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     gets tol, when given, there, and reports its own residual and stops. With early_stop, the run ends once no
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
+    cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 1 <= iters <= MAX_ITERS:
@@ -158,9 +160,12 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             else:
                 mem = tensor_bytes(x, y, z, z_prev, logits) + st.held_bytes
                 kind = "cpu_tensor_bytes"
-            h = _to_host({"acc": correct.float().mean(), "bits": right.float().mean(), "correct": correct,
-                          "res": res.float(), "conv": conv, "div": div, "conf": conf.flatten(1).mean(dim=1).float(),
-                          "preds": pred.to(torch.uint8)})
+            fields = {"acc": correct.float().mean(), "bits": right.float().mean(), "correct": correct,
+                      "res": res.float(), "conv": conv, "div": div, "conf": conf.flatten(1).mean(dim=1).float(),
+                      "preds": pred.to(torch.uint8)}
+            if cell_error:
+                fields["cell_error"] = 1.0 - right.flatten(1).float().mean(dim=0)
+            h = _to_host(fields)
             series = None
             if st.series:
                 series = {k: v.detach().float().cpu().numpy() for k, v in st.series.items()}
@@ -174,7 +179,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
                 nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
                 converged=h["conv"], diverged=h["div"], preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
-                bit_accuracy=float(h["bits"]), series=series, maps=maps, z=z if keep_state else None,
+                bit_accuracy=float(h["bits"]), series=series, maps=maps, cell_error=h.get("cell_error"),
+                z=z if keep_state else None,
             )
             if early_stop and not (~(h["conv"] | h["div"])).any():
                 return

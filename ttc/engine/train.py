@@ -187,7 +187,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         if not same or not fits or start.task != cfg.task:
             raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
                              f"this run needs {cfg.task}/{mcfg.to_dict()} (another family only with the same "
-                             f"weights, e.g. a DEQ from a recursive model of the same core)")
+                             f"weights or more: a DEQ or a memory model from a recursive model of the same core)")
         model.load_state_dict({**ours, **theirs})
         init_card = {**start.card, "new_weights": sorted(set(ours) - set(theirs))}
     model.train()

@@ -98,9 +98,7 @@ def skipped(group: str, name: str, compares: str, why: str) -> dict:
 
 def training_size(ck: Checkpoint) -> int:
     """The largest size the checkpoint trained on (its card), else the zoo's default for the task."""
-    sizes = ck.card.get("train_sizes") or (ck.card.get("train_config") or {}).get("sizes") or []
-    sizes = [int(s) for s in sizes if isinstance(s, (int, float))]
-    return max(sizes) if sizes else get_task(ck.task).train_size
+    return max(ck.train_sizes, default=get_task(ck.task).train_size)
 
 
 def scaled_size(task: str, size: int, factor: float) -> int:

@@ -396,7 +396,7 @@ def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig
     """`python -m ttc analyze` for every looped checkpoint at its training size with twice its training iterations
     per start, beside its best accuracy at 4x the task's training size (from the curves), and the rank correlation
     of path independence (AA score) with that extrapolation across the zoo (Anil et al. 2022 found a positive one)."""
-    from ttc.engine.analyze import analyze
+    from ttc.engine.analyze import analyze, best_halting
 
     rows = []
     four_x = {c.checkpoint: c.best_accuracy for tr in per_task for c in tr["curves"] if c.factor == 4}
@@ -413,19 +413,16 @@ def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig
         out = analyze(ck.model, task, x, y, iters, starts=starts, seed=TEST_SEED, device=device,
                       settings=ck.model.settings_from_card(ck.card))
         pi, fp, br = out["path_independence"], out["fixed_point_vs_iterate"], out["breadth"]["points"]
-        keep = [r for r in out["halting"]["rules"]
-                if r["compute_saved"] is not None and r["accuracy"] >= fp["best_iterate_accuracy"] - 0.01]
-        best_halt = max(keep, key=lambda r: r["compute_saved"]) if keep else None
         rows.append({
             "checkpoint": ck.name, "task": ck.task, "family": ck.family, "size": size, "n": n, "iters": iters,
             "starts": starts, "aa_score": pi["aa_score"],
-            "largest_distance": max((s["distance_from_zero_start"] or 0.0) for s in pi["starts"]),
+            "largest_distance": pi["largest_mean_distance"],
             "same_fixed_point": pi.get("same_fixed_point"),
             "fixed_point_accuracy": fp["fixed_point_accuracy"], "fixed_point_iters": fp["iters"],
             "best_iterate_accuracy": fp["best_iterate_accuracy"], "best_iter": fp["best_iter"],
             "best_iterate_beats_fixed_point": fp["best_iterate_beats_fixed_point"],
             "settled_fraction": fp["settled_fraction"],
-            "halting": best_halt, "breadth": br[-1], "accuracy_4x": four_x.get(ck.name),
+            "halting": best_halting(out), "breadth": br[-1], "accuracy_4x": four_x.get(ck.name),
             "seconds": round(time.perf_counter() - t0, 1),
         })
     pairs = [(r["aa_score"], r["accuracy_4x"]) for r in rows if r["accuracy_4x"] is not None
