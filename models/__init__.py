@@ -14,6 +14,8 @@ from .config import ConfigError as ConfigError
 from .config import ModelConfig as ModelConfig
 from .deq import DEQModel as DEQModel
 from .deq import DEQSettings as DEQSettings
+from .ebm import EBMModel as EBMModel
+from .ebm import EBMSettings as EBMSettings
 from .explicit import ExplicitModel as ExplicitModel
 from .memory import MemoryModel as MemoryModel
 from .recursive import RecursiveModel as RecursiveModel

@@ -77,7 +77,7 @@ class TrainStep:
     jac_reg: float = 0.0  # Jacobian-penalty weight (families with a fixed point)
     settings: Any = None  # the family's run settings for training (None: the model's)
     generator: torch.Generator | None = None  # this step's randomness (Hutchinson probes, noise)
-    extras: dict = field(default_factory=dict)  # family-specific training options
+    extras: dict = field(default_factory=dict)  # the family's train_options by name, and "targets" (B, *spatial)
 
 
 @dataclass
@@ -118,6 +118,7 @@ class IterativeModel(nn.Module):
     extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
     extra_maps: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.maps it reports (heat maps)
     breadth_series: ClassVar[str | None] = None  # the series that ranks starts in breadth (None: final residual)
+    train_options: ClassVar[tuple[str, ...]] = ()  # TrainConfig fields its training_loss reads from TrainStep.extras
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()

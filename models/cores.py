@@ -28,10 +28,12 @@ def _norm(cfg: ModelConfig) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """z' = act(A z + e) followed by `depth` residual units of two convolutions each."""
+    """z' = act(A z + e) followed by `depth` residual units of two convolutions each. act is ReLU unless the
+    family asks for a smooth one (an energy-based model descends the block's gradient: SiLU)."""
 
-    def __init__(self, cfg: ModelConfig, dims: int):
+    def __init__(self, cfg: ModelConfig, dims: int, act=F.relu):
         super().__init__()
+        self.act = act
         w, k = cfg.width, cfg.kernel
         self.mix = _conv(dims, w, w, k, bias=False)
         self.mix_norm = _norm(cfg)
@@ -41,9 +43,10 @@ class ConvBlock(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.mix_norm(self.mix(z) + e))
+        act = self.act
+        h = act(self.mix_norm(self.mix(z) + e))
         for c1, n1, c2, n2 in self.units:
-            h = F.relu(h + n2(c2(F.relu(n1(c1(h))))))
+            h = act(h + n2(c2(act(n1(c1(h))))))
         return h
 
 
@@ -82,10 +85,12 @@ class TransformerBlock(nn.Module):
         return self.ln_out(h).transpose(1, 2)  # (B, W, L)
 
 
-def make_block(cfg: ModelConfig) -> nn.Module:
+def make_block(cfg: ModelConfig, smooth: bool = False) -> nn.Module:
+    """The arch's block; smooth: twice-differentiable activations throughout (the transformer's GELU already is;
+    convolutions switch ReLU for SiLU), for families that take gradients of the block at inference."""
     if cfg.arch == "transformer":
         return TransformerBlock(cfg)
-    return ConvBlock(cfg, dims=1 if cfg.arch == "conv1d" else 2)
+    return ConvBlock(cfg, dims=1 if cfg.arch == "conv1d" else 2, act=F.silu if smooth else F.relu)
 
 
 class Encoder(nn.Module):

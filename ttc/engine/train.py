@@ -68,6 +68,12 @@ class TrainConfig:
     init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
+    step_size: float = 1.0  # EBM: descent step eta (training and the card's recommended descent)
+    contrast: float = 0.1  # EBM: weight of the contrastive term (true answer below visited and corrupted ones)
+    margin: float = 1.0  # EBM: contrastive margin per wrong cell
+    stationary: float = 1.0  # EBM: weight of the term making the true answer a fixed point of projected descent
+    corrupt: float = 0.1  # EBM: fraction of cells flipped in the corrupted negatives
+    uniform_start: float = 0.25  # EBM: fraction of training problems descending from a uniform random answer
     init: str = ""  # warm start from this checkpoint's weights (same core; another family may add weights)
     # e.g. a DEQ from a recursive model of the same core, or a memory model from one (its memory keeps its seeded
     # initialisation); the start's card is kept under "init_card"
@@ -100,6 +106,7 @@ class LossModule(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
         mask = self.mask_fn(x) if self.mask_fn is not None else None
+        step.extras["targets"] = y  # for losses that need the answer itself (an EBM's contrastive term)
 
         def loss_fn(logits: torch.Tensor) -> torch.Tensor:
             if mask is None:
@@ -137,8 +144,9 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
     if cfg.init_noise > 0:
         shape = (x.shape[0], cfg.width, *x.shape[2:])
         z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
+    extras = {name: getattr(cfg, name) for name in get_family(cfg.family).train_options}
     return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, jac_reg=cfg.jac_reg, settings=settings,
-                     generator=gen)
+                     generator=gen, extras=extras)
 
 
 def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, device, settings=None) -> Summary:
