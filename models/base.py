@@ -118,6 +118,8 @@ class IterativeModel(nn.Module):
     extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
     extra_maps: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.maps it reports (heat maps)
     breadth_series: ClassVar[str | None] = None  # the series that ranks starts in breadth (None: final residual)
+    memory_modes: ClassVar[tuple[str, ...]] = ()  # training-memory modes `memory_loss` runs (python -m ttc memory)
+    memory_caption: ClassVar[str] = ""  # one sentence saying what its memory modes do (the Memory page)
     train_options: ClassVar[tuple[str, ...]] = ()  # TrainConfig fields its training_loss reads from TrainStep.extras
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
@@ -175,8 +177,26 @@ class IterativeModel(nn.Module):
         logits = self(x, step.layers, settings=step.settings)
         return loss_fn(logits), logits
 
+    def memory_loss(self, x: torch.Tensor, loss_fn: LossFn, mode: str, iters: int,
+                    **options: Any) -> tuple[torch.Tensor, dict]:
+        """(loss, {"nfe", "method"}) of one training step in memory mode `mode` (one of memory_modes) with an
+        iteration budget `iters`: what `python -m ttc memory` measures."""
+        raise NotImplementedError(f"{self.family_name} declares no memory modes")
+
+    def perturbed_start(self, final: torch.Tensor, scale: float, rms: float, generator: torch.Generator
+                        ) -> torch.Tensor:
+        """An initial state for path-independence and breadth runs, shaped like a run's final state: Gaussian
+        noise of std `scale` x `rms` (the zero start's final RMS)."""
+        return scale * rms * torch.randn(final.shape, generator=generator)
+
     def _init(self, seed: int) -> None:
         init_weights(self, torch.Generator().manual_seed(seed))
+
+    @property
+    def state_channels(self) -> int:
+        """Channels of the streamed state z (B, C, *spatial): the latent width, or what the family iterates on
+        instead (an energy-based model's relaxed answer y)."""
+        return self.config.width
 
     @property
     def default_iters(self) -> int:

@@ -91,6 +91,9 @@ class DEQModel(IterativeModel):
     has_solver = True
     Settings = DEQSettings
     extra_series = ("solver_residual",)
+    memory_modes = ("unrolled", "implicit", "jfb")
+    memory_caption = ("Unrolled backprop records exactly that many solver steps; implicit and JFB solve up to that "
+                      "many steps without a graph.")
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -193,6 +196,16 @@ class DEQModel(IterativeModel):
         """Logits at the equilibrium, differentiable through the settings' backward mode."""
         z, _, _ = self.equilibrium(x, iters, settings, info)
         return self.readout(z)
+
+    def memory_loss(self, x: torch.Tensor, loss_fn: LossFn, mode: str, iters: int, method: str | None = None,
+                    tol: float | None = None, backward_solver: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """The loss at the equilibrium with backward mode `mode`; unrolled runs exactly `iters` steps (tol 0)."""
+        settings = self.settings.updated(method=method, tol=tol, backward=mode, backward_solver=backward_solver)
+        if mode == "unrolled":
+            settings = settings.updated(tol=0.0)  # exactly `iters` steps on the graph
+        info: dict = {}
+        loss = loss_fn(self(x, iters, settings=settings, info=info))
+        return loss, {"nfe": info["forward"].nfe, "method": info["forward"].extra.get("method")}
 
     def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss at the equilibrium (gradient by the backward mode), plus jac_reg x the Hutchinson estimate of

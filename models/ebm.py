@@ -6,16 +6,20 @@ class otherwise; the prediction is y > 1/2, or the argmax). The energy is a scal
     E(x, y) = sum over positions of  head( block( embed(2y - 1), encoder(x) ) )
 
 with one of the shared cores as `block` (smooth activations, since inference differentiates it), so a larger
-problem simply has more terms. Inference descends it, projected onto the box [0, 1]:
+problem simply has more terms. Inference descends it. The answer must stay in [0, 1]; rather than clip (a clip
+stops the gradient of every saturated cell, so training could not correct a cell that saturated wrongly), descent
+runs in the answer's logits u, y = sigmoid(u) (softmax over the class channel for more classes): mirror descent
+with the entropic mirror map, i.e. gradient descent on E in the geometry that keeps y inside the box:
 
     v_k = momentum * v_{k-1} - step * grad_y E(x, y_{k-1})  (+ noise * sqrt(step) * N(0, 1), seeded)
-    y_k = clip(y_{k-1} + v_k, 0, 1)
+    u_k = u_{k-1} + v_k,   y_k = sigmoid(u_k)
 
-Every iteration is one `IterState`: the prediction of y_k, the per-sample energy E(x, y_k), ||grad_y E|| and the
-residual ||y_k - y_{k-1}|| / sqrt(cells) (the RMS change per cell, comparable across sizes). NFE counts energy-and-
+Every iteration is one `IterState`: z = y_k (the relaxed answer), logits (0, u_k) so the prediction is y_k > 1/2,
+the per-sample energy E(x, y_k) and ||grad_y E|| as series, y_k as the map the inspector shows, and the residual
+||y_k - y_{k-1}|| / sqrt(cells) (the RMS change per cell, comparable across sizes). NFE counts energy-and-
 gradient evaluations: the start's, then one per iteration. A sample whose residual falls below `tol` stops (its y is
-frozen, as a solver's converged samples are); a sample whose energy or state turns NaN/inf is marked diverged and
-frozen at its last finite state, never an exception.
+frozen and costs nothing more, as a solver's converged samples do); a sample whose energy, state or gradient turns
+NaN/inf is marked diverged and frozen at its last finite state, never an exception.
 
 Training (`training_loss`; the recipe of the energy-minimisation literature: IREM, Du et al. 2022; IRED, Du et al.
 2024; Energy-Based Transformers, Gladstone et al. 2025): descend n steps without a graph from the start (n drawn
@@ -40,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from .base import IterativeModel, IterState, LossFn, NoSettings, TrainStep, Widget, tensor_bytes
@@ -106,6 +109,7 @@ class EBMModel(IterativeModel):
     Settings = EBMSettings
     extra_series = ("energy", "grad_norm")
     breadth_series = "energy"
+    extra_maps = ("answer",)  # y itself (B, Y, *spatial) per iteration: the inspector shows it forming
     train_options = ("contrast", "margin", "stationary", "corrupt", "uniform_start")
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
@@ -122,7 +126,8 @@ class EBMModel(IterativeModel):
     @classmethod
     def widgets(cls) -> tuple[Widget, ...]:
         return (
-            Widget("step", "Descent step size", "number", 1.0, lo=0.01, hi=10.0, field="step", help="eta in y <- clip(y - eta grad_y E)"),
+            Widget("step", "Descent step size", "number", 1.0, lo=0.01, hi=10.0, field="step",
+                   help="eta in logit(y) <- logit(y) - eta grad_y E"),
             Widget("momentum", "Momentum", "select", 0.0, choices=(0.0, 0.5, 0.9), lo=0.0, hi=0.99,
                    field="momentum", help="heavy-ball momentum of the descent"),
             Widget("noise", "Noise", "select", 0.0, choices=(0.0, 0.01, 0.05, 0.1), lo=0.0, hi=10.0,
@@ -161,7 +166,13 @@ class EBMModel(IterativeModel):
     def energy_and_grad(self, e: torch.Tensor, y: torch.Tensor, create_graph: bool = False
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """(E (B,), grad_y E (B, Y, *spatial)). create_graph keeps the gradient differentiable (training)."""
-        with torch.enable_grad():
+        # descent needs autograd even when the caller runs in inference mode (a bare loop, a benchmark): the
+        # gradient is taken outside it, on ordinary copies of any inference tensors
+        with torch.inference_mode(False), torch.enable_grad():
+            if e.is_inference():
+                e = e.clone()
+            if y.is_inference():
+                y = y.clone()
             if not create_graph:
                 y = y.detach()
             if not y.requires_grad:
@@ -175,13 +186,6 @@ class EBMModel(IterativeModel):
         if self.answer_channels == 1:
             return targets.unsqueeze(1).float()
         return F.one_hot(targets.long(), self.config.classes).movedim(-1, 1).float()
-
-    def logits_of(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, classes, *spatial): log-probabilities whose softmax is (1 - y, y) (or y normalised)."""
-        y = y.clamp(1e-6, 1 - 1e-6)
-        if self.answer_channels == 1:
-            return torch.cat([torch.log1p(-y), torch.log(y)], dim=1)
-        return torch.log(y)
 
     def to_answer(self, u: torch.Tensor) -> torch.Tensor:
         """y from the descent's coordinates u: sigmoid (two classes) or softmax over the class channel."""
@@ -226,6 +230,31 @@ class EBMModel(IterativeModel):
     def _start(self, e: torch.Tensor, u0: torch.Tensor, create_graph: bool = False) -> Descent:
         return self._eval(e, u0, torch.zeros_like(u0), create_graph)
 
+    def perturbed_start(self, final: torch.Tensor, scale: float, rms: float, generator: torch.Generator
+                        ) -> torch.Tensor:
+        """A random initial answer: y = clip(1/2 + scale (U - 1/2), 0, 1) with U uniform per cell (scale 1:
+        uniform in [0, 1]; larger scales push cells to 0 or 1)."""
+        u = torch.rand(final.shape, generator=generator)
+        return (0.5 + scale * (u - 0.5)).clamp(0, 1)
+
+    @property
+    def state_channels(self) -> int:
+        return self.answer_channels
+
+    def forward(self, x: torch.Tensor, iters: int | None = None, settings: EBMSettings | None = None) -> torch.Tensor:
+        """The logits after `iters` descent steps from the settings' start. With autograd on, differentiable in the
+        weights through every step (create_graph; no tol stop); otherwise the stream's last logits."""
+        iters = self.default_iters if iters is None else iters
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ValueError(f"iters must be a positive integer, got {iters!r}")
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            return super().forward(x, iters, settings)
+        s = self.run_settings(settings)
+        s = s.updated(noise=0.0) if s.noise else s
+        e = self.encoder(x)
+        _, points = self._descend(e, self.initial_coords(e, None, s), s, 0, iters)
+        return self.logits_of(points[-1].u)
+
     # -- the contract -------------------------------------------------------------------------------------------
     def stream(self, x: torch.Tensor, iters: int, z0: torch.Tensor | None = None,
                readout: bool = True, settings: EBMSettings | None = None) -> Iterator[IterState]:
@@ -264,7 +293,7 @@ class EBMModel(IterativeModel):
             gnorm = torch.where(stopped, nan, d.grad.flatten(1).norm(dim=1))
             yield IterState(k=k, z=d.y, logits=self.logits_of(d.u), nfe=nfe, residual=res,
                             converged=conv.clone(), diverged=div.clone(), held_bytes=tensor_bytes(e, d.grad, d.v),
-                            series={"energy": d.energy, "grad_norm": gnorm})
+                            series={"energy": d.energy, "grad_norm": gnorm}, maps={"answer": d.y})
 
     # -- training -----------------------------------------------------------------------------------------------
     def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,21 +307,50 @@ class EBMModel(IterativeModel):
             pick = torch.rand(u0.shape[0], generator=gen, device=u0.device) < opts["uniform_start"]
             noise = self.to_coords(torch.rand(u0.shape, generator=gen, device=u0.device, dtype=u0.dtype))
             u0 = torch.where(pick.view(-1, *([1] * (u0.dim() - 1))), noise, u0)
-        d = self._start(e.detach(), u0)
-        for _ in range(step.n):  # descent so far, without a graph (the progressive loss's prefix)
-            d = self._step(e.detach(), d, s, None)
-        visited = d.y.detach()
-        d = self._start(e, d.u.detach(), create_graph=True)
-        losses = []
-        for _ in range(max(1, step.k)):
-            d = self._step(e, d, s, None, create_graph=True)
-            losses.append(loss_fn(self.logits_of(d.u)))
+        visited, graded = self._descend(e, u0, s, step.n, max(1, step.k))
+        losses = [loss_fn(self.logits_of(d.u)) for d in graded]
         final = losses[-1]
         loss = 0.5 * final + 0.5 * torch.stack(losses).mean()
         targets = step.extras.get("targets")
         if targets is not None:
             loss = loss + self.landscape_loss(e, targets, visited, opts, gen)
-        return loss, self.logits_of(d.u)
+        return loss, self.logits_of(graded[-1].u)
+
+    def _descend(self, e: torch.Tensor, u0: torch.Tensor, s: EBMSettings, free: int, graded: int
+                 ) -> tuple[torch.Tensor, list[Descent]]:
+        """`free` descent steps without a graph, then `graded` with one (create_graph): (the answer after the
+        free steps, detached; the graded points)."""
+        u = u0.detach()
+        if free:
+            d = self._start(e.detach(), u)
+            for _ in range(free):
+                d = self._step(e.detach(), d, s, None)
+            u = d.u.detach()
+        visited = self.to_answer(u)
+        d = self._start(e, u, create_graph=True)
+        out = []
+        for _ in range(graded):
+            d = self._step(e, d, s, None, create_graph=True)
+            out.append(d)
+        return visited, out
+
+    memory_modes = ("unrolled", "last")
+    memory_caption = ("Unrolled trains through every descent step (each a differentiable gradient of the energy, so "
+                      "double backprop); last runs all but the last step without a graph.")
+
+    def memory_loss(self, x: torch.Tensor, loss_fn: LossFn, mode: str, iters: int,
+                    **options: Any) -> tuple[torch.Tensor, dict]:
+        """The loss after `iters` descent steps from y = 1/2: `unrolled` differentiates through all of them (the
+        memory of training through T steps grows with T), `last` through the last one only (constant memory,
+        the EBM's analogue of Jacobian-free backprop)."""
+        if options:
+            raise ValueError(f"an EBM's memory step takes no solver options, got {sorted(options)}")
+        s = self.settings.updated(noise=0.0) if self.settings.noise else self.settings
+        e = self.encoder(x)
+        u0 = self.initial_coords(e, None, EBMSettings())
+        free, graded = (0, iters) if mode == "unrolled" else (iters - 1, 1)
+        _, points = self._descend(e, u0, s, free, graded)
+        return loss_fn(self.logits_of(points[-1].u)), {"nfe": iters + 1 + (mode != "unrolled"), "method": "descent"}
 
     TRAIN_DEFAULTS: dict[str, float] = {"contrast": 0.1, "margin": 1.0, "stationary": 1.0, "corrupt": 0.1,
                                         "uniform_start": 0.25}

@@ -15,6 +15,7 @@ TINY = {
     "prefix_sums-recursive": dict(family="recursive", arch="conv1d", in_channels=1, width=8, depth=1, layers=6),
     "prefix_sums-explicit": dict(family="explicit", arch="conv1d", in_channels=1, width=8, depth=1, layers=5),
     "prefix_sums-deq": dict(family="deq", arch="conv1d", in_channels=1, width=8, depth=1, layers=6, norm=True),
+    "prefix_sums-ebm": dict(family="ebm", arch="conv1d", in_channels=1, width=8, depth=1, layers=6),
     "mazes-recursive": dict(family="recursive", arch="conv2d", in_channels=3, width=8, depth=1, layers=6),
 }
 

@@ -273,3 +273,30 @@ def test_the_export_menu_labels_are_whole_and_the_memory_table_reads_in_mib(ckpt
     assert "saved (MiB)" in cols and "saved_bytes" not in cols
     if not torch.cuda.is_available():
         assert "peak_bytes" not in cols and "peak (MiB)" not in cols
+
+
+def test_an_energy_based_run_shows_its_energy_and_the_answer_forming(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "prefix_sums-ebm", "step": "0.5", "momentum": "0.5", "tol": "0"})
+    figs = charts(at)
+    energy = figs["series-energy"]
+    assert energy["data"][-1]["name"].endswith(": mean") and len(energy["data"][-1]["y"]) == 8
+    assert "series-grad_norm" in figs
+    answer = figs["answer_map"]["data"][0]
+    assert answer["type"] == "heatmap" and len(answer["z"]) == 8 and len(answer["z"][0]) == 16  # iterations x cells
+    assert all(0.0 <= v <= 1.0 for row in answer["z"] for v in row)
+    assert at.query_params["step"] == "0.5" and at.query_params["momentum"] == "0.5"
+    at.slider(key="insp_k").set_value(3).run()
+    shapes = charts(at)["answer_map"]["layout"]["shapes"]
+    assert shapes and shapes[0]["y0"] == 3  # the scrubbed iteration is marked
+
+
+def test_memory_measures_an_energy_based_models_own_modes(ckpt_dir):
+    at = app(SMALL, "views/memory.py")
+    at.selectbox(key="mem_checkpoint_prefix_sums").set_value("prefix_sums-ebm").run()
+    at.multiselect(key="mem_iters").set_value([2, 5]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    fig = charts(at)["mem-saved"]
+    assert [d["name"] for d in fig["data"]] == ["unrolled", "last"]
+    saved = {d["name"]: d["y"] for d in fig["data"]}
+    assert saved["unrolled"][1] > saved["unrolled"][0] and saved["last"][1] == saved["last"][0]
+    assert any("last" in m.value and "unrolled keeps" in m.value for m in at.markdown)

@@ -404,7 +404,9 @@ def test_probe_yields_one_record_per_iteration_with_per_sample_data(family):
         assert r.preds.shape == (5, 7) and r.preds.dtype == torch.uint8
         assert r.accuracy == pytest.approx(r.correct.mean()) and 0.0 <= r.bit_accuracy <= 1.0
         assert r.memory_kind == "cpu_tensor_bytes" and r.memory_bytes > x.nbytes
-    assert recs[0].residuals == pytest.approx(np.ones(5)) and recs[-1].elapsed >= recs[0].elapsed > 0
+    if family != "ebm":  # a first step from zeros changes the state by all of it; an EBM starts at y = 1/2
+        assert recs[0].residuals == pytest.approx(np.ones(5))
+    assert recs[-1].elapsed >= recs[0].elapsed > 0
 
 
 def test_probe_stops_early_once_every_sample_has_converged():

@@ -148,5 +148,10 @@ st.markdown(f"- Breadth: the best of {last['starts']} starts ({last['nfe']} NFE)
             f"{last['breadth_accuracy']:.1%}; one run spending the same NFE reaches {last['depth_accuracy']:.1%}: "
             "breadth "
             f"{verdict} depth here. The oracle (any start right) would reach {last['oracle_accuracy']:.1%}.")
+au = breadth.get("verifier_auroc")
+st.markdown(f"- The verifier ({breadth['verifier']}) separates right from wrong final answers with AUROC "
+            + (f"**{au:.3f}**" if au is not None else "undefined (every final answer right, or every one wrong)")
+            + f" over {breadth.get('verifier_n', 0)} answers ({breadth.get('verifier_right', 0)} right); "
+            "0.5 is chance.")
 st.download_button("Download the analysis (.json)", data=json.dumps(result, indent=1),
                    file_name=f"{stem}.json", mime="application/json", key="analysis_json", on_click="ignore")

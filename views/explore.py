@@ -177,6 +177,13 @@ def inspector(t: Trace, key) -> None:
     with right:
         chart_with_export(plots.confidence_figure(t, problem, k), f"{s.checkpoint}-confidence{problem}",
                           key="confidence")
+    if "answer" in t.maps:  # an energy-based model: the relaxed answer y forming under descent
+        if problem < t.maps_shown:
+            chart_with_export(plots.answer_figure(t, problem, k), f"{s.checkpoint}-answer{problem}",
+                              key="answer_map")
+        else:
+            st.caption(f"The relaxed answer y is kept for the first {t.maps_shown} problem(s) of this run "
+                       "(the bound on a trace's stored maps); choose one of those to see it.")
     if "read" in t.maps and "write" in t.maps:  # a memory model: where each position reads and writes
         if problem < t.maps_shown:
             chart_with_export(plots.memory_access_figure(t, problem, k), f"{s.checkpoint}-memory{problem}-iter{k}",

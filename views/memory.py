@@ -1,19 +1,20 @@
-"""Memory: training memory vs iteration count of a DEQ for unrolled backprop, implicit differentiation
-and Jacobian-free backprop (bytes autograd saves; on CUDA the allocator's peak too), with the ratios."""
+"""Memory: training memory vs iteration count for unrolled backprop against what a family offers instead (a DEQ's
+implicit differentiation and Jacobian-free backprop, an EBM's last-step-only descent): bytes autograd saves, on CUDA
+the allocator's peak too, with the ratios."""
 
 import pandas as pd
 import streamlit as st
 
 from ttc.app import memory_sweep as ms
 from ttc.app import plots
-from ttc.engine.memory import MODES
 from views._common import chart, chart_with_export, entries, settings_sidebar
 
 st.title("Memory")
 s, entry = settings_sidebar(("task", "size", "seed"))
-deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.has_solver]
+deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.memory_modes]
 if not deqs:
-    st.info(f"No DEQ checkpoint for {s.task}: the backward modes compared here are those of deep-equilibrium models.")
+    st.info(f"No DEQ or EBM checkpoint for {s.task}: the training-memory modes compared here are those of "
+            "deep-equilibrium and energy-based models.")
     st.stop()
 
 
@@ -29,21 +30,24 @@ def unrolled_limit(version: str, size: int, batch: int, seed: int, iters: tuple,
 
 names = [e.name for e in deqs]
 c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
-name = c1.selectbox("DEQ checkpoint", names, index=names.index(entry.name) if entry and entry.name in names else 0,
+name = c1.selectbox("Checkpoint (DEQ or EBM)", names,
+                    index=names.index(entry.name) if entry and entry.name in names else 0,
                     key=f"mem_checkpoint_{s.task}")
 ck_entry = next(e for e in deqs if e.name == name)
 iters = sorted(c2.multiselect("Iteration counts", ms.ITERS_OPTIONS, default=ms.DEFAULT_ITERS, key="mem_iters"))
-chosen = c3.multiselect("Backward modes", MODES, default=MODES, key="mem_modes")
-modes = [m for m in MODES if m in chosen]
+own = list(ck_entry.ck.model.memory_modes)
+chosen = c3.multiselect("Modes", own, default=own, key=f"mem_modes_{ck_entry.ck.family}",
+                        help="DEQ: unrolled, implicit, jfb backward; EBM: unrolled through every descent step, or "
+                             "the last step only")
+modes = [m for m in own if m in chosen]
 batch = c4.number_input("Batch", 1, ms.BATCH_MAX, 8, key="mem_batch")
 if not iters or not modes:
-    st.info("Pick at least one iteration count and one backward mode.")
+    st.info("Pick at least one iteration count and one mode.")
     st.stop()
 gpu = "The GPU peak comes from torch.cuda." if s.device == "cuda" else "On a CUDA GPU the allocator's peak shows too."
 st.caption(f"One training step (forward, loss, backward) of {name} on {batch} {s.task} problems of size {s.size} "
-           f"(seed {s.seed}) on {s.device}. Unrolled backprop records exactly that many solver steps; implicit and "
-           "JFB solve up to that many steps without a graph. Saved bytes are the distinct storages autograd keeps "
-           f"for backward, parameters and inputs excluded. {gpu}")
+           f"(seed {s.seed}) on {s.device}. {ck_entry.ck.model.memory_caption} Saved bytes are the distinct storages "
+           f"autograd keeps for backward, parameters and inputs excluded. {gpu}")
 
 args = (ck_entry.version, s.size, batch, s.seed)
 jobs = [(m, k) for m in modes for k in iters]

@@ -1,4 +1,4 @@
-"""The Memory page's sweep: training memory of a DEQ checkpoint per backward mode and iteration count,
+"""The Memory page's sweep: training memory of a DEQ or EBM checkpoint per mode and iteration count,
 one (mode, iters) measurement at a time (so a page can fill its chart progressively), and the
 comparison written out in words. The measurement itself is `ttc.engine.memory.measure_step`."""
 
@@ -10,7 +10,7 @@ import torch
 
 from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
-from ttc.engine.memory import MODES, measure_step, memory_budget, unrolled_bytes_estimate
+from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
 
 ITERS_OPTIONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_ITERS = (5, 10, 20, 50, 100)
@@ -48,12 +48,12 @@ def _mib(b: float) -> str:
 
 def ratio_notes(rows: list[dict], key: str = "saved_bytes") -> list[str]:
     """At every iteration count measured for unrolled and another mode: how many times more the unrolled
-    step keeps than implicit differentiation and Jacobian-free backprop."""
+    step keeps than each other mode measured (a DEQ's implicit and JFB, an EBM's last-step descent)."""
     by = {(r["mode"], r["iters"]): r[key] for r in rows if r.get(key) is not None}
     notes = []
     for k in sorted({it for mode, it in by if mode == "unrolled"}):
         parts = [f"unrolled keeps {_mib(by['unrolled', k])}"]
-        for other in MODES[1:]:
+        for other in dict.fromkeys(m for m, _ in by if m != "unrolled"):
             if (other, k) in by:
                 ratio = by["unrolled", k] / by[other, k] if by[other, k] else float("inf")
                 parts.append(f"{other} {_mib(by[other, k])} ({ratio:,.1f}x less)")

@@ -35,7 +35,8 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 MEMORY_LABELS = {"cuda_allocated": "GPU memory allocated (torch.cuda)",
                  "cpu_tensor_bytes": "tensor bytes held by the run (CPU)"}
 MODE_STYLES = {"unrolled": ("#d62728", "solid", "circle"), "implicit": ("#2ca02c", "dash", "square"),
-               "jfb": ("#1f77b4", "dot", "x")}  # colour, dash, marker: implicit and jfb often coincide
+               "jfb": ("#1f77b4", "dot", "x"), "last": ("#2ca02c", "dash", "diamond")}
+# colour, dash, marker: implicit and jfb often coincide; "last" is an EBM's last-step-only descent
 # inspector cell codes: plain 0/1 bits, then prediction bits right (0/1) and wrong (0/1)
 _BIT_COLORS = ("#f2f2f2", "#595959", "#c7e9c0", "#238b45", "#fcbba1", "#cb181d")
 
@@ -298,7 +299,8 @@ def memory_modes_figure(rows: Sequence[dict], key: str = "saved_bytes") -> go.Fi
     return fig
 
 
-SERIES_LABELS = {"solver_residual": "solver residual", "memory_norm": "mean slot norm ||M_s||",
+SERIES_LABELS = {"energy": "energy E(x, y)", "grad_norm": "||grad_y E||",
+                 "solver_residual": "solver residual", "memory_norm": "mean slot norm ||M_s||",
                  "read_entropy": "read entropy over slots (nats)", "write_entropy": "write entropy over slots (nats)"}
 
 
@@ -341,6 +343,32 @@ def memory_access_figure(t: Trace, problem: int, k: int) -> go.Figure:
     fig.update_xaxes(title_text="position in the string")
     fig.update_layout(title={"text": f"Memory access, problem {problem}", "x": 0.02}, height=300,
                       template="plotly_white", margin={"l": 60, "r": 20, "t": 70, "b": 45})
+    return fig
+
+
+def answer_figure(t: Trace, problem: int, k: int) -> go.Figure:
+    """An energy-based model's relaxed answer y for one problem: on strings, output cell (x) against iteration (y)
+    with iteration k marked, so the values are seen forming; on grids, y at iteration k. The first class channel
+    is shown for two-class tasks (y = probability of a 1), the argmax's probability otherwise."""
+    a = t.maps["answer"][:, problem].astype(np.float32)  # (K, Y, *spatial)
+    a = a[:, 0] if a.shape[1] == 1 else a.max(axis=1)
+    scale = [[0, "#f7fbff"], [0.5, "#6baed6"], [1, "#08306b"]]
+    bar = {"title": {"text": "y"}}
+    if a.ndim == 2:  # strings: (K, L)
+        fig = _base(f"Relaxed answer y of problem {problem}, iteration by iteration", "output cell", "iteration",
+                    height=max(260, min(600, 40 + 4 * a.shape[0])))
+        fig.add_trace(go.Heatmap(z=a.tolist(), x=list(range(a.shape[1])), y=t.k.tolist(), zmin=0, zmax=1,
+                                 colorscale=scale, colorbar=bar,
+                                 hovertemplate="cell %{x}, iteration %{y}: y = %{z:.3f}<extra></extra>"))
+        fig.add_hline(y=k, line_dash="dot", line_color="#d62728", annotation_text=f"iteration {k}",
+                      annotation_position="top right")
+        return fig
+    side = a.shape[-1]
+    fig = _base(f"Relaxed answer y of problem {problem} at iteration {k}", "column", "row",
+                height=max(320, min(900, 14 * side + 80)))
+    fig.add_trace(go.Heatmap(z=a[k - 1].tolist(), zmin=0, zmax=1, colorscale=scale, colorbar=bar,
+                             hovertemplate="row %{y}, column %{x}: y = %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
     return fig
 
 

@@ -146,6 +146,30 @@ def _finite_mean(v: np.ndarray) -> float | None:
     return float(v.mean()) if v.size else None
 
 
+def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of `score` (higher: more likely positive) for the boolean labels `positive`: the
+    probability that a random positive outscores a random negative, ties counting half (Mann-Whitney U). None
+    when one class is empty; non-finite scores rank lowest."""
+    score = np.where(np.isfinite(score), score, -np.inf).astype(np.float64)
+    pos, neg = score[positive], score[~positive]
+    if pos.size == 0 or neg.size == 0:
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    allv = np.concatenate([pos, neg])[order]
+    ranks = np.empty(allv.size)
+    i = 0
+    while i < allv.size:  # average ranks over ties
+        j = i
+        while j + 1 < allv.size and allv[j + 1] == allv[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty(allv.size)
+    r[order] = ranks
+    u = r[:pos.size].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (pos.size * neg.size))
+
+
 def halt_at(run: Run, rule: str, value: float) -> np.ndarray:
     """(B,) 1-based iteration at which each sample halts under the rule (the last iteration when it never does).
     rule: "residual" (relative residual below value; a solver sample that stopped counts as below its tol),
@@ -217,7 +241,7 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
             z0 = torch.roll(zero_final, 1, dims=0)  # each problem starts where another one ended
         else:
             scale = float(name.split("x")[1])
-            z0 = scale * rms * torch.randn(zero_final.shape, generator=gen)
+            z0 = model.perturbed_start(zero_final, scale, rms, gen)
         runs.append(_run(model, task, x, y, iters, name, z0.to(zero_final.dtype), device, settings, {iters},
                          on_iter))
         if on_stage is not None:
@@ -284,8 +308,12 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
                         "oracle_accuracy": float(oracle.mean()), "depth_iters": k + 1,
                         "depth_nfe": int(depth.nfe[k]), "depth_accuracy": float(depth.accuracy[k])})
     verifier = model.breadth_series or "final residual"
+    scores = np.concatenate([r.score() for r in runs])
+    rights = np.concatenate([r.correct[-1] for r in runs])
     out = {"path_independence": pi, "fixed_point_vs_iterate": fp, "halting": halting,
-           "breadth": {"verifier": verifier, "points": breadth}}
+           "breadth": {"verifier": verifier, "points": breadth,
+                       "verifier_auroc": auroc(-scores, rights), "verifier_n": int(rights.size),
+                       "verifier_right": int(rights.sum())}}
     if on_stage is not None:
         on_stage("breadth", out["breadth"])
     return out

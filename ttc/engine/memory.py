@@ -1,4 +1,5 @@
-"""Training memory of a DEQ step, per backward mode and iteration count.
+"""Training memory of one step, per memory mode (a DEQ's backward modes, an EBM's unrolled or last-step descent)
+and iteration count.
 
 One measured step is what training does: forward (encoder, solver, readout), cross-entropy loss,
 backward. Two numbers come back:
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 
 from models import IterativeModel
 
-MODES = ("unrolled", "implicit", "jfb")
+MODES = ("unrolled", "implicit", "jfb")  # a DEQ's (DEQModel.memory_modes); all_modes() has every family's
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -82,26 +83,36 @@ class SavedTensorMeter:
         self._refs.clear()
 
 
+def all_modes() -> tuple[str, ...]:
+    """Every memory mode some registered family declares (DEQ: unrolled, implicit, jfb; EBM: unrolled, last)."""
+    from models import families
+
+    out: list[str] = []
+    for fam in families():
+        out += [m for m in fam.memory_modes if m not in out]
+    return tuple(out)
+
+
 def measure_step(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, mode: str, iters: int,
                  method: str | None = None, tol: float | None = None, backward_solver: dict | None = None) -> dict:
-    """One training step of a solver-based `model` (its family `has_solver`) on encoded inputs x (B, C, *spatial)
-    and targets y (B, *spatial) with backward mode `mode` and an iteration budget `iters`: {mode, iters,
-    saved_bytes, peak_bytes, seconds (forward + backward), nfe (forward solver steps), method}. backward_solver:
-    the implicit mode's own solver arguments (e.g. {"max_iter": 30})."""
-    if mode not in MODES:
-        raise ValueError(f"unknown memory mode {mode!r}; accepted: {', '.join(MODES)}")
-    if not model.has_solver:
-        raise ValueError(f"memory modes need a model whose family has a solver; this one is {model.family_name}")
-    settings = model.settings.updated(method=method, tol=tol, backward=mode,
-                                      backward_solver=backward_solver)
-    if mode == "unrolled":
-        settings = settings.updated(tol=0.0)  # exactly `iters` steps on the graph
+    """One training step of `model` on encoded inputs x (B, C, *spatial) and targets y (B, *spatial) in one of
+    its family's `memory_modes` with an iteration budget `iters`: {mode, iters, saved_bytes, peak_bytes, seconds
+    (forward + backward), nfe (forward evaluations), method}. A DEQ's modes are its backward modes (method, tol,
+    backward_solver: its solver options); an EBM's are unrolled (every descent step on the graph) and last
+    (only the last one)."""
+    if mode not in model.memory_modes:
+        if not model.memory_modes:
+            raise ValueError(f"memory modes need a family that declares them (DEQ, EBM); this one is "
+                             f"{model.family_name}")
+        raise ValueError(f"unknown memory mode {mode!r} for {model.family_name}; accepted: "
+                         f"{', '.join(model.memory_modes)}")
+    options = {k: v for k, v in (("method", method), ("tol", tol), ("backward_solver", backward_solver))
+               if v is not None}
     exclude = [*model.parameters(), *model.buffers(), x, y]
     cuda = x.device.type == "cuda"
     was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
-    info: dict = {}
     try:
         if cuda:
             torch.cuda.synchronize(x.device)
@@ -109,9 +120,7 @@ def measure_step(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, mode: 
             base = torch.cuda.memory_allocated(x.device)
         t0 = time.perf_counter()
         with SavedTensorMeter(exclude) as meter:
-            loss = F.cross_entropy(model(x, iters, settings=settings, info=info), y)
-        nfe = info["forward"].nfe
-        method_used = info["forward"].extra.get("method")
+            loss, info = model.memory_loss(x, lambda logits: F.cross_entropy(logits, y), mode, iters, **options)
         loss.backward()
         if cuda:
             torch.cuda.synchronize(x.device)
@@ -121,12 +130,14 @@ def measure_step(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, mode: 
         model.train(was_training)
         model.zero_grad(set_to_none=True)
     return {"mode": mode, "iters": iters, "saved_bytes": meter.bytes, "peak_bytes": peak, "seconds": seconds,
-            "nfe": nfe, "method": method_used}
+            "nfe": info["nfe"], "method": info.get("method")}
 
 
 def unrolled_bytes_estimate(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, iters: int,
                             method: str | None = None) -> int:
     """Saved bytes an unrolled step at `iters` would take, extrapolated linearly from 8 and 16 steps."""
+    if "unrolled" not in model.memory_modes:
+        return 0
     a = measure_step(model, x, y, "unrolled", 8, method)["saved_bytes"]
     b = measure_step(model, x, y, "unrolled", 16, method)["saved_bytes"]
     return int(b + max(0, b - a) / 8 * max(0, iters - 16))

@@ -31,3 +31,22 @@ def update_card(path: str, rows: list[dict], key: str = "accuracy_table") -> dic
     card[key] = sorted(old + rows, key=lambda r: (r.get("generator") or "", r["size"], r["iters"]))
     save_checkpoint(path, ck.model, ck.task, card)
     return card
+
+
+def write_analysis(path: str, result: dict, command: str) -> dict:
+    """Put a compact analysis (`python -m ttc analyze --write`) into the checkpoint's card under "analysis", one
+    entry per size (a later one at the same size replaces it): breadth accuracy against N starts, the verifier and
+    its AUROC, the AA score and the fixed point against the best iterate."""
+    ck = load_checkpoint(path)
+    card = dict(ck.card)
+    pi, fp, br = result["path_independence"], result["fixed_point_vs_iterate"], result["breadth"]
+    entry = {"command": command, "size": result["size"], "n": result["n"], "iters": result["iters"],
+             "starts": result["starts"], "seed": result["seed"], "aa_score": pi["aa_score"],
+             "fixed_point_accuracy": fp["fixed_point_accuracy"], "best_iterate_accuracy": fp["best_iterate_accuracy"],
+             "verifier": br["verifier"], "verifier_auroc": br["verifier_auroc"],
+             "breadth": [{k: p[k] for k in ("starts", "nfe", "breadth_accuracy", "oracle_accuracy", "depth_accuracy")}
+                         for p in br["points"]]}
+    card["analysis"] = sorted([a for a in card.get("analysis", []) if a.get("size") != entry["size"]] + [entry],
+                              key=lambda a: a["size"])
+    save_checkpoint(path, ck.model, ck.task, card)
+    return card

@@ -10,6 +10,7 @@ shape and say so.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -222,8 +223,8 @@ def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
     model = ck.model.to(dev).eval()
     iters = cfg.overhead_iters
 
-    def bare():
-        with torch.inference_mode():
+    def bare():  # the grad mode probe uses: inference mode unless the family's inference takes gradients
+        with contextlib.nullcontext() if model.needs_grad else torch.inference_mode():
             for _ in model.stream(x, iters):
                 pass
 
@@ -368,6 +369,27 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
                   peak_bytes=saved("peak_bytes"), random_model=case.random, setup=setup),
         ]
     return out
+
+
+def bench_descent_memory(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """Training memory of a family whose memory modes include unrolled but no solver (an EBM): bytes saved when
+    training through all of T descent steps / through the last step only, at T = its training steps."""
+    model = copy.deepcopy(ck.model).to(dev)
+    others = [m for m in model.memory_modes if m != "unrolled"]
+    size = min(training_size(ck), 32)
+    k = ck.config.layers
+    ratios, rows = [], []
+    for r in range(cfg.memory_repeats):
+        *_, x, y = _batch(ck.task, size, cfg.memory_batch, SEED + r, dev)
+        un, other = measure_step(model, x, y, "unrolled", k), measure_step(model, x, y, others[0], k)
+        rows.append({"unrolled": un["saved_bytes"], others[0]: other["saved_bytes"]})
+        if other["saved_bytes"]:
+            ratios.append(un["saved_bytes"] / other["saved_bytes"])
+    return entry("memory", f"unrolled vs {others[0]} at {k} steps: {ck.name}",
+                 f"bytes saved for backward by training through all {k} steps / through the {others[0]} mode "
+                 f"at {k}", ratios, aim=">= 5", saved_bytes=rows[0],
+                 setup={"checkpoint": ck.name, "task": ck.task, "size": size, "batch": cfg.memory_batch,
+                        "iters": k, "device": dev.type})
 
 
 def _probe_run(model, task_name: str, size: int, n: int, iters: int, dev: torch.device,
@@ -546,6 +568,11 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
             step(f"torchdeq {case.name}", lambda case=case: bench_torchdeq(case, cfg, dev))
         if "memory" in groups:
             step(f"memory {case.name}", lambda case=case: bench_memory(case, cfg, dev))
+    if "memory" in groups:  # families with memory modes but no solver (EBMs): unrolled vs their cheaper mode
+        descent = [ck for ck in by_family if "unrolled" in ck.model.memory_modes and not ck.model.has_solver
+                   and len(ck.model.memory_modes) > 1]
+        for ck in _limit(descent, cfg):
+            step(f"memory {ck.name}", lambda ck=ck: bench_descent_memory(ck, cfg, dev))
     if "throughput" in groups:
         for ck in _limit(by_family, cfg):
             step(f"throughput {ck.name}", lambda ck=ck: bench_throughput(ck, cfg, dev))

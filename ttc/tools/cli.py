@@ -24,7 +24,7 @@ from tasks.io import MAX_NPZ_BYTES
 from ttc.engine.checkpoint import CheckpointError, checkpoint_task, load_checkpoint
 from ttc.engine.evaluate import evaluate
 from ttc.engine.limits import MAX_COST, check_cost, check_train, check_train_cost, run_cost
-from ttc.engine.memory import MODES as MEMORY_MODES
+from ttc.engine.memory import all_modes as memory_modes
 from ttc.engine.probe import MAX_ITERS
 from ttc.engine.runtime import PluginError, set_threads
 
@@ -350,17 +350,20 @@ def _int_list(name: str, lo: int, hi: int) -> Callable[[str], list[int]]:
 
 def add_memory(sub) -> None:
     p = sub.add_parser(
-        "memory", help="training memory of a DEQ per backward mode and iteration count",
-        description="Bytes autograd saves for backward in one training step (forward, loss, backward) of a DEQ "
-                    "checkpoint, for unrolled backprop (exactly --iters solver steps on the graph), implicit "
+        "memory", help="training memory of a DEQ or EBM per mode and iteration count",
+        description="Bytes autograd saves for backward in one training step (forward, loss, backward). A DEQ "
+                    "checkpoint: unrolled backprop (exactly --iters solver steps on the graph), implicit "
                     "differentiation and Jacobian-free backprop (forward solve of up to --iters steps without a "
-                    "graph); on CUDA also the peak allocated above the baseline.")
-    p.add_argument("--checkpoint", required=True, help="a DEQ .safetensors checkpoint")
+                    "graph). An EBM checkpoint: unrolled (training through all --iters descent steps, each a "
+                    "differentiable gradient of the energy) and last (only the last step on the graph). On CUDA "
+                    "also the peak allocated above the baseline.")
+    p.add_argument("--checkpoint", required=True, help="a DEQ or EBM .safetensors checkpoint")
     p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
     p.add_argument("--iters", type=_int_list("--iters", 1, MAX_ITERS), default=[10, 100, 1000],
                    help=f"comma-separated iteration budgets, each 1..{MAX_ITERS} (default 10,100,1000)")
-    p.add_argument("--modes", type=_csv_choices("--modes", MEMORY_MODES), default=["unrolled", "implicit", "jfb"],
-                   help="comma-separated subset of unrolled,implicit,jfb (default all)")
+    p.add_argument("--modes", type=_csv_choices("--modes", memory_modes()), default=None,
+                   help="comma-separated modes: a DEQ's unrolled,implicit,jfb or an EBM's unrolled,last (default: all "
+                        "of the checkpoint's family)")
     p.add_argument("--batch", type=_int_in("--batch", 1, 1024), default=8, help="problems in the step, 1..1024")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
     p.add_argument("--solver", choices=list(SOLVERS), default=None, help="DEQ solver (default: the model's)")
@@ -376,9 +379,16 @@ def cmd_memory(a) -> int:
     from ttc.engine.probe import resolve_device
 
     ck = load_checkpoint(a.checkpoint)
-    if not ck.model.has_solver:
-        raise UsageError(f"memory modes apply to checkpoints whose family has a solver (DEQ checkpoints only, of the "
-                         f"shipped ones); this one is {ck.family}")
+    own = ck.model.memory_modes
+    if not own:
+        raise UsageError(f"memory modes apply to checkpoints whose family declares them (DEQ and EBM checkpoints, "
+                         f"of the shipped ones); this one is {ck.family}")
+    a.modes = a.modes or list(own)
+    bad = [m for m in a.modes if m not in own]
+    if bad:
+        raise UsageError(f"--modes {','.join(bad)} do not apply to {ck.family} checkpoints; theirs: {','.join(own)}")
+    if not ck.model.has_solver and (a.solver is not None or a.tol is not None):
+        raise UsageError(f"--solver and --tol apply to solver families; {ck.family} has none")
     set_threads(a.threads)
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
@@ -404,7 +414,7 @@ def cmd_memory(a) -> int:
         print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
                           for r in rows]))
     else:
-        print(f"{ck.name}: {task.name} size {size}, batch {a.batch}, solver {rows[0]['method']} on {a.device}")
+        print(f"{ck.name}: {task.name} size {size}, batch {a.batch}, {rows[0]['method']} on {a.device}")
         for r in rows:
             peak = "" if r["peak_bytes"] is None else f", peak {r['peak_bytes'] / 2**20:.2f} MiB"
             print(f"  {r['mode']:>8} {r['iters']:>5} iters: saved {r['saved_bytes'] / 2**20:.2f} MiB{peak}, "
@@ -471,7 +481,8 @@ def add_analyze(sub) -> None:
                     "final-state distances, the asymptotic-alignment score of Anil et al. 2022), "
                     "fixed_point_vs_iterate (the run of starts x iters iterations from zeros against its best "
                     "iterate), halting (per-sample stopping rules: accuracy against mean iterations and NFE) and "
-                    "breadth (best of N starts by final residual against one run with the same NFE). Runs "
+                    "breadth (best of N starts by final residual, or by an EBM's energy, against one run with the "
+                    "same NFE; the verifier's AUROC separating right from wrong final answers). Runs "
                     f"(2 x starts - 1) x iters iterations in all; the cost cap ({MAX_COST:.0e}) applies to that total.")
     p.add_argument("--checkpoint", required=True, help="a looped (not fixed-depth) .safetensors checkpoint")
     p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
@@ -482,6 +493,9 @@ def add_analyze(sub) -> None:
                         "then larger noise")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0, help="problems and noise starts")
+    p.add_argument("--write", action="store_true",
+                   help="also put a compact result (breadth against N, the verifier's AUROC, AA score, fixed point) "
+                        "into the checkpoint's card under \"analysis\"")
     add_settings_args(p)
     add_run_options(p, "print the JSON object (default: a short summary)", cmd_analyze)
 
@@ -507,6 +521,10 @@ def cmd_analyze(a) -> int:
                       settings=settings, on_iter=bar.update)
     result = {"checkpoint": ck.name, "task": task.name, "family": ck.family, "size": size, "n": int(len(x)),
               "iters": a.iters, "starts": a.starts, "seed": a.seed, **out}
+    if a.write:
+        from ttc.engine.zoo import write_analysis
+
+        write_analysis(a.checkpoint, result, "python -m ttc " + " ".join(shlex.quote(v) for v in sys.argv[1:]))
     if a.json:
         print(json.dumps(result))
         return 0
@@ -522,6 +540,12 @@ def cmd_analyze(a) -> int:
     last = br[-1]
     print(f"breadth {last['starts']} starts ({last['nfe']} NFE): {last['breadth_accuracy']:.3f}; depth at the same "
           f"NFE: {last['depth_accuracy']:.3f}")
+    print("breadth accuracy against N starts (best by " + out["breadth"]["verifier"] + "): "
+          + ", ".join(f"{p['starts']}: {p['breadth_accuracy']:.3f}" for p in br))
+    au = out["breadth"]["verifier_auroc"]
+    print(f"{out['breadth']['verifier']} as a verifier: AUROC "
+          + (f"{au:.3f}" if au is not None else "undefined (every final answer right, or every one wrong)")
+          + f" over {out['breadth']['verifier_n']} final answers ({out['breadth']['verifier_right']} right)")
     return 0
 
 

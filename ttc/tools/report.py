@@ -324,6 +324,11 @@ def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple
 
 # --- the report ----------------------------------------------------------------------------------------------
 
+def _auroc(row: dict) -> str:
+    au = row.get("verifier_auroc")
+    return f"{au:.2f} ({row.get('verifier', 'residual')})" if au is not None else "n/a"
+
+
 def _looped(ck: Checkpoint) -> bool:
     return not ck.model.fixed_depth
 
@@ -423,6 +428,7 @@ def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig
             "best_iterate_beats_fixed_point": fp["best_iterate_beats_fixed_point"],
             "settled_fraction": fp["settled_fraction"],
             "halting": best_halting(out), "breadth": br[-1], "accuracy_4x": four_x.get(ck.name),
+            "verifier": out["breadth"]["verifier"], "verifier_auroc": out["breadth"]["verifier_auroc"],
             "seconds": round(time.perf_counter() - t0, 1),
         })
     pairs = [(r["aa_score"], r["accuracy_4x"]) for r in rows if r["accuracy_4x"] is not None
@@ -546,6 +552,40 @@ def _mib(b: float) -> str:
     return f"{b / 2**20:.2f} MiB"
 
 
+def longer_verdict(accuracy: list[float], trained_at: int) -> tuple[float | None, str]:
+    """(accuracy at the training iteration count, where thinking longer helps or stops) for one looped curve."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    at_train = float(acc[min(trained_at, len(acc)) - 1]) if len(acc) else None
+    best = float(acc.max())
+    near = int(np.argmax(acc >= best - 0.01)) + 1
+    if best <= 0:
+        return at_train, "solves none within the budget"
+    if best - float(acc[-1]) > 0.01:
+        return at_train, f"helps up to {near} iterations, then falls to {_pct(float(acc[-1]))} (overthinking)"
+    if near > trained_at and best - (at_train or 0.0) > 0.01:
+        return at_train, f"helps: from {_pct(at_train)} at {trained_at} to {_pct(best)} by {near}, then holds"
+    return at_train, f"stops paying at {near} iterations (within a point of the best) and holds"
+
+
+def longer_lines(t: dict) -> list[str]:
+    """Per looped checkpoint and size: does running longer than the training iterations help, and where it stops."""
+    trained = {m["checkpoint"]: m["train_iters"] for m in t["models"]}
+    rows = [c for c in t["curves"] if not c.get("fixed_depth") and c["accuracy"]]
+    if not rows:
+        return []
+    out = ["Thinking longer than trained (a DEQ's solver steps, an EBM's descent steps, a loop's iterations): "
+           "accuracy at the training iteration count against the best and the end of the budget.", "",
+           "| checkpoint | size | trained at | accuracy there | best (within 1 pt at) | end of budget | longer |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for c in rows:
+        k = trained.get(c["checkpoint"], 1)
+        at, verdict = longer_verdict(c["accuracy"], k)
+        out.append(f"| {c['checkpoint']} | {c['size']} | {k} | {_pct(at) if at is not None else 'n/a'} | "
+                   f"{_pct(c['best_accuracy'])} ({c['near_best_iter']}) | {_pct(c['final_accuracy'])} "
+                   f"({len(c['accuracy'])}) | {verdict} |")
+    return out + [""]
+
+
 def summary_markdown(res: dict) -> str:
     """summary.md: how it was made, then per task the tables and figures, then memory."""
     m = res["machine"]
@@ -610,6 +650,7 @@ def summary_markdown(res: dict) -> str:
             lines.append(f"- {note}")
         lines += img(f"{task}-accuracy")
         lines += img(f"{task}-residual")
+        lines += longer_lines(t)
         if t["scaling"]:
             lines += ["Iterations to reach the best accuracy (first iteration within one percentage point of it) "
                       "as the problem grows; the exponent is the slope of log(iterations) on log(size) over the "
@@ -631,10 +672,11 @@ def summary_markdown(res: dict) -> str:
                   "states from different initial states; Anil et al. 2022). Fixed point: accuracy after starts x "
                   "iterations from zeros, against the best iterate of that run. Halting: the rule that saves the "
                   "most compute while staying within a point of the best iterate. Breadth: best of all starts by "
-                  "final residual, against one run with the same NFE.", "",
+                  "final residual (an EBM: final energy), against one run with the same NFE; the verifier's AUROC "
+                  "separating right from wrong final answers (n/a when all are right or all wrong).", "",
                   "| checkpoint | n | AA | largest distance | fixed point (iters) | best iterate (at) | best beats end "
-                  "| halting: rule, NFE, saved | breadth vs depth | 4x size best |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+                  "| halting: rule, NFE, saved | breadth vs depth | verifier AUROC | 4x size best |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |"]
         for r in an["rows"]:
             h = r["halting"]
             halt = f"{h['rule']} {h['value']:g}, {h['mean_nfe']:.1f}, {_pct(h['compute_saved'])}" if h else "none"
@@ -644,7 +686,8 @@ def summary_markdown(res: dict) -> str:
                          f"{_pct(r['fixed_point_accuracy'])} ({r['fixed_point_iters']}) | "
                          f"{_pct(r['best_iterate_accuracy'])} ({r['best_iter']}) | "
                          f"{_pct(r['best_iterate_beats_fixed_point'])} | {halt} | "
-                         f"{_pct(b['breadth_accuracy'])} vs {_pct(b['depth_accuracy'])} ({b['nfe']} NFE) | {four} |")
+                         f"{_pct(b['breadth_accuracy'])} vs {_pct(b['depth_accuracy'])} ({b['nfe']} NFE) | "
+                         f"{_auroc(r)} | {four} |")
         lines += ["", f"Rank correlation (Spearman) of the AA score with the best accuracy at 4x the training size, "
                   f"over {an['points']} checkpoints: " + (f"{rho:.2f}." if rho is not None else
                                                           "not defined (fewer than 3 points or a constant side)."), ""]
