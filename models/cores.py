@@ -58,10 +58,13 @@ class TransformerBlock(nn.Module):
     depthwise causal convolution before attention gives it the relative order of neighbours.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, twice_differentiable: bool = False):
         super().__init__()
         w = cfg.width
         self.heads = cfg.heads
+        # torch's fused attention has no double backward on the CPU; a family that differentiates the block's
+        # gradient (an energy-based model in training) gets the same attention written out
+        self.twice_differentiable = twice_differentiable
         self.local = nn.Conv1d(w, w, cfg.kernel, groups=w, padding=cfg.kernel - 1)
         self.ln1 = nn.LayerNorm(w)
         self.qkv = nn.Linear(w, 3 * w)
@@ -79,7 +82,12 @@ class TransformerBlock(nn.Module):
         B, _, W = h.shape
         q, k, v = self.qkv(self.ln1(h)).split(W, dim=-1)
         q, k, v = (t.view(B, L, self.heads, W // self.heads).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, L, W/heads)
+        if self.twice_differentiable:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            causal = torch.ones(L, L, dtype=torch.bool, device=z.device).tril()
+            a = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, L, W/heads)
         h = h + self.proj(a.transpose(1, 2).reshape(B, L, W))
         h = h + self.mlp(self.ln2(h))
         return self.ln_out(h).transpose(1, 2)  # (B, W, L)
@@ -89,7 +97,7 @@ def make_block(cfg: ModelConfig, smooth: bool = False) -> nn.Module:
     """The arch's block; smooth: twice-differentiable activations throughout (the transformer's GELU already is;
     convolutions switch ReLU for SiLU), for families that take gradients of the block at inference."""
     if cfg.arch == "transformer":
-        return TransformerBlock(cfg)
+        return TransformerBlock(cfg, twice_differentiable=smooth)
     return ConvBlock(cfg, dims=1 if cfg.arch == "conv1d" else 2, act=F.silu if smooth else F.relu)
 
 

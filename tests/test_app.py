@@ -179,7 +179,7 @@ def test_compare_runs_every_checkpoint_and_fills_the_heat_map(ckpt_dir):
     at = app(SMALL, "views/compare.py")
     figs = charts(at)
     names = {d["name"] for d in figs["cmp-it"]["data"] if "interval" not in d["name"]}
-    assert names == {"prefix_sums-recursive", "prefix_sums-explicit", "prefix_sums-deq"}
+    assert names == {"prefix_sums-recursive", "prefix_sums-explicit", "prefix_sums-deq", "prefix_sums-ebm"}
     assert {d["name"] for d in figs["cmp-time"]["data"] if "interval" not in d["name"]} == names
     assert {d["name"] for d in figs["cmp-it"]["data"] if d["name"].endswith("95% interval (n=12)")} == {
         f"{n}: 95% interval (n=12)" for n in names}  # every curve has its band

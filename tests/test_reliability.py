@@ -323,7 +323,7 @@ def test_memory_and_eval_arguments_are_refused_in_one_line(cli, make_checkpoint)
         (("memory", "--checkpoint", deq, "--size", 8, "--batch", 0), "--batch must be in 1..1024"),
         (("memory", "--checkpoint", deq, "--size", 8, "--tol", 1), "--tol must be in (0, 1)"),
         (("memory", "--checkpoint", deq, "--size", 8, "--device", "tpu"), "invalid choice"),
-        (("memory", "--checkpoint", rec, "--size", 8), "DEQ checkpoints only"),
+        (("memory", "--checkpoint", rec, "--size", 8), "DEQ and EBM checkpoints"),
         (("memory", "--checkpoint", deq, "--size", 99999), "size 99999 out of range"),
         (("eval", "--checkpoint", rec, "--size", 8, "--iters", 2, "--batch", 0), "--batch must be in"),
         (("eval", "--checkpoint", rec, "--size", 8, "--iters", 2, "--seed", -1), "--seed must be in"),
@@ -406,7 +406,12 @@ JUNK = {
     "solver": "__import__('os')",
     "tol": "-inf",
     "damping": "NaN",
+    "step": "1e999",
+    "momentum": "-1",
+    "noise": "None",
 }
+TINY_EBM = dict(family="ebm", arch="conv1d", in_channels=1, width=8, depth=1, layers=6)
+EBM_KEYS = ("step", "momentum", "noise")  # an EBM's own widgets (tol is shared with the DEQ's)
 
 
 @pytest.mark.parametrize("page", ["views/explore.py", "views/compare.py", "views/memory.py"])
@@ -426,8 +431,11 @@ def test_junk_query_values_each_fall_back_with_a_warning():
             ck=Checkpoint(model=scaled(TINY_DEQ, 1.0), task="prefix_sums", config=ModelConfig(**TINY_DEQ)),
         )
     ]
+    entries.append(Entry(name="e", source="file", version="1",
+                         ck=Checkpoint(model=build_model(ModelConfig(**TINY_EBM)), task="prefix_sums",
+                                       config=ModelConfig(**TINY_EBM))))
     for key, value in JUNK.items():
-        raw = {"checkpoint": "d", "solver": "fixed_point", key: value}
+        raw = {"checkpoint": "e" if key in EBM_KEYS else "d", "solver": "fixed_point", key: value}
         s, warns = sanitize(raw, entries)
         assert isinstance(s, RunSettings)
         assert any(w.startswith(f"{key} ") for w in warns), (key, warns)

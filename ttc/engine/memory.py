@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -43,36 +44,43 @@ def _storage_bytes(t: torch.Tensor) -> int:
 
 
 class SavedTensorMeter:
-    """Context manager: bytes of the distinct storages autograd saves while it is active.
+    """Context manager: bytes of the distinct storages autograd saved while it was active and still holds for
+    backward when it exits.
 
-    `exclude` lists tensors whose storages do not count (parameters, inputs). Saved tensors are
-    referenced until the context exits, so a freed storage's address is never counted twice.
+    `exclude` lists tensors whose storages do not count (parameters, inputs). A graph built and freed inside the
+    context does not count: an energy-based model's descent takes a gradient at every step, and the steps run
+    without a graph record one for that gradient and free it at once; only what the final backward needs is
+    training memory. The count is taken at exit, while the caller still holds the loss.
     """
 
     def __init__(self, exclude: Iterable[torch.Tensor] = ()):
         self._excluded = {_storage_key(t) for t in exclude}
-        self._seen: dict[tuple, int] = {}
-        self._refs: list[torch.Tensor] = []
+        self._seen: dict[tuple, tuple[weakref.ref, int]] = {}
+        self._final: tuple[int, int] | None = None
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         key = _storage_key(t)
-        if key not in self._excluded and key not in self._seen:
-            self._seen[key] = _storage_bytes(t)
-            self._refs.append(t)
+        if key not in self._excluded:
+            old = self._seen.get(key)
+            if old is None or old[0]() is None:  # new, or the address of a storage freed since
+                self._seen[key] = (weakref.ref(t), _storage_bytes(t))
         return t
 
     @staticmethod
     def _unpack(t: torch.Tensor) -> torch.Tensor:
         return t
 
+    def _alive(self) -> list[int]:
+        return [b for ref, b in self._seen.values() if ref() is not None]
+
     @property
     def bytes(self) -> int:
-        return sum(self._seen.values())
+        return self._final[0] if self._final is not None else sum(self._alive())
 
     @property
     def count(self) -> int:
-        return len(self._seen)
+        return self._final[1] if self._final is not None else len(self._alive())
 
     def __enter__(self) -> SavedTensorMeter:
         self._hooks.__enter__()
@@ -80,7 +88,9 @@ class SavedTensorMeter:
 
     def __exit__(self, *exc) -> None:
         self._hooks.__exit__(*exc)
-        self._refs.clear()
+        alive = self._alive()
+        self._final = (sum(alive), len(alive))
+        self._seen.clear()
 
 
 def all_modes() -> tuple[str, ...]:

@@ -144,7 +144,8 @@ def add_settings_args(p) -> None:
     """--solver/--tol (families with a solver) and --option KEY=VALUE (any field of the family's run settings)."""
     p.add_argument("--solver", choices=list(SOLVERS), default=None,
                    help="solver of a family that has one, e.g. DEQ (default: the checkpoint's)")
-    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None, help="solver tolerance (DEQ)")
+    p.add_argument("--tol", type=_float_in("--tol", 0, 1), default=None,
+                   help="solver tolerance (DEQ); the RMS change per cell at which descent stops (EBM)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a run setting of the checkpoint's family (repeatable), e.g. --option method=broyden")
 
