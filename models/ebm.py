@@ -99,7 +99,7 @@ class Descent:
 
 @register_family("ebm")
 class EBMModel(IterativeModel):
-    """E(x, y) from a smooth core over (encoder(x), embed(y)); the stream is projected gradient descent on y.
+    """E(x, y) from a smooth core over (encoder(x), embed(y)); the stream is (mirror) gradient descent on y.
     `config.layers` is the descent-step count it trained at; any budget can be asked for."""
 
     label = "energy-based (gradient descent on a learned energy)"
