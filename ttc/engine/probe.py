@@ -137,8 +137,12 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         for st in model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings):
             z, logits = st.z, st.logits
             own = st.residual is not None
-            probs = torch.softmax(logits.float(), dim=1)
-            conf, pred = probs.max(dim=1)  # (B, *spatial)
+            if logits.shape[1] == 2:  # two classes: the sign of the logit difference and sigmoid(|difference|)
+                d = (logits[:, 1] - logits[:, 0]).float()
+                pred = d > 0  # ties go to class 0, as argmax does
+                conf = torch.sigmoid(d.abs())  # (B, *spatial), the predicted class's probability
+            else:
+                conf, pred = torch.softmax(logits.float(), dim=1).max(dim=1)  # (B, *spatial)
             if mask is not None:
                 pred = pred * mask
             right = pred == y
@@ -167,14 +171,16 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 finite = h["finite"] if cuda else zn_np < np.inf  # a norm is >= 0 or NaN: below inf means finite
                 if not cuda and not finite.all():
                     finite = _finite_rows(z, zn).numpy()
-                with np.errstate(invalid="ignore", divide="ignore"):
+                if finite.all() and np.isfinite(h["num"]).all():  # the common case needs no error state
                     raw = h["num"] / (zn_np + np.float32(1e-12))
+                else:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        raw = h["num"] / (zn_np + np.float32(1e-12))
                 div = div | ~finite
                 conv = conv & ~div  # one that blows up after it converged counts as diverged, never as both
                 running = ~(conv | div)
                 res_np = np.where(running, raw, np.float32(np.nan)).astype(np.float32, copy=False)
-                with np.errstate(invalid="ignore"):
-                    conv = conv | (running & (res_np < tol))
+                conv = conv | (running & (res_np < tol))  # NaN compares False, without a warning
             correct = h["correct"]
             series = None
             if st.series:
