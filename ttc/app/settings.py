@@ -136,7 +136,8 @@ def _int_field(raw: Mapping, key: str, lo: int, hi: int, default: int, warn: lis
 
 def widget_value(w: Widget, raw: object, default: object, warn: list[str]) -> object:
     """A family widget's value from a link or a widget: a select's value must be one of its choices (numbers
-    snap to the nearest choice), a number is clamped into lo..hi; otherwise the default, with a warning."""
+    snap to the nearest choice; a choice itself is always accepted, a bound included), a number is clamped into
+    lo..hi; otherwise the default, with a warning."""
     if raw in (None, ""):
         return default
     if w.kind == "select" and all(isinstance(c, str) for c in w.choices):
@@ -147,7 +148,8 @@ def widget_value(w: Widget, raw: object, default: object, warn: list[str]) -> ob
     v = _to_float(raw)
     if w.kind == "select":
         pos = all(c > 0 for c in w.choices)
-        if v is None or not w.lo < v < w.hi or (pos and v <= 0):
+        offered = v is not None and any(math.isclose(v, c, abs_tol=1e-12) for c in w.choices)  # e.g. a choice of 0
+        if v is None or not offered and (not w.lo < v < w.hi or (pos and v <= 0)):
             warn.append(f"{w.key} {_short(raw)} must be a number in ({w.lo:g}, {w.hi:g}); using {default:g}")
             return default
         near = min(w.choices, key=lambda c: abs(math.log10(c) - math.log10(v)) if pos else abs(c - v))
