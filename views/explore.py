@@ -177,20 +177,18 @@ def inspector(t: Trace, key) -> None:
     with right:
         chart_with_export(plots.confidence_figure(t, problem, k), f"{s.checkpoint}-confidence{problem}",
                           key="confidence")
+    family_maps = []  # (figure, file stem, element key, what it shows) for the family's per-iteration maps
     if "answer" in t.maps:  # an energy-based model: the relaxed answer y forming under descent
-        if problem < t.maps_shown:
-            chart_with_export(plots.answer_figure(t, problem, k), f"{s.checkpoint}-answer{problem}",
-                              key="answer_map")
-        else:
-            st.caption(f"The relaxed answer y is kept for the first {t.maps_shown} problem(s) of this run "
-                       "(the bound on a trace's stored maps); choose one of those to see it.")
+        family_maps.append((plots.answer_figure, f"answer{problem}", "answer_map", "The relaxed answer y"))
     if "read" in t.maps and "write" in t.maps:  # a memory model: where each position reads and writes
+        family_maps.append((plots.memory_access_figure, f"memory{problem}-iter{k}", "memory_access",
+                            "Memory read/write weights"))
+    for figure, stem, fig_key, what in family_maps:
         if problem < t.maps_shown:
-            chart_with_export(plots.memory_access_figure(t, problem, k), f"{s.checkpoint}-memory{problem}-iter{k}",
-                              key="memory_access")
+            chart_with_export(figure(t, problem, k), f"{s.checkpoint}-{stem}", key=fig_key)
         else:
-            st.caption(f"Memory read/write weights are kept for the first {t.maps_shown} problem(s) of this run "
-                       "(the bound on a trace's stored maps); choose one of those to see them.")
+            st.caption(f"{what}: kept for the first {t.maps_shown} problem(s) of this run (the bound on a trace's "
+                       "stored maps); choose one of those to see it.")
 
 
 key = (s, entry.version)
