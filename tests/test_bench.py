@@ -246,3 +246,19 @@ def test_report_budgets_follow_the_growth_seen_so_far(make_checkpoint):
     assert report.looped_budget(ck, 38, [(9, 14), (19, 70)], cfg) == 3 * 70 * 4
     assert report.growth([(32, 10), (64, 10)]) == 1.0  # flat: still budget at least linearly
     assert report.looped_budget(ck, 4096, [(32, 10)], cfg) == cfg.iter_cap
+
+
+def test_the_report_says_where_thinking_longer_helps_and_where_it_stops():
+    # accuracy at the training iterations (3), the best within a point, and the end of the run decide the verdict
+    helps = report.longer_verdict([0.0, 0.1, 0.2, 0.5, 0.9, 0.95, 0.95], trained_at=3)
+    assert helps[0] == pytest.approx(0.2) and helps[1].startswith("helps: from 20.0% at 3 to 95.0% by 6")
+    stops = report.longer_verdict([0.5, 1.0, 1.0, 1.0, 1.0], trained_at=3)
+    assert stops[1].startswith("stops paying at 2 iterations")
+    falls = report.longer_verdict([0.2, 0.9, 1.0, 0.8, 0.7], trained_at=3)
+    assert "overthinking" in falls[1] and "70.0%" in falls[1]
+    assert report.longer_verdict([0.0, 0.0], trained_at=3)[1] == "solves none within the budget"
+    assert report.longer_verdict([0.0, 0.01], trained_at=1)[1].startswith("solves almost none")
+    rows = report.longer_lines({"models": [{"checkpoint": "c", "train_iters": 3}],
+                                "curves": [{"checkpoint": "c", "size": 8, "accuracy": [0.0, 0.5, 0.5, 1.0],
+                                            "best_accuracy": 1.0, "near_best_iter": 4, "final_accuracy": 1.0}]})
+    assert any(r.startswith("| c | 8 | 3 | 50.0% | 100.0% (4) | 100.0% (4) | helps") for r in rows)

@@ -560,6 +560,8 @@ def longer_verdict(accuracy: list[float], trained_at: int) -> tuple[float | None
     near = int(np.argmax(acc >= best - 0.01)) + 1
     if best <= 0:
         return at_train, "solves none within the budget"
+    if best < 0.05:
+        return at_train, f"solves almost none (best {_pct(best)})"
     if best - float(acc[-1]) > 0.01:
         return at_train, f"helps up to {near} iterations, then falls to {_pct(float(acc[-1]))} (overthinking)"
     if near > trained_at and best - (at_train or 0.0) > 0.01:
@@ -574,8 +576,9 @@ def longer_lines(t: dict) -> list[str]:
     if not rows:
         return []
     out = ["Thinking longer than trained (a DEQ's solver steps, an EBM's descent steps, a loop's iterations): "
-           "accuracy at the training iteration count against the best and the end of the budget.", "",
-           "| checkpoint | size | trained at | accuracy there | best (within 1 pt at) | end of budget | longer |",
+           "accuracy at the training iteration count against the best and the end of the run (its last iteration: "
+           "the budget, or earlier where every state stopped changing or every problem stayed solved).", "",
+           "| checkpoint | size | trained at | accuracy there | best (within 1 pt at) | end of run (at) | longer |",
            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for c in rows:
         k = trained.get(c["checkpoint"], 1)
