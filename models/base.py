@@ -208,10 +208,15 @@ class IterativeModel(nn.Module):
         """One IterState per iteration 1..iters (x: (B, C_in, *spatial)); settings: the family's Settings."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, iters: int | None = None, settings=None) -> torch.Tensor:
+    def checked_iters(self, iters: int | None) -> int:
+        """The iteration count a forward call asked for (None: the model's own), refused unless a positive int."""
         iters = self.default_iters if iters is None else iters
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
             raise ValueError(f"iters must be a positive integer, got {iters!r}")
+        return iters
+
+    def forward(self, x: torch.Tensor, iters: int | None = None, settings=None) -> torch.Tensor:
+        iters = self.checked_iters(iters)
         state = None
         for state in self.stream(x, iters, settings=settings):  # noqa: B007 (the last state is the answer)
             pass

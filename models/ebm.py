@@ -85,6 +85,11 @@ class EBMSettings(NoSettings):
             raise ConfigError(f"EBM seed must be a non-negative integer, got {self.seed!r}")
 
 
+def _noiseless(s: EBMSettings) -> EBMSettings:
+    """The settings without noise: training and memory measurements descend deterministically."""
+    return s.updated(noise=0.0) if s.noise else s
+
+
 @dataclass
 class Descent:
     """One point of a descent: its coordinates u, the answer y, its per-sample energy, the gradient there and the
@@ -244,13 +249,10 @@ class EBMModel(IterativeModel):
     def forward(self, x: torch.Tensor, iters: int | None = None, settings: EBMSettings | None = None) -> torch.Tensor:
         """The logits after `iters` descent steps from the settings' start. With autograd on, differentiable in the
         weights through every step (create_graph; no tol stop); otherwise the stream's last logits."""
-        iters = self.default_iters if iters is None else iters
-        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-            raise ValueError(f"iters must be a positive integer, got {iters!r}")
+        iters = self.checked_iters(iters)
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             return super().forward(x, iters, settings)
-        s = self.run_settings(settings)
-        s = s.updated(noise=0.0) if s.noise else s
+        s = _noiseless(self.run_settings(settings))
         e = self.encoder(x)
         _, points = self._descend(e, self.initial_coords(e, None, s), s, 0, iters)
         return self.logits_of(points[-1].u)
@@ -297,15 +299,14 @@ class EBMModel(IterativeModel):
 
     # -- training -----------------------------------------------------------------------------------------------
     def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
-        s = step.settings if isinstance(step.settings, EBMSettings) else self.settings
-        s = s.updated(noise=0.0) if s.noise else s
+        s = _noiseless(step.settings if isinstance(step.settings, EBMSettings) else self.settings)
         opts = {**self.TRAIN_DEFAULTS, **{k: step.extras[k] for k in self.train_options if k in step.extras}}
         gen = step.generator
         e = self.encoder(x)
         u0 = self.initial_coords(e, None, s)
         if opts["uniform_start"] > 0 and gen is not None:  # some problems start from a random answer (breadth)
             pick = torch.rand(u0.shape[0], generator=gen, device=u0.device) < opts["uniform_start"]
-            noise = self.to_coords(torch.rand(u0.shape, generator=gen, device=u0.device, dtype=u0.dtype))
+            noise = self.initial_coords(e, None, s.updated(init="uniform"), generator=gen)
             u0 = torch.where(pick.view(-1, *([1] * (u0.dim() - 1))), noise, u0)
         visited, graded = self._descend(e, u0, s, step.n, max(1, step.k))
         losses = [loss_fn(self.logits_of(d.u)) for d in graded]
@@ -345,7 +346,7 @@ class EBMModel(IterativeModel):
         the EBM's analogue of Jacobian-free backprop)."""
         if options:
             raise ValueError(f"an EBM's memory step takes no solver options, got {sorted(options)}")
-        s = self.settings.updated(noise=0.0) if self.settings.noise else self.settings
+        s = _noiseless(self.settings)
         e = self.encoder(x)
         u0 = self.initial_coords(e, None, EBMSettings())
         free, graded = (0, iters) if mode == "unrolled" else (iters - 1, 1)

@@ -17,7 +17,7 @@ breadth scaling ranks starts by convergence.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +146,18 @@ def _finite_mean(v: np.ndarray) -> float | None:
     return float(v.mean()) if v.size else None
 
 
+def ranks(v: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n with ties given their mean rank (Spearman's correlation, the AUROC's Mann-Whitney U)."""
+    v = np.asarray(v, dtype=np.float64)
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    r[order] = np.arange(1, len(v) + 1)
+    for val in np.unique(v):
+        tie = v == val
+        r[tie] = r[tie].mean()
+    return r
+
+
 def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
     """Area under the ROC curve of `score` (higher: more likely positive) for the boolean labels `positive`: the
     probability that a random positive outscores a random negative, ties counting half (Mann-Whitney U). None
@@ -154,19 +166,7 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
     pos, neg = score[positive], score[~positive]
     if pos.size == 0 or neg.size == 0:
         return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    allv = np.concatenate([pos, neg])[order]
-    ranks = np.empty(allv.size)
-    i = 0
-    while i < allv.size:  # average ranks over ties
-        j = i
-        while j + 1 < allv.size and allv[j + 1] == allv[i]:
-            j += 1
-        ranks[i:j + 1] = (i + j) / 2 + 1
-        i = j + 1
-    r = np.empty(allv.size)
-    r[order] = ranks
-    u = r[:pos.size].sum() - pos.size * (pos.size + 1) / 2
+    u = ranks(np.concatenate([pos, neg]))[:pos.size].sum() - pos.size * (pos.size + 1) / 2
     return float(u / (pos.size * neg.size))
 
 

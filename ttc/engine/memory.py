@@ -23,9 +23,9 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
-from models import IterativeModel
+from models import DEQModel, IterativeModel
 
-MODES = ("unrolled", "implicit", "jfb")  # a DEQ's (DEQModel.memory_modes); all_modes() has every family's
+MODES = DEQModel.memory_modes  # a DEQ's backward modes; all_modes() has every family's
 
 
 def _storage_key(t: torch.Tensor) -> tuple:

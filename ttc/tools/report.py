@@ -31,6 +31,7 @@ from models import ConfigError, get_family
 from tasks import TASKS, get_task
 from ttc.app import export
 from ttc.app.plots import LOG_AXIS, add_wilson_band, family_color, lighter, memory_modes_figure
+from ttc.engine.analyze import ranks
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
 from ttc.engine.limits import REPORT_RUN_COST, REPORT_RUN_COST_QUICK, run_cost
@@ -372,18 +373,6 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
                "train_iters": c.config.layers} for c in cks]
     return {"task": task, "base_size": base, "curves": curves, "by_checkpoint": by_ck, "fits": fits,
             "notes": notes, "models": models}
-
-
-def ranks(v: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n with ties given their mean rank (for Spearman's correlation)."""
-    v = np.asarray(v, dtype=np.float64)
-    order = np.argsort(v, kind="mergesort")
-    r = np.empty(len(v))
-    r[order] = np.arange(1, len(v) + 1)
-    for val in np.unique(v):
-        tie = v == val
-        r[tie] = r[tie].mean()
-    return r
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
