@@ -259,3 +259,21 @@ def test_descent_lowers_the_energy_and_the_truth_sits_below_corruptions(path):
     with torch.no_grad():
         lower = model.energy(e, truth) < model.energy(e, corrupted)
     assert float(lower.float().mean()) >= 0.8
+
+
+def test_bad_ebm_options_are_refused_in_one_line(cli, make_checkpoint):
+    path = make_checkpoint("prefix_sums", "ebm", "conv1d")
+    cases = [
+        (("eval", "--checkpoint", path, "--size", 8, "--iters", 2, "--option", "step=-1"), "EBM step must be"),
+        (("eval", "--checkpoint", path, "--size", 8, "--iters", 2, "--tol", 0.9), "EBM tol must be"),
+        (("memory", "--checkpoint", path, "--size", 8, "--iters", 2, "--modes", "implicit"), "theirs: unrolled,last"),
+        (("memory", "--checkpoint", path, "--size", 8, "--iters", 2, "--solver", "anderson"), "ebm has none"),
+        (("train", "--family", "ebm", "--corrupt", 2, "--out", "x.safetensors"), "--corrupt must be in 0..1"),
+    ]
+    for args, needle in cases:
+        r = cli(*args)
+        assert r.rc == 2 and r.out == "" and r.err.startswith("error: ") and r.err.count("\n") == 1, (args, r.err)
+        assert needle in r.err, (needle, r.err)
+    ok = cli("memory", "--checkpoint", path, "--size", 8, "--iters", "2,8", "--json")
+    rows = json.loads(ok.out)
+    assert [(r["mode"], r["iters"]) for r in rows] == [("unrolled", 2), ("unrolled", 8), ("last", 2), ("last", 8)]
