@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -225,6 +226,81 @@ def test_probe_flags_a_blown_up_recursive_model_as_diverged():
     last = list(probe(model, task, x, y, 25))[-1]
     assert last.diverged.all() and not last.converged.any() and math.isnan(last.residual)
 
+
+
+@pytest.mark.parametrize("classes, spatial, masked", [(2, (7,), False), (2, (3, 4), True), (3, (5,), True)])
+def test_cells_on_host_match_the_device_computation_for_every_iteration_of_a_batch(classes, spatial, masked):
+    from ttc.engine.probe import _cells_on_device, cells_on_host
+
+    g = torch.Generator().manual_seed(1)
+    B = 6
+    logits = [torch.randn(B, classes, *spatial, generator=g) for _ in range(4)]
+    logits[0][0, 1] = logits[0][0, 0]  # ties: class 0, as argmax says
+    y = torch.randint(0, classes, (B, *spatial), generator=g)
+    y[1] = logits[2].argmax(dim=1)[1]  # some exact matches
+    mask = (torch.rand(B, *spatial, generator=g) > 0.3) if masked else None
+    if mask is not None:
+        y = y * mask
+    y_host = (y.flatten(1).numpy(), y.flatten(1).numpy().astype(bool))
+    mask_host = None if mask is None else mask.flatten(1).numpy()
+    for batch in (logits[:1], logits):
+        host = cells_on_host(batch, y_host, mask_host, cell_error=True)
+        assert len(host) == len(batch)
+        for lg, h in zip(batch, host, strict=True):
+            d = _cells_on_device(lg, y, mask, cell_error=True)
+            np.testing.assert_array_equal(h["correct"], d["correct"].numpy())
+            assert int(h["bits"]) == int(d["bits"])
+            np.testing.assert_array_equal(h["preds"], d["preds"].numpy())
+            assert h["preds"].dtype == np.uint8 and h["conf"].dtype == np.float32
+            np.testing.assert_allclose(h["conf"], d["conf"].numpy(), rtol=1e-5)
+            np.testing.assert_allclose(h["cell_error"], d["cell_error"].numpy().reshape(-1), rtol=1e-6)
+    assert host[2]["correct"][1] or masked  # the planted match is found (a mask may hide part of it)
+
+
+@pytest.mark.parametrize("family", ["recursive", "explicit", "deq"])
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkeypatch, family, early_stop):
+    from tasks import get_task
+    from tests.conftest import tiny_model
+    from ttc.engine import probe as probe_mod
+
+    model = tiny_model("prefix_sums", family, "conv1d")
+    task = get_task("prefix_sums")
+    x, y = task.generate(9, 7, 4)
+    runs = []
+    for flush_s, flush_max in ((0.0, 1), (1e9, 3), (1e9, 10**6)):  # every iteration, by threes, all at the end
+        monkeypatch.setattr(probe_mod, "FLUSH_S", flush_s)
+        monkeypatch.setattr(probe_mod, "FLUSH_MAX", flush_max)
+        runs.append(list(probe_mod.probe(model, task, x, y, 12, early_stop=early_stop, tol=1e-2, cell_error=True)))
+    first = runs[0]
+    for other in runs[1:]:
+        assert [r.k for r in other] == [r.k for r in first]
+        for a, b in zip(first, other, strict=True):
+            assert (a.accuracy, a.nfe, a.bit_accuracy, a.memory_bytes) == (b.accuracy, b.nfe, b.bit_accuracy,
+                                                                           b.memory_bytes)
+            assert a.residual == b.residual or (math.isnan(a.residual) and math.isnan(b.residual))
+            for f in ("correct", "converged", "diverged", "residuals", "confidence", "cell_error"):
+                np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+            assert torch.equal(a.preds, b.preds)
+
+
+def test_probe_elapsed_leaves_out_the_time_its_consumer_held_it(monkeypatch):
+    from tasks import get_task
+    from tests.conftest import tiny_model
+    from ttc.engine import probe as probe_mod
+
+    monkeypatch.setattr(probe_mod, "FLUSH_S", 0.0)  # a record after every iteration
+    model = tiny_model("prefix_sums", "recursive", "conv1d")
+    task = get_task("prefix_sums")
+    x, y = task.generate(9, 4, 4)
+    t0 = time.perf_counter()
+    recs = []
+    for r in probe_mod.probe(model, task, x, y, 4):
+        recs.append(r)
+        time.sleep(0.1)  # a consumer drawing
+    wall = time.perf_counter() - t0
+    assert [r.k for r in recs] == [1, 2, 3, 4]
+    assert 0 < recs[0].elapsed <= recs[-1].elapsed <= wall - 0.3  # three sleeps came before the last iteration
 
 def test_a_curve_cut_by_its_budget_is_flagged_and_serialises():
     acc = [0.0, 0.1, 0.2, 0.3]

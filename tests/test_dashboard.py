@@ -160,6 +160,16 @@ def test_time_spent_drawing_between_iterations_is_not_counted_as_compute(entries
     assert run.trace().elapsed[-1] < 0.05 * (s.budget - 1)
 
 
+
+def test_a_live_run_keeps_the_shown_problems_predictions_and_not_the_whole_batch(entries):
+    s, e = settings(entries, n=40)
+    run = LiveRun(e.ck, s)
+    assert run.shown < s.n
+    for _ in run:
+        pass
+    kept = run._cols["preds"]
+    assert kept and all(p.base is None and p.shape[0] == run.shown for p in kept)  # copies, not views
+
 def synthetic(acc: list[float], family: str = "recursive") -> Trace:
     k = len(acc)
     s = RunSettings("prefix_sums", "m", 8, 4, k, 0)

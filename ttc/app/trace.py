@@ -9,7 +9,6 @@ every iteration (for the example inspector), within a fixed memory bound.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -161,21 +160,22 @@ class LiveRun:
         return len(self._cols["k"])
 
     def __iter__(self) -> Iterator[LiveRun]:
-        paused = 0.0  # seconds the consumer held the stream between iterations (drawing): not compute
-        for r in self._records:
+        for r in self._records:  # r.elapsed leaves out the time this consumer held the stream (drawing)
             c = self._cols
             c["k"].append(r.k)
             c["accuracy"].append(r.accuracy)
             c["bit_accuracy"].append(r.bit_accuracy)
             c["residual"].append(r.residual)
             c["nfe"].append(r.nfe)
-            c["elapsed"].append(r.elapsed - paused)
+            c["elapsed"].append(r.elapsed)
             c["memory_bytes"].append(r.memory_bytes)
             c["converged"].append(int(r.converged.sum()))
             c["diverged"].append(int(r.diverged.sum()))
             c["correct"].append(r.correct)
             c["confidence"].append(r.confidence.astype(np.float32))
-            c["preds"].append(r.preds[: self.shown].numpy())
+            # a copy: a view of the shown problems would keep every problem's predictions alive (and, as records
+            # share arrays, those of the iterations made with it), past the bound `shown` was chosen for
+            c["preds"].append(r.preds[: self.shown].numpy().copy())
             if self._pos_error is not None:  # the front of the computation: where the batch is still wrong
                 self._pos_error.append(r.cell_error.astype(np.float16))
             for name, v in (r.series or {}).items():
@@ -187,9 +187,7 @@ class LiveRun:
                 for name, v in r.maps.items():
                     self._maps.setdefault(name, []).append(v[: self.maps_kept])
             self.memory_kind = r.memory_kind
-            handed = time.perf_counter()
             yield self
-            paused += time.perf_counter() - handed
 
     def trace(self, maps: bool = True) -> Trace:
         """A snapshot; maps=False leaves out the per-iteration maps (a live frame draws none of them)."""

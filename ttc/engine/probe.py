@@ -20,6 +20,16 @@ from models.base import tensor_bytes
 from tasks import Task
 
 MAX_ITERS = 5000
+# On the CPU a run's records are made in batches: those of the iterations computed in FLUSH_S seconds (at most
+# FLUSH_MAX iterations, FLUSH_BYTES of their logits) are made together and handed over together. A numpy or torch
+# call made between two of a model's iterations costs several times what it costs in a tight loop (the model's
+# kernels have evicted the caches), and a cheap explicit layer takes about a millisecond for 100 problems on one
+# core: making each record on its own cost that model 20 to 30% of its bare loop. What the run itself needs after
+# every iteration (the norms of the state and its change; convergence and divergence when early_stop ends the run
+# on them) is still done after every iteration.
+FLUSH_S = 0.05
+FLUSH_MAX = 256
+FLUSH_BYTES = 16 * 2**20  # and at most this many bytes of their logits
 
 
 @dataclass
@@ -30,7 +40,7 @@ class IterRecord:
     residual: float  # mean over running samples of the relative residual (NaN when none runs)
     residuals: np.ndarray  # (B,) relative residual per sample (NaN once a sample stopped)
     nfe: int  # function evaluations spent so far
-    elapsed: float  # seconds since the run started
+    elapsed: float  # seconds the run computed until this iteration ended (time its consumer held it excluded)
     memory_bytes: int  # see memory_kind
     memory_kind: str  # "cuda_allocated" or "cpu_tensor_bytes" (bytes of the tensors this run holds)
     converged: np.ndarray  # (B,) bool
@@ -88,6 +98,66 @@ def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return out
 
 
+def _cells_on_device(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                     cell_error: bool) -> dict[str, torch.Tensor]:
+    """Per-sample exact match, right cells, mean confidence and predictions, computed where the logits are.
+    Two classes: the sign of the logit difference (ties go to class 0, as argmax does) and sigmoid(|difference|),
+    the predicted class's probability; more: softmax's argmax and max."""
+    logits = logits.detach()
+    if logits.shape[1] == 2:
+        d = (logits[:, 1] - logits[:, 0]).float()
+        pred = d > 0
+        conf = torch.sigmoid(d.abs())  # (B, *spatial)
+    else:
+        conf, pred = torch.softmax(logits.float(), dim=1).max(dim=1)
+    if mask is not None:
+        pred = pred * mask
+    right = pred == y
+    out = {"correct": right.flatten(1).all(dim=1), "bits": right.sum(), "conf": conf.flatten(1).mean(dim=1),
+           "preds": pred.to(torch.uint8)}
+    if cell_error:
+        out["cell_error"] = 1.0 - right.flatten(1).float().mean(dim=0)
+    return out
+
+
+def cells_on_host(logits: list[torch.Tensor], y: tuple[np.ndarray, np.ndarray], mask: np.ndarray | None,
+                  cell_error: bool) -> list[dict[str, np.ndarray]]:
+    """_cells_on_device for the CPU logits of several iterations at once: one call per statistic for them all.
+    Sums over cells are products with a vector of ones (a BLAS call; numpy's reduction along a short last axis
+    costs several times more); counts are exact in float32 to 2^24 cells a problem, a batch's total in float64.
+    y: the targets flattened to (B, cells), as class indices and as bools; mask: (B, cells) or None.
+    Returns one dict per iteration, views into arrays the iterations share."""
+    with torch.no_grad():
+        lt = logits[0].unsqueeze(0) if len(logits) == 1 else torch.stack(logits)
+        K, B, C, spatial = *lt.shape[:3], lt.shape[3:]
+        lt = lt.float().reshape(K, B, C, -1)
+        if C == 2:  # torch forms the difference of the two strided class planes several times faster than numpy
+            d = (lt[:, :, 1] - lt[:, :, 0]).numpy()
+        else:
+            conf_t, pred_t = torch.softmax(lt, dim=2).max(dim=2)
+    cells = lt.shape[3]
+    ones = np.ones(cells, dtype=np.float32)
+    if C == 2:
+        pred = d > 0  # ties go to class 0, as argmax does
+        target = y[1]
+        np.abs(d, out=d)  # the predicted class's probability is sigmoid(|d|) = (1 + tanh(|d| / 2)) / 2
+        np.tanh(np.multiply(d, np.float32(0.5), out=d), out=d)
+        conf = (d @ ones) * np.float32(0.5 / cells) + np.float32(0.5)
+    else:
+        pred, conf = pred_t.numpy(), (conf_t.numpy() @ ones) / np.float32(cells)
+        target = y[0]
+    if mask is not None:
+        pred = pred & mask if pred.dtype == bool else pred * mask
+    right = (pred == target).astype(np.float32)
+    hits = right @ ones
+    correct, bits = hits == cells, np.add.reduce(hits, axis=1, dtype=np.float64)
+    preds = (pred.view(np.uint8) if pred.dtype == bool else pred.astype(np.uint8)).reshape(K, B, *spatial)
+    if cell_error:
+        err = np.float32(1) - (np.ones(B, dtype=np.float32) @ right) / np.float32(B)
+        return [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i], "cell_error": err[i]}
+                for i in range(K)]
+    return [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i]} for i in range(K)]
+
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
@@ -101,6 +171,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
+    On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
+    `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 1 <= iters <= MAX_ITERS:
@@ -124,79 +196,127 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.synchronize(dev)
+    else:  # the per-cell statistics run in numpy on views of the logits (cells_on_host)
+        y_host = y.flatten(1).numpy()
+        y_host = (y_host, y_host.astype(bool))
+        mask_host = None if mask is None else mask.flatten(1).numpy()
+        fixed_bytes = tensor_bytes(x, y)
     z_prev = None
-    # per-sample bookkeeping (residual, convergence, divergence, accuracy) runs on the host on (B,) arrays: a
-    # handful of device ops per iteration instead of about thirty, which mattered for cheap iterations (an
-    # explicit layer of width 32 cost about 1.4 ms on 100 problems, the old bookkeeping about a third of that)
+    # per-sample bookkeeping (residual, convergence, divergence, accuracy) runs on the host on (B,) arrays
     conv = np.zeros(B, dtype=bool)
     div = np.zeros(B, dtype=bool)
     numel = np.float32(y.numel())
-    t0 = time.perf_counter()
+    eps = np.float32(1e-12)
+
+    def settle(h: dict, finite: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Advance convergence and divergence by one iteration's host fields; (residuals, the running ones')."""
+        nonlocal conv, div
+        if "res" in h:  # the family's own residual and stops
+            res_np, conv, div = h["res"], h["conv"], h["div"]
+            return res_np, res_np[np.isfinite(res_np)]
+        zn_np, num = h["zn"], h["num"]
+        stopped = conv | div
+        if finite is None and float(np.add.reduce(num)) < math.inf:  # the common case needs no error state
+            res_np = num / (zn_np + eps)
+            res_np[stopped] = np.nan
+        else:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                raw = num / (zn_np + eps)
+            if finite is not None:
+                div = div | ~finite
+                conv = conv & ~div  # one that blows up after it converged counts as diverged, never as both
+                stopped = conv | div
+            res_np = np.where(stopped, np.float32(np.nan), raw).astype(np.float32, copy=False)
+        conv = conv | (res_np < tol)  # NaN compares False, without a warning
+        return res_np, res_np[~stopped]
+
+    def record(h, k, nfe, mem, elapsed, series, maps, z, res_np, finite_res, conv, div) -> IterRecord:
+        correct = h["correct"]
+        return IterRecord(
+            k=k, accuracy=float(np.float32(np.count_nonzero(correct)) / np.float32(B)), correct=correct,
+            residual=float(np.add.reduce(finite_res) / np.float32(finite_res.size)) if finite_res.size else math.nan,
+            residuals=res_np, nfe=nfe, elapsed=elapsed, memory_bytes=int(mem),
+            memory_kind="cuda_allocated" if cuda else "cpu_tensor_bytes", converged=conv, diverged=div,
+            preds=torch.from_numpy(h["preds"]), confidence=h["conf"], bit_accuracy=float(np.float32(h["bits"]) / numel),
+            series=None if series is None else {k: v.detach().float().cpu().numpy() for k, v in series.items()},
+            maps=None if maps is None else {k: v.detach().to(torch.float16).cpu().numpy() for k, v in maps.items()},
+            cell_error=h.get("cell_error"), z=z)
+
+    # Iterations wait in `pending` (host fields, finiteness, logits, what the record needs) until a flush makes
+    # their records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S).
+    pending: list[tuple] = []
+    logits_pending: list[torch.Tensor] = []
+    pending_bytes = 0
+
+    def flush() -> Iterator[IterRecord]:
+        if pending and not cuda:
+            for item, cells in zip(pending, cells_on_host(logits_pending, y_host, mask_host, cell_error), strict=True):
+                item[0].update(cells)
+        for h, finite, settled, *rest in pending:
+            if settled is None:
+                res_np, finite_res = settle(h, finite)
+                settled = res_np, finite_res, conv, div  # the state after this iteration (settle made new arrays)
+            yield record(h, *rest, *settled)
+
+    diff_buf = None  # z - z_prev is formed here: one buffer a run rather than an allocation an iteration
+    spent, resumed = 0.0, time.perf_counter()  # seconds the run computed; when it last took over from its consumer
+    flushed = resumed
     grad_mode = contextlib.nullcontext() if model.needs_grad else torch.inference_mode()
     with grad_mode:
         for st in model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings):
+            now = time.perf_counter()
             z, logits = st.z, st.logits
-            own = st.residual is not None
-            if logits.shape[1] == 2:  # two classes: the sign of the logit difference and sigmoid(|difference|)
-                d = (logits[:, 1] - logits[:, 0]).float()
-                pred = d > 0  # ties go to class 0, as argmax does
-                conf = torch.sigmoid(d.abs())  # (B, *spatial), the predicted class's probability
+            finite = None  # None: every sample's state is finite
+            if st.residual is not None:
+                fields = {"res": st.residual.float(), "conv": st.converged, "div": st.diverged}
             else:
-                conf, pred = torch.softmax(logits.float(), dim=1).max(dim=1)  # (B, *spatial)
-            if mask is not None:
-                pred = pred * mask
-            right = pred == y
-            fields = {"correct": right.flatten(1).all(dim=1), "bits": right.sum(),
-                      "conf": conf.flatten(1).mean(dim=1), "preds": pred.to(torch.uint8)}
-            if own:
-                fields.update(res=st.residual.float(), conv=st.converged, div=st.diverged)
-            else:
-                zn = z.flatten(1).norm(dim=1)
-                fields["zn"] = zn
-                fields["num"] = zn if z_prev is None else (z - z_prev).flatten(1).norm(dim=1)
-                if cuda:  # a scan is cheap on a GPU and rides the same copy; on the CPU the norm tells (below)
-                    fields["finite"] = torch.isfinite(z.flatten(1)).all(dim=1)
-            if cell_error:
-                fields["cell_error"] = 1.0 - right.flatten(1).float().mean(dim=0)
-            if cuda:  # the allocator's count is kept on the host: no synchronisation needed
-                mem, kind = torch.cuda.memory_allocated(dev), "cuda_allocated"
-            else:
-                mem = tensor_bytes(x, y, z, z_prev, logits) + st.held_bytes
-                kind = "cpu_tensor_bytes"
-            h = _to_host(fields)
-            if own:
-                res_np, conv, div = h["res"], h["conv"], h["div"]
-            else:
-                zn_np = h["zn"]
-                finite = h["finite"] if cuda else zn_np < np.inf  # a norm is >= 0 or NaN: below inf means finite
-                if not cuda and not finite.all():
-                    finite = _finite_rows(z, zn).numpy()
-                if finite.all() and np.isfinite(h["num"]).all():  # the common case needs no error state
-                    raw = h["num"] / (zn_np + np.float32(1e-12))
+                zf = z.flatten(1)
+                if zf.requires_grad:
+                    zf = zf.detach()
+                zn = torch.linalg.vector_norm(zf, dim=1)
+                if z_prev is None:
+                    num = zn
                 else:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        raw = h["num"] / (zn_np + np.float32(1e-12))
-                div = div | ~finite
-                conv = conv & ~div  # one that blows up after it converged counts as diverged, never as both
-                running = ~(conv | div)
-                res_np = np.where(running, raw, np.float32(np.nan)).astype(np.float32, copy=False)
-                conv = conv | (running & (res_np < tol))  # NaN compares False, without a warning
-            correct = h["correct"]
-            series = None
-            if st.series:
-                series = {k: v.detach().float().cpu().numpy() for k, v in st.series.items()}
-            maps = None
-            if maps_for > 0 and st.maps:
-                maps = {k: v[:maps_for].detach().to(torch.float16).cpu().numpy() for k, v in st.maps.items()}
-            finite_res = res_np[np.isfinite(res_np)]
-            yield IterRecord(
-                k=st.k, accuracy=float(np.float32(correct.sum()) / np.float32(B)), correct=correct,
-                residual=float(finite_res.mean()) if finite_res.size else math.nan, residuals=res_np,
-                nfe=st.nfe, elapsed=time.perf_counter() - t0, memory_bytes=int(mem), memory_kind=kind,
-                converged=conv, diverged=div, preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
-                bit_accuracy=float(np.float32(h["bits"]) / numel), series=series, maps=maps,
-                cell_error=h.get("cell_error"), z=z if keep_state else None,
-            )
-            if early_stop and not (~(conv | div)).any():
+                    if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
+                        diff_buf = torch.empty_like(zf)
+                    num = torch.linalg.vector_norm(torch.sub(zf, z_prev, out=diff_buf), dim=1)
+                fields = {"zn": zn, "num": num}
+                if cuda:  # a scan is cheap on a GPU and rides the same copy
+                    fields["finite"] = torch.isfinite(zf).all(dim=1)
+            if cuda:  # one copy to the host per iteration; the allocator's count needs no synchronisation
+                fields.update(_cells_on_device(logits, y, mask, cell_error))
+                h = _pack_to_host(fields)
+                mem = torch.cuda.memory_allocated(dev)
+                if "finite" in h and not h["finite"].all():
+                    finite = h["finite"]
+            else:
+                h = {k: t.numpy() for k, t in fields.items()}
+                mem = fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes)
+                # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
+                # not, the full scan tells a non-finite entry from finite entries whose norm overflowed
+                if "zn" in h and not float(np.add.reduce(h["zn"])) < math.inf:
+                    finite = _finite_rows(zf, zn).numpy()
+            if st.residual is None:
+                z_prev = zf
+            # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
+            settled = (*settle(h, finite), conv, div) if early_stop or cuda else None
+            maps = {k: v[:maps_for] for k, v in st.maps.items()} if maps_for > 0 and st.maps else None
+            pending.append((h, finite, settled, st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps,
+                            z if keep_state else None))
+            if not cuda:
+                logits_pending.append(logits)
+                pending_bytes += logits.nbytes
+            done = early_stop and bool((conv | div).all())
+            if (cuda or done or len(pending) >= FLUSH_MAX or pending_bytes >= FLUSH_BYTES
+                    or time.perf_counter() - flushed >= FLUSH_S):
+                for rec in flush():
+                    spent += time.perf_counter() - resumed
+                    yield rec
+                    resumed = time.perf_counter()
+                pending.clear()
+                logits_pending.clear()
+                pending_bytes = 0
+                flushed = time.perf_counter()
+            if done:
                 return
-            z_prev = z
+    yield from flush()  # the stream ended

@@ -42,6 +42,7 @@ class BenchConfig:
     repeats: int  # timed pairs per wall-time ratio
     n: int  # problems per batch (overhead, throughput)
     overhead_iters: int  # iterations per timed overhead run
+    overhead_seconds: float  # time the overhead pairs of one checkpoint may take (more pairs for cheap models)
     solver_n: int  # problems per DEQ solve (solvers, torchdeq)
     solver_repeats: int  # problem batches for the NFE ratios
     max_iter: int  # solver cap when counting NFE to tol
@@ -57,16 +58,19 @@ class BenchConfig:
 
 def bench_config(quick: bool = False) -> BenchConfig:
     if quick:  # CI: under a minute on two busy cores
-        return BenchConfig(quick=True, repeats=5, n=16, overhead_iters=12, solver_n=16, solver_repeats=2, max_iter=60,
-                           tol=1e-4, memory_batch=2, memory_repeats=1, throughput_iters=6, dashboard_repeats=2,
-                           dashboard_n=8, dashboard_budget=6, max_checkpoints=1)
-    return BenchConfig(quick=False, repeats=11, n=100, overhead_iters=30, solver_n=32, solver_repeats=3, max_iter=300,
-                       tol=1e-4, memory_batch=4, memory_repeats=2, throughput_iters=20, dashboard_repeats=5,
-                       dashboard_n=100, dashboard_budget=30, max_checkpoints=0)
+        return BenchConfig(quick=True, repeats=5, n=16, overhead_iters=12, overhead_seconds=0.0, solver_n=16,
+                           solver_repeats=2, max_iter=60, tol=1e-4, memory_batch=2, memory_repeats=1,
+                           throughput_iters=6, dashboard_repeats=2, dashboard_n=8, dashboard_budget=6,
+                           max_checkpoints=1)
+    return BenchConfig(quick=False, repeats=11, n=100, overhead_iters=30, overhead_seconds=4.0, solver_n=32,
+                       solver_repeats=3, max_iter=300, tol=1e-4, memory_batch=4, memory_repeats=2,
+                       throughput_iters=20, dashboard_repeats=5, dashboard_n=100, dashboard_budget=30,
+                       max_checkpoints=0)
 
 
 # --- small helpers ---------------------------------------------------------------------------------------
 
+OVERHEAD_PAIRS_MAX = 61
 DISAGREE = 2.0  # an entry whose repeated ratios span more than this factor is flagged as not to be trusted
 
 
@@ -232,7 +236,12 @@ def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
         for _ in probe(model, task, xs, ys, iters, device=dev):
             pass
 
-    t = _paired(bare, instrumented, cfg.repeats, dev)
+    # a cheap model's run lasts tens of milliseconds, where a busy machine's hiccups are of the same size: it
+    # gets as many pairs as fit in overhead_seconds (at least `repeats`, at most OVERHEAD_PAIRS_MAX)
+    pair_s = _timed(bare, dev)[0] + _timed(instrumented, dev)[0]
+    pairs = int(min(OVERHEAD_PAIRS_MAX, max(cfg.repeats, cfg.overhead_seconds // max(pair_s, 1e-9))))
+    pairs += 1 - pairs % 2  # odd: each order (bare first, probe first) the same number of times but one
+    t = _paired(bare, instrumented, pairs, dev)
     return entry("overhead", f"probe overhead: {ck.name}",
                  "wall time of probe() / wall time of a bare loop over model.stream, same model, problems and "
                  "budget", t["wall"], aim="<= 1.10",
