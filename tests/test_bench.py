@@ -257,9 +257,8 @@ def test_cells_on_host_match_the_device_computation_for_every_iteration_of_a_bat
     assert host[2]["correct"][1] or masked  # the planted match is found (a mask may hide part of it)
 
 
-@pytest.mark.parametrize("family", ["recursive", "explicit", "deq"])
-@pytest.mark.parametrize("early_stop", [False, True])
-def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkeypatch, family, early_stop):
+@pytest.mark.parametrize("family, tol", [("recursive", 0.05), ("explicit", 0.65), ("deq", 1e-2), ("memory", 0.05)])
+def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkeypatch, family, tol):
     from tasks import get_task
     from tests.conftest import tiny_model
     from ttc.engine import probe as probe_mod
@@ -268,14 +267,16 @@ def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkey
     task = get_task("prefix_sums")
     x, y = task.generate(9, 7, 4)
     runs = []
-    for flush_s, flush_max in ((0.0, 1), (1e9, 3), (1e9, 10**6)):  # every iteration, by threes, all at the end
+    # every iteration, by threes, all at the end; early stop settles convergence after every iteration instead
+    for flush_s, flush_max, early_stop in ((0.0, 1, False), (1e9, 3, False), (1e9, 10**6, False), (1e9, 3, True)):
         monkeypatch.setattr(probe_mod, "FLUSH_S", flush_s)
         monkeypatch.setattr(probe_mod, "FLUSH_MAX", flush_max)
-        runs.append(list(probe_mod.probe(model, task, x, y, 12, early_stop=early_stop, tol=1e-2, cell_error=True)))
+        runs.append(list(probe_mod.probe(model, task, x, y, 12, early_stop=early_stop, tol=tol, cell_error=True)))
     first = runs[0]
+    assert any(r.converged.any() and not r.converged.all() for r in first)  # the bookkeeping has work to do
     for other in runs[1:]:
-        assert [r.k for r in other] == [r.k for r in first]
-        for a, b in zip(first, other, strict=True):
+        assert [r.k for r in other] == [r.k for r in first][: len(other)]
+        for a, b in zip(first, other, strict=False):
             assert (a.accuracy, a.nfe, a.bit_accuracy, a.memory_bytes) == (b.accuracy, b.nfe, b.bit_accuracy,
                                                                            b.memory_bytes)
             assert a.residual == b.residual or (math.isnan(a.residual) and math.isnan(b.residual))

@@ -182,8 +182,12 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         settings = settings.updated(tol=tol)
     tol = 1e-4 if tol is None else tol
     # move and switch mode only when needed: .to() and .eval() walk every module (30 blocks in an explicit model),
-    # which cost about a tenth of a short run's time and changed a shared model needlessly
-    first = next(model.parameters(), None)
+    # which cost about a tenth of a short run's time and changed a shared model needlessly; even finding the first
+    # parameter walks them all, so the device is read off the readout head every family has
+    readout = getattr(model, "readout", None)
+    first = next(readout.parameters(), None) if isinstance(readout, torch.nn.Module) else None
+    if first is None:
+        first = next(model.parameters(), None)
     if first is not None and first.device != dev:
         model = model.to(dev)
     if model.training:
@@ -248,14 +252,37 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     logits_pending: list[torch.Tensor] = []
     pending_bytes = 0
 
+    def settle_all() -> list[tuple]:
+        """settle() for every pending iteration, in order; the common case (finite norms, no own residual) in one
+        pass over the batch. Returns (residuals, the running ones', converged, diverged) per iteration."""
+        nonlocal conv
+        hs = [item[0] for item in pending]
+        if "res" in hs[0] or any(item[1] is not None for item in pending):
+            return [(*settle(item[0], item[1]), conv, div) for item in pending]
+        zn_k, num_k = np.stack([h["zn"] for h in hs]), np.stack([h["num"] for h in hs])
+        if not float(np.add.reduce(num_k, axis=None)) < math.inf:
+            return [(*settle(item[0], item[1]), conv, div) for item in pending]
+        res_k = num_k / (zn_k + eps)
+        stopped0 = conv | div
+        # a sample running at the batch's start has converged by iteration i once its residual fell below tol at
+        # i or before; each iteration's residual is NaN for the samples stopped before it (as settle() does)
+        reached = np.logical_or.accumulate((res_k < tol) & ~stopped0, axis=0)
+        before = np.empty_like(reached)
+        before[0] = stopped0
+        before[1:] = stopped0 | reached[:-1]
+        res_k[before] = np.nan
+        conv_k = conv | reached
+        conv = conv_k[-1]
+        return [(res_k[i], res_k[i][~before[i]], conv_k[i], div) for i in range(len(hs))]
+
     def flush() -> Iterator[IterRecord]:
-        if pending and not cuda:
+        if not pending:
+            return
+        if not cuda:
             for item, cells in zip(pending, cells_on_host(logits_pending, y_host, mask_host, cell_error), strict=True):
                 item[0].update(cells)
-        for h, finite, settled, *rest in pending:
-            if settled is None:
-                res_np, finite_res = settle(h, finite)
-                settled = res_np, finite_res, conv, div  # the state after this iteration (settle made new arrays)
+        states = settle_all() if pending[0][2] is None else [item[2] for item in pending]
+        for (h, _, _, *rest), settled in zip(pending, states, strict=True):
             yield record(h, *rest, *settled)
 
     diff_buf = None  # z - z_prev is formed here: one buffer a run rather than an allocation an iteration
