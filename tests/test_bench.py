@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -50,9 +51,31 @@ def test_bench_quick_json_runs_every_group_with_finite_positive_ratios():
     groups = {e["group"] for e in result["entries"]}
     assert {"solvers", "torchdeq", "memory"} <= groups  # a random DEQ stands in when the folder has none
     if result["checkpoints"]:
-        assert {"overhead", "throughput", "dashboard"} <= groups
+        assert {"overhead", "allocator", "throughput", "dashboard"} <= groups
     measured = {e["group"] for e in result["entries"] if e["ratio"] is not None}
     assert {"solvers", "memory"} <= measured
+    table = bench.format_table(result)  # the plain-text table of the same result: a line per entry at least
+    assert len(table) > len(result["entries"]) and all(e["name"] in "\n".join(table) for e in result["entries"])
+    if platform.libc_ver()[0] == "glibc":  # the CLI tuned the allocator, and the record says so
+        assert result["machine"]["allocator"].startswith("glibc tuned")
+        alloc = [e for e in result["entries"] if e["group"] == "allocator"]
+        assert all(e["tuned_as"].startswith("glibc tuned") for e in alloc)
+
+
+def test_the_allocator_is_left_alone_when_asked_and_when_glibc_is_already_told():
+    from ttc.engine.runtime import tune_allocator
+
+    assert tune_allocator({"TTC_MALLOC": "0"}).startswith("default ($TTC_MALLOC=0)")
+    assert "environment sets glibc's own" in tune_allocator({"MALLOC_TRIM_THRESHOLD_": "1000"})
+    assert "environment sets glibc's own" in tune_allocator({"MALLOC_MMAP_THRESHOLD_": "1000"})
+    probe = "from ttc.engine.runtime import tune_allocator; print(tune_allocator())"
+    p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "TTC_MALLOC"))})
+    assert p.returncode == 0, p.stderr[-2000:]
+    if platform.libc_ver()[0] == "glibc" and sys.platform.startswith("linux"):
+        assert p.stdout.startswith("glibc tuned: blocks under 32 MiB")
+    else:
+        assert p.stdout.startswith("default (not Linux with glibc)")
 
 
 def test_bench_without_a_deq_checkpoint_uses_a_random_deq_and_says_so(make_checkpoint, one_thread):
@@ -88,9 +111,12 @@ def test_bench_entry_says_whether_the_median_meets_the_aim():
 
 def test_repeats_that_disagree_are_flagged_in_the_table():
     """'5.33 [0.29, 10.4] (n=2)' on a busy machine: the table says the entry is not to be trusted."""
-    calm = bench.entry("g", "calm", "c", [1.0, 1.1, 1.05], aim="<= 1.10")
-    busy = bench.entry("g", "busy", "c", [0.29, 10.4], aim="<= 1.10")
+    calm = bench.entry("overhead", "calm", "c", [1.0, 1.1, 1.05], aim="<= 1.10")
+    busy = bench.entry("overhead", "busy", "c", [0.29, 10.4], aim="<= 1.10")
     assert calm["trusted"] is True and busy["trusted"] is False
+    # counts (a solver's evaluations on three batches of problems) differ because their problems do: no flag
+    assert "trusted" not in bench.entry("solvers", "nfe", "c", [0.157, 0.163, 1.0])
+    assert bench.entry("torchdeq", "time", "c", [0.29, 10.4], timed=True)["trusted"] is False
     result = {"machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 1, "device": "cpu",
                           "load_average": 9.0}, "quick": True, "seconds": 1.0, "entries": [calm, busy], "notes": []}
     lines = bench.format_table(result)

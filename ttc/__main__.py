@@ -1,7 +1,8 @@
 import sys
 
-from ttc.engine.runtime import PluginError, load_plugins
+from ttc.engine.runtime import PluginError, load_plugins, tune_allocator
 
+tune_allocator()  # freed tensors' memory stays in the process: no page faults every iteration ($TTC_MALLOC=0: off)
 try:
     load_plugins()  # $TTC_PLUGINS: a user's families, tasks and solvers, before the parser lists the known names
 except PluginError as e:

@@ -1,4 +1,5 @@
-"""Process set-up shared by the CLI and the dashboard: torch threads that do not oversubscribe, and plugins.
+"""Process set-up shared by the CLI and the dashboard: torch threads that do not oversubscribe, plugins, and
+glibc's allocator.
 
 `TTC_PLUGINS=mod1,mod2` names importable modules that register their own families, tasks or solvers
 (`models.register_family`, `tasks.register_task`, `models.solvers.register_solver`); `load_plugins` imports
@@ -7,14 +8,21 @@ them before anything else, so `python -m ttc ...` and `streamlit run app.py` see
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
+import platform
 import sys
 
 import torch
 
 PLUGINS_ENV = "TTC_PLUGINS"
 THREADS_ENV = "TTC_THREADS"
+MALLOC_ENV = "TTC_MALLOC"  # "0": leave glibc's allocator as it is
+MMAP_THRESHOLD = 32 * 2**20  # the largest value glibc accepts
+TRIM_THRESHOLD = 256 * 2**20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+allocator = "default"  # what tune_allocator() did, for the bench's record of the machine
 
 
 class PluginError(ImportError):
@@ -65,3 +73,33 @@ def set_threads(n: int | None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def tune_allocator(env: dict[str, str] | None = None) -> str:
+    """Keep the memory of freed tensors in the process, for the CLI and the dashboard on Linux with glibc.
+
+    By default glibc maps every block of 128 KiB or more (a state of 100 problems is 0.4 to 28 MiB) afresh from the
+    kernel and unmaps it when freed, so a loop that frees one state and allocates the next pays a page fault per
+    4 KiB, every iteration: a third of a small model's wall time on the development machine, and half a maze run's.
+    Here blocks under MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD of freed heap stays mapped, so
+    the next iteration reuses it (`python -m ttc bench --groups allocator` measures the difference; the price is
+    that the process keeps that much freed memory). Not done when $TTC_MALLOC is 0 or the user set glibc's own
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_. Returns what was done, in words."""
+    global allocator
+    env = os.environ if env is None else env
+    if env.get(MALLOC_ENV, "").strip() == "0":
+        allocator = f"default (${MALLOC_ENV}=0)"
+    elif any(k in env for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        allocator = "default (the environment sets glibc's own thresholds)"
+    elif not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        allocator = "default (not Linux with glibc)"
+    else:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                     TRIM_THRESHOLD) == 1
+        except (OSError, AttributeError):
+            ok = False
+        allocator = (f"glibc tuned: blocks under {MMAP_THRESHOLD >> 20} MiB from the heap, {TRIM_THRESHOLD >> 20} "
+                     f"MiB of freed memory kept" if ok else "default (mallopt refused)")
+    return allocator

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,11 +28,12 @@ import torch
 
 from models import IterativeModel, ModelConfig, build_model, solvers
 from tasks import TASKS, get_task
+from ttc.engine import runtime
 from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
 from ttc.engine.memory import measure_step
 from ttc.engine.probe import probe, resolve_device
 
-GROUPS = ("overhead", "solvers", "torchdeq", "memory", "throughput", "stop", "dashboard")
+GROUPS = ("overhead", "allocator", "solvers", "torchdeq", "memory", "throughput", "stop", "dashboard")
 SEED = 20_240_601  # problems of repeat r use seed SEED + r
 RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
               "norm": True}  # the zoo's prefix-sums DEQ shape
@@ -43,6 +47,8 @@ class BenchConfig:
     n: int  # problems per batch (overhead, throughput)
     overhead_iters: int  # iterations per timed overhead run
     overhead_seconds: float  # time the overhead pairs of one checkpoint may take (more pairs for cheap models)
+    allocator_pairs: int  # pairs of fresh processes (default allocator, tuned) per allocator entry
+    allocator_runs: int  # timed runs per process
     solver_n: int  # problems per DEQ solve (solvers, torchdeq)
     solver_repeats: int  # problem batches for the NFE ratios
     max_iter: int  # solver cap when counting NFE to tol
@@ -58,19 +64,20 @@ class BenchConfig:
 
 def bench_config(quick: bool = False) -> BenchConfig:
     if quick:  # CI: under a minute on two busy cores
-        return BenchConfig(quick=True, repeats=5, n=16, overhead_iters=12, overhead_seconds=0.0, solver_n=16,
-                           solver_repeats=2, max_iter=60, tol=1e-4, memory_batch=2, memory_repeats=1,
-                           throughput_iters=6, dashboard_repeats=2, dashboard_n=8, dashboard_budget=6,
-                           max_checkpoints=1)
-    return BenchConfig(quick=False, repeats=11, n=100, overhead_iters=30, overhead_seconds=4.0, solver_n=32,
-                       solver_repeats=3, max_iter=300, tol=1e-4, memory_batch=4, memory_repeats=2,
-                       throughput_iters=20, dashboard_repeats=5, dashboard_n=100, dashboard_budget=30,
-                       max_checkpoints=0)
+        return BenchConfig(quick=True, repeats=5, n=16, overhead_iters=12, overhead_seconds=0.0, allocator_pairs=1,
+                           allocator_runs=3, solver_n=16, solver_repeats=2, max_iter=60, tol=1e-4, memory_batch=2,
+                           memory_repeats=1, throughput_iters=6, dashboard_repeats=2, dashboard_n=8,
+                           dashboard_budget=6, max_checkpoints=1)
+    return BenchConfig(quick=False, repeats=11, n=100, overhead_iters=30, overhead_seconds=4.0, allocator_pairs=3,
+                       allocator_runs=7, solver_n=32, solver_repeats=3, max_iter=300, tol=1e-4, memory_batch=4,
+                       memory_repeats=2, throughput_iters=20, dashboard_repeats=5, dashboard_n=100,
+                       dashboard_budget=30, max_checkpoints=0)
 
 
 # --- small helpers ---------------------------------------------------------------------------------------
 
 OVERHEAD_PAIRS_MAX = 61
+TIMED_GROUPS = ("overhead", "allocator", "throughput", "stop", "dashboard")  # groups whose ratios are timings
 DISAGREE = 2.0  # an entry whose repeated ratios span more than this factor is flagged as not to be trusted
 
 
@@ -81,13 +88,16 @@ def spread(values: list[float]) -> dict:
 
 
 def entry(group: str, name: str, compares: str, ratios: list[float] | None, aim: str | None = None,
-          **extra) -> dict:
-    """One benchmark result: what it compares, the ratio's spread, the aim and whether the median meets it."""
+          timed: bool | None = None, **extra) -> dict:
+    """One benchmark result: what it compares, the ratio's spread, the aim and whether the median meets it.
+    timed: the ratios are timings (default: the group's are), which a busy machine can make disagree."""
+    timed = group in TIMED_GROUPS if timed is None else timed
     out = {"group": group, "name": name, "compares": compares, "ratio": spread(ratios) if ratios else None,
            "aim": aim}
-    if ratios:
+    if ratios and timed:
         r = out["ratio"]
-        # repeats that disagree by more than DISAGREE x (max / min) say the machine was busy, not the code
+        # timings that disagree by more than DISAGREE x (max / min) say the machine was busy, not the code;
+        # counts (function evaluations, bytes) differ between repeats only because their problems do
         out["trusted"] = bool(r["min"] > 0 and r["max"] / r["min"] <= DISAGREE)
     if aim and ratios:
         op, val = aim.split()
@@ -162,7 +172,7 @@ def machine(dev: torch.device) -> dict:
         load = None
     out = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
-           "device": dev.type, "load_average": load}
+           "device": dev.type, "load_average": load, "allocator": runtime.allocator}
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
     return out
@@ -251,6 +261,84 @@ def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
                         "device": dev.type})
 
 
+
+# one child process: the allocator as $TTC_MALLOC says, then median seconds of the bare loop and of probe()
+_ALLOCATOR_CHILD = """
+import json, statistics, sys, time
+import torch
+from ttc.engine.runtime import tune_allocator
+how = tune_allocator()
+from ttc.engine.checkpoint import load_checkpoint
+from ttc.engine.probe import probe
+from tasks import get_task
+path, n, iters, repeats, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+ck = load_checkpoint(path)
+task = get_task(ck.task)
+xs, ys = task.generate(task.dashboard_size, n, 0)
+x = task.encode(torch.as_tensor(xs))
+model = ck.model.eval()
+def bare():
+    with torch.inference_mode():
+        for _ in model.stream(x, iters):
+            pass
+def probed():
+    for _ in probe(model, task, xs, ys, iters):
+        pass
+out = {"allocator": how}
+for name, fn in (("bare", bare), ("probe", probed)):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    out[name] = statistics.median(times)
+print(json.dumps(out))
+"""
+
+
+def allocator_checkpoints(cks: list[Checkpoint]) -> list[Checkpoint]:
+    """One checkpoint per task for the allocator group: its recursive model when it has one."""
+    out: dict[str, Checkpoint] = {}
+    for ck in sorted(cks, key=lambda c: (c.family != "recursive", c.arch != "conv1d" and c.arch != "conv2d",
+                                         c.name)):
+        out.setdefault(ck.task, ck)
+    return list(out.values())
+
+
+def bench_allocator(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """glibc's default allocator / tune_allocator()'s, wall time of the Explore page's default run (bare loop and
+    probe), each side in its own fresh process (an allocator is set for a whole process), the two alternating."""
+    if dev.type != "cpu" or not ck.path:
+        return entry("allocator", f"allocator: {ck.name}", "default / tuned allocator", None,
+                     skipped="measured on the CPU only (a GPU's memory has its own caching allocator)")
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    args = [ck.path, str(cfg.n), str(cfg.overhead_iters), str(cfg.allocator_runs), str(torch.get_num_threads())]
+    got: dict[str, list[dict]] = {"0": [], "1": []}
+    for r in range(cfg.allocator_pairs):
+        for mode in ("0", "1") if r % 2 == 0 else ("1", "0"):
+            res = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, *args], env={**env, "TTC_MALLOC": mode},
+                                 capture_output=True, text=True, timeout=600, cwd=root)
+            if res.returncode != 0:
+                raise RuntimeError(f"allocator child ({ck.name}, TTC_MALLOC={mode}) failed: "
+                                   f"{res.stderr.strip().splitlines()[-1:] or res.returncode}")
+            got[mode].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    default, tuned = got["0"], got["1"]
+    return entry("allocator", f"allocator: {ck.name}", "wall time with glibc's default allocator / with "
+                 "tune_allocator()'s, bare loop over model.stream (each pair: two fresh processes)",
+                 [d["bare"] / t["bare"] for d, t in zip(default, tuned, strict=True)],
+                 probe_ratio=spread([d["probe"] / t["probe"] for d, t in zip(default, tuned, strict=True)]),
+                 overhead_default=spread([d["probe"] / d["bare"] for d in default]),
+                 overhead_tuned=spread([t["probe"] / t["bare"] for t in tuned]),
+                 bare_seconds={"default": spread([d["bare"] for d in default]),
+                               "tuned": spread([t["bare"] for t in tuned])},
+                 tuned_as=tuned[0]["allocator"],
+                 setup={"checkpoint": ck.name, "task": ck.task, "size": get_task(ck.task).dashboard_size, "n": cfg.n,
+                        "iters": cfg.overhead_iters, "runs_per_process": cfg.allocator_runs})
+
 def _f_of(case: DEQCase, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     e = case.model.encoder(x)
     return lambda z: case.model.f(z, e)
@@ -330,7 +418,7 @@ def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[d
         entry("torchdeq", f"Anderson NFE vs torchdeq: {case.name}", compares_nfe,
               [calls["ours"] / calls["torchdeq"]],
               nfe={"ours": calls["ours"], "torchdeq": calls["torchdeq"]}, **common),
-        entry("torchdeq", f"Anderson time vs torchdeq: {case.name}", compares_time, t["wall"],
+        entry("torchdeq", f"Anderson time vs torchdeq: {case.name}", compares_time, t["wall"], timed=True,
               cpu_ratio=spread(t["cpu"]) if t["cpu"] else None,
               seconds={"ours": spread(t["b_seconds"]), "torchdeq": spread(t["a_seconds"])}, **common),
     ]
@@ -570,6 +658,9 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
     if "overhead" in groups:
         for ck in _limit(by_family, cfg):
             step(f"overhead {ck.name}", lambda ck=ck: bench_overhead(ck, cfg, dev))
+    if "allocator" in groups:
+        for ck in _limit(allocator_checkpoints(cks), cfg):
+            step(f"allocator {ck.name}", lambda ck=ck: bench_allocator(ck, cfg, dev))
     for case in _limit(cases, cfg):
         if "solvers" in groups:
             step(f"solvers {case.name}", lambda case=case: bench_solvers(case, cfg, dev))
@@ -601,7 +692,7 @@ def format_table(result: dict) -> list[str]:
     m = result["machine"]
     lines = [f"TTC Lab bench{' (quick)' if result['quick'] else ''}: {m['cpu']}, {m['cores']} cores, torch "
              f"{m['torch']} ({m['torch_threads']} threads), device {m['device']}, load {m['load_average']}; "
-             f"{result['seconds']:.0f}s"]
+             f"{result['seconds']:.0f}s", f"  allocator: {m.get('allocator', 'default')}"]
     for e in result["entries"]:
         if e.get("ratio") is None:
             lines.append(f"  {e['name']}: skipped ({e.get('skipped', 'no data')})")
@@ -625,6 +716,11 @@ def headline(e: dict) -> str:
     if e["group"] == "overhead":
         return f"cpu-time ratio {fmt_ratio(e['cpu_ratio'])}; bare {med('bare_seconds'):.3f} s, probe " \
                f"{med('probe_seconds'):.3f} s (medians)" if e.get("cpu_ratio") else ""
+    if e["group"] == "allocator":
+        b = e["bare_seconds"]
+        return f"bare {b['default']['median']:.3f} s default, {b['tuned']['median']:.3f} s tuned; probe " \
+               f"{fmt_ratio(e['probe_ratio'])}; probe / bare {e['overhead_default']['median']:.3g} default, " \
+               f"{e['overhead_tuned']['median']:.3g} tuned (medians)"
     if e["group"] == "solvers":
         run = e["runs"][0]
         return "; ".join(f"{m}: batch NFE {run[m]['nfe']}, converged {run[m]['converged']:.0%}" for m in run) + \
@@ -642,9 +738,8 @@ def headline(e: dict) -> str:
     if e["group"] == "throughput":
         return ", ".join(f"size {k}: {v['median']:.1f} it/s" for k, v in e["iterations_per_second"].items())
     if e["group"] == "dashboard":
-        return f"first chart after {med('first_chart_seconds'):.3f} s, whole rerun {med('rerun_seconds'):.2f} s, " \
-               f"the run alone {med('compute_seconds'):.2f} s (medians of each, taken separately: their quotient " \
-               "need not be the median of the per-repeat ratios)"
+        return f"whole rerun {med('rerun_seconds'):.2f} s, the run alone {med('compute_seconds'):.2f} s (medians of " \
+               "each, taken separately: their quotient need not be the median of the per-repeat ratios)"
     return ""
 
 
