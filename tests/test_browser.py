@@ -147,8 +147,11 @@ def test_stop_ends_the_run_and_keeps_its_partial_trace(server, page):
     size.fill("1024")
     size.press("Enter")
     page.wait_for_function("() => !document.body.innerText.includes('Done:')")  # the new settings took
-    # the estimate from the small run may hold this one back for Run; Run starts it either way
-    page.locator(".st-key-explore_run button").first.click()
+    # the estimate calibrated on the small run either holds this one back for Run or starts it at once; pressing
+    # Run during a started run would start it again, and the old run's "Running" text would still be on the page
+    page.wait_for_function("() => /Waiting: this run is estimated|Running: iteration/.test(document.body.innerText)")
+    if page.get_by_text("Waiting: this run is estimated").count():
+        page.locator(".st-key-explore_run button").first.click()
     page.get_by_text("Running: iteration").first.wait_for()
     page.wait_for_timeout(500)
     page.evaluate(WATCH_STOP)

@@ -299,10 +299,9 @@ print(json.dumps(out))
 
 
 def allocator_checkpoints(cks: list[Checkpoint]) -> list[Checkpoint]:
-    """One checkpoint per task for the allocator group: its recursive model when it has one."""
+    """One checkpoint per task for the allocator group: the one the dashboard opens on for that task."""
     out: dict[str, Checkpoint] = {}
-    for ck in sorted(cks, key=lambda c: (c.family != "recursive", c.arch != "conv1d" and c.arch != "conv2d",
-                                         c.name)):
+    for ck in sorted(cks, key=_dashboard_rank):
         out.setdefault(ck.task, ck)
     return list(out.values())
 
