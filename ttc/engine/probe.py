@@ -312,12 +312,12 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                     fields["finite"] = torch.isfinite(zf).all(dim=1)
             if cuda:  # one copy to the host per iteration; the allocator's count needs no synchronisation
                 fields.update(_cells_on_device(logits, y, mask, cell_error))
-                h = _pack_to_host(fields)
+                h = _to_host(fields)
                 mem = torch.cuda.memory_allocated(dev)
                 if "finite" in h and not h["finite"].all():
                     finite = h["finite"]
             else:
-                h = {k: t.numpy() for k, t in fields.items()}
+                h = _to_host(fields)
                 mem = fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes)
                 # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
                 # not, the full scan tells a non-finite entry from finite entries whose norm overflowed

@@ -23,6 +23,7 @@ MMAP_THRESHOLD = 32 * 2**20  # the largest value glibc accepts
 TRIM_THRESHOLD = 256 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 allocator = "default"  # what tune_allocator() did, for the bench's record of the machine
+_tuned = False  # tune_allocator() has run for this process's environment
 
 
 class PluginError(ImportError):
@@ -85,7 +86,11 @@ def tune_allocator(env: dict[str, str] | None = None) -> str:
     the next iteration reuses it (`python -m ttc bench --groups allocator` measures the difference; the price is
     that the process keeps that much freed memory). Not done when $TTC_MALLOC is 0 or the user set glibc's own
     MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_. Returns what was done, in words."""
-    global allocator
+    global allocator, _tuned
+    if env is None and _tuned:  # the dashboard calls this on every rerun: once a process is enough
+        return allocator
+    if env is None:
+        _tuned = True
     env = os.environ if env is None else env
     if env.get(MALLOC_ENV, "").strip() == "0":
         allocator = f"default (${MALLOC_ENV}=0)"

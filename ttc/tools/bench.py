@@ -229,15 +229,14 @@ def _limit(items: list, cfg: BenchConfig) -> list:
 
 # --- the groups ----------------------------------------------------------------------------------------------
 
-def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
-    """probe() (per-iteration accuracy, residuals, convergence, predictions to the host) vs a bare loop over
-    model.stream on the same model, problems and budget: the Explore page's default run."""
-    size = get_task(ck.task).dashboard_size
-    task, xs, ys, x, _ = _batch(ck.task, size, cfg.n, SEED, dev)
-    model = ck.model.to(dev).eval()
-    iters = cfg.overhead_iters
+def explore_default_run(model: IterativeModel, task_name: str, n: int, iters: int,
+                        dev: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The Explore page's default run (n problems of the task's dashboard size) as two functions: a bare loop over
+    model.stream, in the grad mode probe uses (inference mode unless the family's inference takes gradients), and
+    probe() on the same model, problems and budget."""
+    task, xs, ys, x, _ = _batch(task_name, get_task(task_name).dashboard_size, n, SEED, dev)
 
-    def bare():  # the grad mode probe uses: inference mode unless the family's inference takes gradients
+    def bare():
         with contextlib.nullcontext() if model.needs_grad else torch.inference_mode():
             for _ in model.stream(x, iters):
                 pass
@@ -246,6 +245,15 @@ def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
         for _ in probe(model, task, xs, ys, iters, device=dev):
             pass
 
+    return bare, instrumented
+
+
+def bench_overhead(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+    """probe() (per-iteration accuracy, residuals, convergence, predictions to the host) vs a bare loop over
+    model.stream on the same model, problems and budget: the Explore page's default run."""
+    size = get_task(ck.task).dashboard_size
+    iters = cfg.overhead_iters
+    bare, instrumented = explore_default_run(ck.model.to(dev).eval(), ck.task, cfg.n, iters, dev)
     # a cheap model's run lasts tens of milliseconds, where a busy machine's hiccups are of the same size: it
     # gets as many pairs as fit in overhead_seconds (at least `repeats`, at most OVERHEAD_PAIRS_MAX)
     pair_s = _timed(bare, dev)[0] + _timed(instrumented, dev)[0]
@@ -269,22 +277,11 @@ import torch
 from ttc.engine.runtime import tune_allocator
 how = tune_allocator()
 from ttc.engine.checkpoint import load_checkpoint
-from ttc.engine.probe import probe
-from tasks import get_task
+from ttc.tools.bench import explore_default_run
 path, n, iters, repeats, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 ck = load_checkpoint(path)
-task = get_task(ck.task)
-xs, ys = task.generate(task.dashboard_size, n, 0)
-x = task.encode(torch.as_tensor(xs))
-model = ck.model.eval()
-def bare():
-    with torch.inference_mode():
-        for _ in model.stream(x, iters):
-            pass
-def probed():
-    for _ in probe(model, task, xs, ys, iters):
-        pass
+bare, probed = explore_default_run(ck.model.eval(), ck.task, n, iters, torch.device("cpu"))
 out = {"allocator": how}
 for name, fn in (("bare", bare), ("probe", probed)):
     fn()
