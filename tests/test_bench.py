@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -283,23 +284,35 @@ def test_cells_on_host_match_the_device_computation_for_every_iteration_of_a_bat
     assert host[2]["correct"][1] or masked  # the planted match is found (a mask may hide part of it)
 
 
-@pytest.mark.parametrize("family, tol", [("recursive", 0.05), ("explicit", 0.65), ("deq", 1e-2), ("memory", 0.05)])
+@pytest.mark.parametrize("family, tol", [("recursive", 0.05), ("explicit", 0.65), ("deq", 1e-2), ("memory", 0.05),
+                                         ("blown-up recursive", 0.05)])
 def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkeypatch, family, tol):
     from tasks import get_task
     from tests.conftest import tiny_model
     from ttc.engine import probe as probe_mod
 
-    model = tiny_model("prefix_sums", family, "conv1d")
+    model = tiny_model("prefix_sums", family.split()[-1], "conv1d")
+    if family.startswith("blown-up"):  # states overflow to inf and NaN part of the way: divergence at flushes
+        with torch.no_grad():
+            for p in model.block.parameters():
+                p.mul_(40)
     task = get_task("prefix_sums")
     x, y = task.generate(9, 7, 4)
     runs = []
-    # every iteration, by threes, all at the end; early stop settles convergence after every iteration instead
-    for flush_s, flush_max, early_stop in ((0.0, 1, False), (1e9, 3, False), (1e9, 10**6, False), (1e9, 3, True)):
+    # every iteration, by threes, all at the end, each with and without the spare core's worker; early stop
+    # settles convergence after every iteration instead
+    for flush_s, flush_max, early_stop, pipeline in (
+            (0.0, 1, False, False), (1e9, 3, False, False), (1e9, 10**6, False, False), (0.0, 1, False, True),
+            (1e9, 3, False, True), (1e9, 10**6, False, True), (1e9, 3, True, True)):
         monkeypatch.setattr(probe_mod, "FLUSH_S", flush_s)
         monkeypatch.setattr(probe_mod, "FLUSH_MAX", flush_max)
+        monkeypatch.setattr(probe_mod, "PIPELINE", pipeline)
         runs.append(list(probe_mod.probe(model, task, x, y, 12, early_stop=early_stop, tol=tol, cell_error=True)))
     first = runs[0]
-    assert any(r.converged.any() and not r.converged.all() for r in first)  # the bookkeeping has work to do
+    if family.startswith("blown-up"):
+        assert not first[0].diverged.any() and first[-1].diverged.all()
+    else:
+        assert any(r.converged.any() and not r.converged.all() for r in first)  # the bookkeeping has work to do
     for other in runs[1:]:
         assert [r.k for r in other] == [r.k for r in first][: len(other)]
         for a, b in zip(first, other, strict=False):
@@ -309,6 +322,42 @@ def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkey
             for f in ("correct", "converged", "diverged", "residuals", "confidence", "cell_error"):
                 np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
             assert torch.equal(a.preds, b.preds)
+
+
+def test_probe_closed_while_its_worker_prepares_a_batch_leaves_the_next_run_intact(monkeypatch):
+    from tasks import get_task
+    from tests.conftest import tiny_model
+    from ttc.engine import probe as probe_mod
+
+    monkeypatch.setattr(probe_mod, "PIPELINE", True)
+    monkeypatch.setattr(probe_mod, "FLUSH_S", 1e9)
+    monkeypatch.setattr(probe_mod, "FLUSH_MAX", 2)
+    model = tiny_model("prefix_sums", "recursive", "conv1d")
+    task = get_task("prefix_sums")
+    x, y = task.generate(9, 5, 2)
+    whole = list(probe_mod.probe(model, task, x, y, 10))
+    run = probe_mod.probe(model, task, x, y, 10)
+    first = next(run)  # made at the second flush, while the worker prepares iterations 3 and 4
+    run.close()  # a Stop: the batch in flight is dropped
+    again = list(probe_mod.probe(model, task, x, y, 10))
+    assert first.k == 1 and [r.k for r in again] == list(range(1, 11))
+    for a, b in zip(whole, again, strict=True):
+        np.testing.assert_array_equal(a.residuals, b.residuals)
+        assert a.accuracy == b.accuracy
+
+
+def test_the_bench_counts_cpu_time_spent_on_other_threads():
+    def work_elsewhere():
+        def spin():
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < 0.05:
+                pass
+        t = threading.Thread(target=spin)
+        t.start()
+        t.join()
+
+    wall, cpu = bench._timed(work_elsewhere, torch.device("cpu"))
+    assert cpu >= 0.05
 
 
 def test_probe_elapsed_leaves_out_the_time_its_consumer_held_it(monkeypatch):

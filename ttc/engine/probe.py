@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +24,39 @@ from tasks import Task
 
 MAX_ITERS = 5000
 # On the CPU a run's records are made in batches: those of the iterations computed in FLUSH_S seconds (at most
-# FLUSH_MAX iterations, FLUSH_BYTES of their logits) are made together and handed over together. A numpy or torch
-# call made between two of a model's iterations costs several times what it costs in a tight loop (the model's
-# kernels have evicted the caches), and a cheap explicit layer takes about a millisecond for 100 problems on one
-# core: making each record on its own cost that model 20 to 30% of its bare loop. What the run itself needs after
-# every iteration (the norms of the state and its change; convergence and divergence when early_stop ends the run
-# on them) is still done after every iteration.
+# FLUSH_MAX iterations, FLUSH_BYTES of their logits and states) are made together and handed over together. A numpy
+# or torch call made between two of a model's iterations costs several times what it costs in a tight loop (the
+# model's kernels have evicted the caches), and a cheap explicit layer takes about a millisecond for 100 problems on
+# one core: making each record on its own cost that model 20 to 30% of its bare loop. Without early stop nothing
+# is done between iterations: the states wait for the flush and are measured there (the norms of each state and of
+# its change), back to back. With early stop, what decides the run (those norms, convergence and divergence) is
+# still done after every iteration.
 FLUSH_S = 0.05
 FLUSH_MAX = 256
-FLUSH_BYTES = 16 * 2**20  # and at most this many bytes of their logits
+FLUSH_BYTES = 16 * 2**20  # and at most this many bytes of their logits and waiting states
+# Pipelining on the CPU without early stop: while the run computes the next batch of iterations, a worker thread
+# prepares the last one (the norms of its states and their changes, its per-cell statistics: about a tenth of an
+# explicit model's bare loop), and that batch's records come at the next flush. None: when torch's threads leave a
+# core of this process spare (it runs on half the CPUs by default) and $TTC_PROBE_PIPELINE is not 0; True/False:
+# always/never (tests). The work is the same either way: a run's CPU time does not shrink, its wall time does.
+PIPELINE: bool | None = None
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def _spare_core() -> ThreadPoolExecutor | None:
+    """The process's probe worker (one thread, shared by every run), or None when no core is spare."""
+    global _worker
+    use = PIPELINE
+    if use is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        use = torch.get_num_threads() < cpus and os.environ.get("TTC_PROBE_PIPELINE", "1") != "0"
+    if not use:
+        return None
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttc-probe")
+        return _worker
 
 
 @dataclass
@@ -158,6 +185,11 @@ def cells_on_host(logits: list[torch.Tensor], y: tuple[np.ndarray, np.ndarray], 
                 for i in range(K)]
     return [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i]} for i in range(K)]
 
+def _grad_mode(model: IterativeModel):
+    """Autograd on for a family whose inference takes gradients (`needs_grad`), inference mode for the others."""
+    return contextlib.nullcontext() if model.needs_grad else torch.inference_mode()
+
+
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
@@ -246,22 +278,22 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             maps=None if maps is None else {k: v.detach().to(torch.float16).cpu().numpy() for k, v in maps.items()},
             cell_error=h.get("cell_error"), z=z)
 
-    # Iterations wait in `pending` (host fields, finiteness, logits, what the record needs) until a flush makes
-    # their records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S).
-    pending: list[tuple] = []
-    logits_pending: list[torch.Tensor] = []
-    pending_bytes = 0
+    # Iterations wait in a batch (host fields, finiteness, what the record needs; on the CPU their logits) until a
+    # flush makes their records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S).
+    batch: list[list] = []
+    batch_logits: list[torch.Tensor] = []
+    batch_bytes = 0
 
-    def settle_all() -> list[tuple]:
-        """settle() for every pending iteration, in order; the common case (finite norms, no own residual) in one
-        pass over the batch. Returns (residuals, the running ones', converged, diverged) per iteration."""
+    def settle_all(items: list[list]) -> list[tuple]:
+        """settle() for every iteration of a batch, in order; the common case (finite norms, no own residual) in
+        one pass over the batch. Returns (residuals, the running ones', converged, diverged) per iteration."""
         nonlocal conv
-        hs = [item[0] for item in pending]
-        if "res" in hs[0] or any(item[1] is not None for item in pending):
-            return [(*settle(item[0], item[1]), conv, div) for item in pending]
+        hs = [item[0] for item in items]
+        if "res" in hs[0] or any(item[1] is not None for item in items):
+            return [(*settle(item[0], item[1]), conv, div) for item in items]
         zn_k, num_k = np.stack([h["zn"] for h in hs]), np.stack([h["num"] for h in hs])
         if not float(np.add.reduce(num_k, axis=None)) < math.inf:
-            return [(*settle(item[0], item[1]), conv, div) for item in pending]
+            return [(*settle(item[0], item[1]), conv, div) for item in items]
         res_k = num_k / (zn_k + eps)
         stopped0 = conv | div
         # a sample running at the batch's start has converged by iteration i once its residual fell below tol at
@@ -275,75 +307,136 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         conv = conv_k[-1]
         return [(res_k[i], res_k[i][~before[i]], conv_k[i], div) for i in range(len(hs))]
 
-    def flush() -> Iterator[IterRecord]:
-        if not pending:
-            return
-        if not cuda:
-            for item, cells in zip(pending, cells_on_host(logits_pending, y_host, mask_host, cell_error), strict=True):
-                item[0].update(cells)
-        states = settle_all() if pending[0][2] is None else [item[2] for item in pending]
-        for (h, _, _, *rest), settled in zip(pending, states, strict=True):
-            yield record(h, *rest, *settled)
-
     diff_buf = None  # z - z_prev is formed here: one buffer a run rather than an allocation an iteration
+
+    def measure(st, zf: torch.Tensor | None, prev: torch.Tensor | None) -> tuple[dict, np.ndarray | None]:
+        """One iteration's host fields (its residual's parts or the family's own residual, convergence and
+        divergence; on a GPU also the per-cell statistics) and finiteness (None: every sample's state is finite)."""
+        nonlocal diff_buf
+        finite = None
+        if zf is None:
+            fields = {"res": st.residual.float(), "conv": st.converged, "div": st.diverged}
+        else:
+            zn = torch.linalg.vector_norm(zf, dim=1)
+            if prev is None:
+                num = zn
+            else:
+                if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
+                    diff_buf = torch.empty_like(zf)
+                num = torch.linalg.vector_norm(torch.sub(zf, prev, out=diff_buf), dim=1)
+            fields = {"zn": zn, "num": num}
+            if cuda:  # a scan is cheap on a GPU and rides the same copy
+                fields["finite"] = torch.isfinite(zf).all(dim=1)
+        if cuda:  # one copy to the host per iteration
+            fields.update(_cells_on_device(st.logits, y, mask, cell_error))
+            h = _to_host(fields)
+            if "finite" in h and not h["finite"].all():
+                finite = h["finite"]
+        else:
+            h = _to_host(fields)
+            # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
+            # not, the full scan tells a non-finite entry from finite entries whose norm overflowed
+            if "zn" in h and not float(np.add.reduce(h["zn"])) < math.inf:
+                finite = _finite_rows(zf, zn).numpy()
+        return h, finite
+
+    def measure_waiting(items: list[list]) -> None:
+        """measure() for the iterations that waited for a flush, in order. The norms of their states and of their
+        changes go into one (2, iterations, B) tensor that reaches the host in one call."""
+        nonlocal diff_buf
+        own = [item for item in items if item[-2] is None]  # the family's own residual
+        for item in own:
+            item[0], item[1] = measure(*item[-3:])
+        items = [item for item in items if item[-2] is not None]
+        if not items:
+            return
+        zf0 = items[0][-2]
+        norms = torch.empty(2, len(items), zf0.shape[0], dtype=zf0.dtype)
+        for i, (*_, zf, prev) in enumerate(items):
+            torch.linalg.vector_norm(zf, dim=1, out=norms[0, i])
+            if prev is None:
+                norms[1, i] = norms[0, i]
+            else:
+                if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
+                    diff_buf = torch.empty_like(zf)
+                torch.linalg.vector_norm(torch.sub(zf, prev, out=diff_buf), dim=1, out=norms[1, i])
+        zn, num = norms.numpy()
+        finite_all = float(np.add.reduce(zn, axis=None)) < math.inf  # as in measure(): one check for the batch
+        for i, item in enumerate(items):
+            item[0] = {"zn": zn[i], "num": num[i]}
+            if not finite_all and not float(np.add.reduce(zn[i])) < math.inf:
+                item[1] = _finite_rows(item[-2], norms[0, i]).numpy()
+
+    def prepare(items: list[list], logits: list[torch.Tensor]) -> list[list]:
+        """On the CPU, what a batch's records need beyond its iterations: the norms of the states that waited, the
+        per-cell statistics. Touches nothing the run goes on using, so it may run on the spare core meanwhile."""
+        with _grad_mode(model):  # thread-local; the last batch comes after the stream ended
+            measure_waiting([item for item in items if item[0] is None])
+        for item, cells in zip(items, cells_on_host(logits, y_host, mask_host, cell_error), strict=True):
+            item[0].update(cells)
+        return items
+
+    def records(items: list[list]) -> Iterator[IterRecord]:
+        states = settle_all(items) if items[0][2] is None else [item[2] for item in items]
+        for (h, _, _, *rest), settled in zip(items, states, strict=True):
+            yield record(h, *rest[:7], *settled)
+
+    # Without early stop, the run needs nothing from an iteration on the CPU until the flush: its states wait
+    # too and are measured there, back to back (a state must not change in place once yielded; none does). When
+    # torch leaves a core spare, a batch is prepared there while the run goes on, and its records are made at the
+    # next flush (see PIPELINE).
+    defer = not cuda and not early_stop
+    worker = _spare_core() if defer else None
+    in_flight = None  # the batch being prepared on the spare core
     spent, resumed = 0.0, time.perf_counter()  # seconds the run computed; when it last took over from its consumer
     flushed = resumed
-    grad_mode = contextlib.nullcontext() if model.needs_grad else torch.inference_mode()
-    with grad_mode:
+    with _grad_mode(model):
         for st in model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings):
             now = time.perf_counter()
             z, logits = st.z, st.logits
-            finite = None  # None: every sample's state is finite
-            if st.residual is not None:
-                fields = {"res": st.residual.float(), "conv": st.converged, "div": st.diverged}
-            else:
+            zf = None
+            if st.residual is None:
                 zf = z.flatten(1)
                 if zf.requires_grad:
                     zf = zf.detach()
-                zn = torch.linalg.vector_norm(zf, dim=1)
-                if z_prev is None:
-                    num = zn
-                else:
-                    if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
-                        diff_buf = torch.empty_like(zf)
-                    num = torch.linalg.vector_norm(torch.sub(zf, z_prev, out=diff_buf), dim=1)
-                fields = {"zn": zn, "num": num}
-                if cuda:  # a scan is cheap on a GPU and rides the same copy
-                    fields["finite"] = torch.isfinite(zf).all(dim=1)
-            if cuda:  # one copy to the host per iteration; the allocator's count needs no synchronisation
-                fields.update(_cells_on_device(logits, y, mask, cell_error))
-                h = _to_host(fields)
-                mem = torch.cuda.memory_allocated(dev)
-                if "finite" in h and not h["finite"].all():
-                    finite = h["finite"]
-            else:
-                h = _to_host(fields)
-                mem = fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes)
-                # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
-                # not, the full scan tells a non-finite entry from finite entries whose norm overflowed
-                if "zn" in h and not float(np.add.reduce(h["zn"])) < math.inf:
-                    finite = _finite_rows(zf, zn).numpy()
-            if st.residual is None:
-                z_prev = zf
-            # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
-            settled = (*settle(h, finite), conv, div) if early_stop or cuda else None
+            # the memory figure: on a GPU the allocator's count (no synchronisation), on the CPU the run's tensors
+            mem = torch.cuda.memory_allocated(dev) if cuda else (
+                fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes))
+            h = finite = settled = None
+            if not defer:
+                h, finite = measure(st, zf, z_prev)
+                # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
+                settled = (*settle(h, finite), conv, div) if early_stop or cuda else None
             maps = {k: v[:maps_for] for k, v in st.maps.items()} if maps_for > 0 and st.maps else None
-            pending.append((h, finite, settled, st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps,
-                            z if keep_state else None))
+            batch.append([h, finite, settled, st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps,
+                          z if keep_state else None, st, zf, z_prev])
+            if zf is not None:
+                z_prev = zf
             if not cuda:
-                logits_pending.append(logits)
-                pending_bytes += logits.nbytes
+                batch_logits.append(logits)
+                batch_bytes += logits.nbytes + (z.nbytes if defer else 0)
             done = early_stop and bool((conv | div).all())
-            if (cuda or done or len(pending) >= FLUSH_MAX or pending_bytes >= FLUSH_BYTES
+            if (cuda or done or len(batch) >= FLUSH_MAX or batch_bytes >= FLUSH_BYTES
                     or time.perf_counter() - flushed >= FLUSH_S):
-                for rec in flush():
+                items, logits_of = batch, batch_logits
+                batch, batch_logits, batch_bytes = [], [], 0
+                if cuda:
+                    ready = items
+                elif worker is not None:
+                    ready = None if in_flight is None else in_flight
+                    in_flight = worker.submit(prepare, items, logits_of)
+                    ready = None if ready is None else ready.result()
+                else:
+                    ready = prepare(items, logits_of)
+                for rec in records(ready) if ready else ():
                     spent += time.perf_counter() - resumed
                     yield rec
                     resumed = time.perf_counter()
-                pending.clear()
-                logits_pending.clear()
-                pending_bytes = 0
                 flushed = time.perf_counter()
             if done:
                 return
-    yield from flush()  # the stream ended
+    # the stream ended: the batch on the spare core, then the last one
+    if in_flight is not None:
+        yield from records(in_flight.result())
+    if batch:
+        yield from records(batch if cuda else prepare(batch, batch_logits))

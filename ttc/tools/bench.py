@@ -131,12 +131,13 @@ def _sync(dev: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], object], dev: torch.device) -> tuple[float, float]:
-    """(wall seconds, this thread's CPU seconds) of fn()."""
+    """(wall seconds, CPU seconds) of fn(); the CPU seconds of every thread of the process (torch's own, the probe's
+    worker), so work moved off the calling thread still counts."""
     _sync(dev)
-    w, c = time.perf_counter(), time.thread_time()
+    w, c = time.perf_counter(), time.process_time()
     fn()
     _sync(dev)
-    return time.perf_counter() - w, time.thread_time() - c
+    return time.perf_counter() - w, time.process_time() - c
 
 
 def _paired(a: Callable[[], object], b: Callable[[], object], repeats: int, dev: torch.device) -> dict:
