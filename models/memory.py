@@ -77,8 +77,11 @@ class MemoryModel(IterativeModel):
         super()._init(seed)
         gen = torch.Generator().manual_seed(seed + 7919)
         with torch.no_grad():
-            # distinct slots (identical ones would receive identical addresses forever)
-            self.memory0.copy_(torch.randn(self.memory0.shape, generator=gen) / math.sqrt(self.config.width))
+            # distinct slots (identical ones would receive identical addresses forever); drawn on the CPU, where the
+            # generator lives, also when the model is built on the meta device to check a checkpoint's shapes (a
+            # draw there would load meta kernels: 2 s on the first checkpoint the dashboard opens)
+            draw = torch.randn(self.memory0.shape, generator=gen, device="cpu")
+            self.memory0.copy_(draw / math.sqrt(self.config.width))
             self.read_in.weight.zero_()  # the read enters at zero: untrained, the model is its recursive core
             self.read_in.bias.zero_()
 

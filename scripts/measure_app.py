@@ -8,7 +8,11 @@
 - warm update: from a settings change on Explore (the budget slider moved one step with the keyboard)
   to the first chart showing the new settings' data, for settings never run before (computed live) and
   for settings run before (drawn from the trace cache);
-- the live frame rate the page reports for its first run.
+- the live frame rate the page reports for its first run;
+- a long live run (the default view at size 128, 50 problems, budget 400: about ten seconds): its frame rate
+  and the share of the browser's animation frames in which the chart was missing (Streamlit gives a plotly chart
+  whose data changed a new element, so a frame can fall between the old one's removal and the new one's drawing:
+  flicker).
 
 Chromium is /usr/bin/chromium (or $BROWSER_PATH). Times are wall clock on this machine: close other
 heavy work first, and say which machine the numbers came from.
@@ -52,6 +56,24 @@ WATCH_CHANGE = """before => { window.__change = new Promise(resolve => {
   };
   requestAnimationFrame(tick);
 }); return 1; }""".replace("CURVE_FN", CURVE)
+
+# installed before the page loads: from the first live figure to the "Done:" message, counts the animation frames
+# and those in which no accuracy curve was drawn; window.__live resolves with {frames, missing}
+WATCH_LIVE = """window.__live = new Promise(resolve => {
+  let frames = 0, missing = 0, started = false;
+  const curve = CURVE_FN;
+  const tick = () => {
+    const n = curve();
+    if (n > 0) started = true;
+    if (started) {
+      frames++;
+      if (n < 0) missing++;
+      if (n > 0 && document.body.innerText.includes('Done:')) { resolve({frames, missing}); return; }
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+});""".replace("CURVE_FN", CURVE)
 
 
 def free_port() -> int:
@@ -103,6 +125,7 @@ def main() -> int:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1800})
+        page.add_init_script(WATCH_LIVE)
         t_launch = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                  "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -137,6 +160,17 @@ def main() -> int:
                     page.wait_for_timeout(300)
             out["warm_new_settings_s"] = {"median": statistics.median(fresh), "all": fresh}
             out["warm_cached_settings_s"] = {"median": statistics.median(cached), "all": cached}
+            long_view = dict(kv.split("=", 1) for kv in out["default_view"].split("&"))
+            long_view.update(size="128", n="50", budget="400", seed="1")
+            page.goto(f"{base}/?{'&'.join(f'{k}={v}' for k, v in long_view.items())}")  # the watcher reinstalls
+            page.wait_for_function("() => /Waiting: this run is estimated|Running: iteration|Done:/"
+                                   ".test(document.body.innerText)", timeout=120_000)
+            if "Waiting: this run" in page.inner_text("body"):  # estimated above TTC_AUTO_RUN_SECONDS
+                page.get_by_role("button", name="Run", exact=True).click()
+            out["long_run"] = page.evaluate("() => window.__live")
+            done = page.get_by_text("Done:").first.inner_text()
+            if "Drawn live at" in done:
+                out["long_run"]["frames_per_s"] = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -156,6 +190,10 @@ def main() -> int:
             v = out[key]
             print(f"warm, {name}: first updated chart after {v['median']:.3f} s (median of "
                   f"{', '.join(f'{x:.3f}' for x in v['all'])})")
+        lr = out["long_run"]
+        print(f"long live run ({lr.get('frames_per_s', 0):.1f} frames/s): the chart was missing in {lr['missing']} of "
+              f"the browser's {lr['frames']} animation frames ({lr['missing'] / max(1, lr['frames']):.1%}: a frame "
+              "between two drawings of the chart)")
     return 0
 
 
