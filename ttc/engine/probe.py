@@ -34,11 +34,14 @@ MAX_ITERS = 5000
 FLUSH_S = 0.05
 FLUSH_MAX = 256
 FLUSH_BYTES = 16 * 2**20  # and at most this many bytes of their logits and waiting states
-# Pipelining on the CPU without early stop: while the run computes the next batch of iterations, a worker thread
-# prepares the last one (the norms of its states and their changes, its per-cell statistics: about a tenth of an
-# explicit model's bare loop), and that batch's records come at the next flush. None: when torch's threads leave a
-# core of this process spare (it runs on half the CPUs by default) and $TTC_PROBE_PIPELINE is not 0; True/False:
-# always/never (tests). The work is the same either way: a run's CPU time does not shrink, its wall time does.
+# Pipelining on the CPU without early stop (opt-in): while the run computes the next batch of iterations, a worker
+# thread prepares the last one (the norms of its states and their changes, its per-cell statistics: about a tenth of
+# an explicit model's bare loop), and that batch's records come at the next flush. The work is the same, on another
+# core: a run's CPU time does not shrink, only its wall time can. Off by default: on the 2-core development machine
+# it did not shorten the explicit models' runs reliably (bench overhead, five runs each way: 1.06 to 1.30 pipelined
+# against 1.05 to 1.13 serial), and in the dashboard the other core belongs to Streamlit and the browser (the
+# bench's warm dashboard rerun: 4.4x the compute pipelined, 3.0x serial). None: $TTC_PROBE_PIPELINE=1 turns it on,
+# when torch's threads leave a core of this process spare; True/False: always/never (tests).
 PIPELINE: bool | None = None
 _worker: ThreadPoolExecutor | None = None
 _worker_lock = threading.Lock()
@@ -50,7 +53,7 @@ def _spare_core() -> ThreadPoolExecutor | None:
     use = PIPELINE
     if use is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        use = torch.get_num_threads() < cpus and os.environ.get("TTC_PROBE_PIPELINE", "1") != "0"
+        use = os.environ.get("TTC_PROBE_PIPELINE") == "1" and torch.get_num_threads() < cpus
     if not use:
         return None
     with _worker_lock:
