@@ -385,9 +385,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             yield record(h, *rest[:7], *settled)
 
     # Without early stop, the run needs nothing from an iteration on the CPU until the flush: its states wait
-    # too and are measured there, back to back (a state must not change in place once yielded; none does). When
-    # torch leaves a core spare, a batch is prepared there while the run goes on, and its records are made at the
-    # next flush (see PIPELINE).
+    # too and are measured there, back to back (a state must not change in place once yielded; none does). With
+    # pipelining on (opt-in, see PIPELINE), a batch is prepared on a spare core while the run goes on, and its
+    # records are made at the next flush.
     defer = not cuda and not early_stop
     worker = _spare_core() if defer else None
     in_flight = None  # the batch being prepared on the spare core
