@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -92,6 +93,13 @@ def wait_for(pred, timeout: float, what: str):
     raise SystemExit(f"error: timed out after {timeout:.0f}s waiting for {what}")
 
 
+def live_rate(done: str) -> float | None:
+    """The frames per second a "Done: ... Drawn live at X frames/s." message reports (None for a short run)."""
+    if "Drawn live at" not in done:
+        return None
+    return float(done.split("Drawn live at ")[1].split(" frames/s")[0])
+
+
 def healthy(base: str) -> bool:
     try:
         return urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).read() == b"ok"
@@ -140,8 +148,8 @@ def main() -> int:
             page.get_by_text("Done:").first.wait_for(timeout=300_000)
             out["cold_first_run_done_s"] = time.perf_counter() - t_launch
             done = page.get_by_text("Done:").first.inner_text()
-            if "Drawn live at" in done:
-                out["live_frames_per_s"] = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
+            if live_rate(done) is not None:
+                out["live_frames_per_s"] = live_rate(done)
             out["default_view"] = page.url.split("?", 1)[-1]
             slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
             fresh, cached = [], []
@@ -160,17 +168,16 @@ def main() -> int:
                     page.wait_for_timeout(300)
             out["warm_new_settings_s"] = {"median": statistics.median(fresh), "all": fresh}
             out["warm_cached_settings_s"] = {"median": statistics.median(cached), "all": cached}
-            long_view = dict(kv.split("=", 1) for kv in out["default_view"].split("&"))
-            long_view.update(size="128", n="50", budget="400", seed="1")
-            page.goto(f"{base}/?{'&'.join(f'{k}={v}' for k, v in long_view.items())}")  # the watcher reinstalls
+            long_view = {**dict(parse_qsl(out["default_view"])), "size": "128", "n": "50", "budget": "400", "seed": "1"}
+            page.goto(f"{base}/?{urlencode(long_view)}")  # the watcher reinstalls
             page.wait_for_function("() => /Waiting: this run is estimated|Running: iteration|Done:/"
                                    ".test(document.body.innerText)", timeout=120_000)
             if "Waiting: this run" in page.inner_text("body"):  # estimated above TTC_AUTO_RUN_SECONDS
                 page.get_by_role("button", name="Run", exact=True).click()
             out["long_run"] = page.evaluate("() => window.__live")
-            done = page.get_by_text("Done:").first.inner_text()
-            if "Drawn live at" in done:
-                out["long_run"]["frames_per_s"] = float(done.split("Drawn live at ")[1].split(" frames/s")[0])
+            rate = live_rate(page.get_by_text("Done:").first.inner_text())
+            if rate is not None:
+                out["long_run"]["frames_per_s"] = rate
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -191,7 +198,8 @@ def main() -> int:
             print(f"warm, {name}: first updated chart after {v['median']:.3f} s (median of "
                   f"{', '.join(f'{x:.3f}' for x in v['all'])})")
         lr = out["long_run"]
-        print(f"long live run ({lr.get('frames_per_s', 0):.1f} frames/s): the chart was missing in {lr['missing']} of "
+        rate = f"{lr['frames_per_s']:.1f} frames/s" if "frames_per_s" in lr else "no frame rate on the page"
+        print(f"long live run ({rate}): the chart was missing in {lr['missing']} of "
               f"the browser's {lr['frames']} animation frames ({lr['missing'] / max(1, lr['frames']):.1%}: a frame "
               "between two drawings of the chart)")
     return 0
