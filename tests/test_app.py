@@ -263,6 +263,23 @@ def test_a_costly_run_from_a_link_waits_for_run_and_says_its_estimate(ckpt_dir):
     assert xs(charts(at)["final-accuracy"]) == list(range(1, 9))
 
 
+def test_a_sessions_first_long_run_is_started_by_the_browser_once_the_page_is_drawn(ckpt_dir):
+    """The page is drawn without the run and arms a browser timer (a fragment's run_every, which AppTest does not
+    fire; the browser tests open pages on long runs through it); the page's next run is the run."""
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params = {**SMALL, "seed": "78"}  # not in the trace cache
+    at.session_state["explore_rate"] = 12 * 16 * 8 * 8 ** 2 / 10  # cost units/s: this run estimated at 10 s
+    at.run()
+    assert not at.exception and not charts(at)
+    assert at.get("progress")[0].proto.text.startswith("Starting: this run (about 10 s) begins once the page")
+    assert at.session_state["explore_drawn"]
+    at.run()  # the timer's fragment run reruns the page (st.rerun(scope="app")), as this does
+    assert not at.exception and xs(charts(at)["final-accuracy"]) == list(range(1, 9))
+    at.query_params["seed"] = "79"
+    at.run()  # the session's later runs start at once
+    assert xs(charts(at)["final-accuracy"]) == list(range(1, 9))
+
+
 def test_the_export_menu_labels_are_whole_and_the_memory_table_reads_in_mib(ckpt_dir):
     at = app(SMALL)
     labels = {b.proto.label for b in at.get("download_button")}

@@ -30,10 +30,17 @@ AUTO_RUN_SECONDS = float(os.environ.get("TTC_AUTO_RUN_SECONDS", "15"))
 # and 100 iterations each; the session's own last run replaces it
 COST_PER_SECOND = 1.5e9
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
-# A page's first run starts while the browser is still mounting its widgets (Streamlit loads each widget's
-# code on demand); frames 8 times a second starve that mount, and Run and Stop stay grey placeholders for the
-# whole run (seen with Streamlit 1.66 and 1.67). So a session's first run draws slower for its first seconds.
-FIRST_RUN_EVERY, FIRST_RUN_SETTLE = 1.0, 5.0
+# A page's first run starts while the browser is still mounting its widgets: Streamlit loads each widget's code
+# on demand and shows a grey placeholder until it is there. Once it is loaded, React swaps the placeholder for the
+# widget in a low-priority pass that every live frame's update pre-empts, so with frames 8 times a second Run and
+# Stop can stay placeholders for the whole run (seen with Streamlit 1.66 and 1.67: 30 s and more of a 1,024-bit
+# run, on an idle machine as on a loaded one). Two defences:
+# - a session's first run estimated above FIRST_RUN_SETTLE seconds is started by the browser: the page is drawn
+#   without it, and a timer in the browser (a fragment's run_every, FIRST_RUN_START_AFTER s after the browser has
+#   taken the page) reruns the page, which runs. In between nothing is sent, so the widgets' code loads and the
+#   swap happens; the rerun sends the widgets again, which mount at once if their code is there;
+# - a session's first run draws one frame a second for its first FIRST_RUN_SETTLE seconds.
+FIRST_RUN_EVERY, FIRST_RUN_SETTLE, FIRST_RUN_START_AFTER = 1.0, 5.0, 1.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
 
@@ -201,20 +208,34 @@ if not run_clicked:
         trace = live_run.trace()
     elif is_cached(s, entry):
         trace = trace_for(s, entry)
+
+
 def cost_of(iters: int) -> float:
     """This run's cost in the one cost model for `iters` iterations (what the estimate and its calibration use)."""
     return run_cost(get_task(s.task), s.size, s.n, iters, cfg.width)
 
 
-if trace is None and not run_clicked:  # a costly run opened by a link or a setting waits for Run
-    cost = cost_of(entry.ck.model.budget(s.budget))
-    rate = st.session_state.get("explore_rate", COST_PER_SECOND)
-    if cost / rate > AUTO_RUN_SECONDS:
-        progress.progress(0.0, text=f"Waiting: this run is estimated at about {cost / rate:.0f} s "
-                                    f"({s.n} problems of size {s.size}, {entry.ck.model.budget(s.budget)} iterations). "
-                                    "Press Run to start it.")
+@st.fragment(run_every=FIRST_RUN_START_AFTER)
+def start_from_the_browser() -> None:
+    """Called by the page, it only arms the browser's timer; called by that timer, it reruns the page."""
+    if st.session_state.get("explore_drawn"):
+        st.rerun(scope="app")
+    st.session_state["explore_drawn"] = True
+
+
+if trace is None and not run_clicked:
+    iters = entry.ck.model.budget(s.budget)
+    estimate = cost_of(iters) / st.session_state.get("explore_rate", COST_PER_SECOND)
+    if estimate > AUTO_RUN_SECONDS:  # a costly run opened by a link or a setting waits for Run
+        progress.progress(0.0, text=f"Waiting: this run is estimated at about {estimate:.0f} s "
+                                    f"({s.n} problems of size {s.size}, {iters} iterations). Press Run to start it.")
         st.info(f"Runs estimated above {AUTO_RUN_SECONDS:.0f} s wait for Run (the estimate comes from this "
                 "session's last run, or from this machine's typical speed).")
+        st.stop()
+    first = not st.session_state.get("explore_mounted") and not st.session_state.get("explore_drawn")
+    if first and estimate > FIRST_RUN_SETTLE:  # a session's first long run: the browser starts it (see above)
+        progress.progress(0.0, text=f"Starting: this run (about {estimate:.0f} s) begins once the page is drawn.")
+        start_from_the_browser()
         st.stop()
 if trace is None:
     trace, frames_per_s = run_live()
