@@ -280,6 +280,17 @@ def test_a_sessions_first_long_run_is_started_by_the_browser_once_the_page_is_dr
     assert xs(charts(at)["final-accuracy"]) == list(range(1, 9))
 
 
+def test_a_rerun_after_a_live_run_still_says_how_it_was_drawn(ckpt_dir):
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params = {"size": "64", "n": "100", "budget": "400", "seed": "80"}  # about a second: several frames
+    at.session_state["explore_mounted"] = True  # frames at the live rate from the start
+    at.run()
+    text = at.get("progress")[0].proto.text
+    assert not at.exception and text.startswith("Done:") and "Drawn live at" in text, text
+    at.run()  # the same settings again (as the browser asks on reconnecting): drawn from the trace cache
+    assert at.get("progress")[0].proto.text == text
+
+
 def test_the_export_menu_labels_are_whole_and_the_memory_table_reads_in_mib(ckpt_dir):
     at = app(SMALL)
     labels = {b.proto.label for b in at.get("download_button")}

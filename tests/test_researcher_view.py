@@ -61,6 +61,23 @@ def test_every_accuracy_curve_has_its_band_and_its_n(entries):
     assert any(d.get("name") == "a: 95% interval (n=12)" for d in live["data"])
 
 
+def test_a_live_figure_updated_in_place_is_the_figure_built_from_that_snapshot(entries):
+    """Explore builds one live figure per run and replaces its data each frame; every frame must be exactly the
+    figure built from scratch for that snapshot (curves, band, residual, memory, title, panel titles)."""
+    from ttc.app.trace import LiveRun
+
+    s, _ = sanitize({"size": "16", "n": "12", "budget": "9"}, entries)
+    run = LiveRun(next(e for e in entries if e.name == s.checkpoint).ck, s)
+    live, seen = None, 0
+    for _ in run:
+        t = run.trace(maps=False)
+        live = live or plots.LiveFigure("a", t)
+        assert live.update(t).to_plotly_json() == plots.live_figure("a", t).to_plotly_json(), t.iters
+        seen += 1
+    assert seen == 9 and live.figure.layout.title.text == "Running: iteration 9 of 9"
+    assert len(live.figure.data[plots.LiveFigure.CURVE].x) == 9
+
+
 def test_the_front_of_the_computation_and_when_problems_settled(entries):
     t = trace(entries, budget=12)
     assert t.pos_error.shape == (12, 16)

@@ -129,12 +129,12 @@ def example(t: Trace, problem: int, k: int):
     return plots.example_figure(s.task, t.inputs[problem], t.targets[problem], pred, title)
 
 
-def draw_live(t: Trace, tag: int) -> None:
-    """One live frame: progress, metrics and one three-panel figure (the inspector waits for the end)."""
+def draw_live(t: Trace, tag: int, fig) -> None:
+    """One live frame: progress, metrics and the run's three-panel figure with t's data (the inspector waits for
+    the end)."""
     draw_progress(t)
     draw_metrics(t)
-    curves_ph.plotly_chart(plots.live_figure(s.checkpoint, t), key=f"live-{tag}", width="stretch",
-                           config={"staticPlot": True})
+    curves_ph.plotly_chart(fig, key=f"live-{tag}", width="stretch", config={"staticPlot": True})
 
 
 def run_live() -> tuple[Trace, float | None]:
@@ -144,14 +144,21 @@ def run_live() -> tuple[Trace, float | None]:
     run = LiveRun(entry.ck, s)
     st.session_state["explore_live"] = ((s, entry.version), run)
     insp_ph.caption("The inspector opens when the run ends.")
-    last, tag, start = 0.0, 0, time.perf_counter()
+    last, tag, start, frame = 0.0, 0, time.perf_counter(), 0.0
+    live = None
     settling = not st.session_state.get("explore_mounted")
     for _ in run:
         now = time.perf_counter()
         every = FIRST_RUN_EVERY if settling and now - start < FIRST_RUN_SETTLE else DRAW_EVERY
-        if now - last >= every:  # measured from the start of the last frame: drawing time included
+        # measured from the start of the last frame, drawing included; and at least twice the last frame's own
+        # time, so that drawing never takes more than half of a run (on a slow or busy machine frames thin out)
+        if now - last >= max(every, 2 * frame):
             last = now
-            draw_live(run.trace(maps=False), tag)
+            t = run.trace(maps=False)
+            if live is None:
+                live = plots.LiveFigure(s.checkpoint, t)
+            draw_live(t, tag, live.update(t))
+            frame = time.perf_counter() - now
             tag += 1
     st.session_state["explore_mounted"] = True
     t = run.trace()
@@ -239,9 +246,13 @@ if trace is None and not run_clicked:
         st.stop()
 if trace is None:
     trace, frames_per_s = run_live()
+    st.session_state["explore_frames"] = (key, frames_per_s)
     if trace.iters and trace.elapsed[-1] > 0.5:  # calibrate the estimate on what this machine just did
         st.session_state["explore_rate"] = cost_of(trace.iters) / float(trace.elapsed[-1])
 
+if frames_per_s is None and st.session_state.get("explore_frames", (None,))[0] == key:
+    frames_per_s = st.session_state["explore_frames"][1]  # a redraw of the run this session drew live (a rerun
+    # after it, e.g. the browser's on reconnecting) still says how it was drawn
 draw_progress(trace, frames_per_s)
 draw_metrics(trace)
 with note_ph.container():

@@ -544,11 +544,13 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
     s = RunSettings(ck.task, ck.name, size, n, budget, 0, device=dev.type)
     worst, gaps = [], []
     for _ in range(1 if cfg.quick else 3):
-        run, last, frames = LiveRun(ck, s), time.perf_counter(), []
+        run, last, frames, live = LiveRun(ck, s), time.perf_counter(), [], None
         for _ in run:
             now = time.perf_counter()
-            if now - last >= LIVE_FRAME_SECONDS:
-                plots.live_figure(ck.name, run.trace(maps=False))
+            if now - last >= LIVE_FRAME_SECONDS:  # a frame as Explore draws it: one figure per run, its data replaced
+                t = run.trace(maps=False)
+                live = live or plots.LiveFigure(ck.name, t)
+                live.update(t)
                 frames.append(time.perf_counter() - last)
                 last = time.perf_counter()
         if frames:
