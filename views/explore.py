@@ -31,10 +31,11 @@ AUTO_RUN_SECONDS = float(os.environ.get("TTC_AUTO_RUN_SECONDS", "15"))
 COST_PER_SECOND = 1.5e9
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
 # A page's first run starts while the browser is still mounting its widgets: Streamlit loads each widget's code
-# on demand and shows a grey placeholder until it is there. Once it is loaded, React swaps the placeholder for the
-# widget in a low-priority pass that every live frame's update pre-empts, so with frames 8 times a second Run and
-# Stop can stay placeholders for the whole run (seen with Streamlit 1.66 and 1.67: 30 s and more of a 1,024-bit
-# run, on an idle machine as on a loaded one). Two defences:
+# on demand and shows a grey placeholder until it is there. With live frames coming, Run and Stop could stay
+# placeholders long after their code had loaded (seen with Streamlit 1.66 and 1.67: 30 s and more of a 1,024-bit
+# run, on an idle machine as on a loaded one); our reading is that React swaps a placeholder for its widget in a
+# low-priority pass that every frame's update pre-empts, and that an unchanged widget is not re-rendered by those
+# updates. Two defences:
 # - a session's first run estimated above FIRST_RUN_SETTLE seconds is started by the browser: the page is drawn
 #   without it, and a timer in the browser (a fragment's run_every, FIRST_RUN_START_AFTER s after the browser has
 #   taken the page) reruns the page, which runs. In between nothing is sent, so the widgets' code loads and the
