@@ -287,7 +287,8 @@ def test_a_rerun_after_a_live_run_still_says_how_it_was_drawn(ckpt_dir):
     at.run()
     text = at.get("progress")[0].proto.text
     assert not at.exception and text.startswith("Done:") and "Drawn live at" in text, text
-    at.run()  # the same settings again (as the browser asks on reconnecting): drawn from the trace cache
+    assert at.session_state["explore_drawn"]  # the session's first page armed the browser's one redraw
+    at.run()  # the same settings again (that redraw, or the browser's on reconnecting): from the trace cache
     assert at.get("progress")[0].proto.text == text
 
 

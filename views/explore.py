@@ -40,6 +40,8 @@ DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: abou
 #   without it, and a timer in the browser (a fragment's run_every, FIRST_RUN_START_AFTER s after the browser has
 #   taken the page) reruns the page, which runs. In between nothing is sent, so the widgets' code loads and the
 #   swap happens; the rerun sends the widgets again, which mount at once if their code is there;
+# - a session's first page that ran at once is drawn again the same way a second later (from the trace cache):
+#   sidebar widgets were once seen left as placeholders after a short first run had ended;
 # - a session's first run draws one frame a second for its first FIRST_RUN_SETTLE seconds.
 FIRST_RUN_EVERY, FIRST_RUN_SETTLE, FIRST_RUN_START_AFTER = 1.0, 5.0, 1.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
@@ -224,8 +226,9 @@ def cost_of(iters: int) -> float:
 
 
 @st.fragment(run_every=FIRST_RUN_START_AFTER)
-def start_from_the_browser() -> None:
-    """Called by the page, it only arms the browser's timer; called by that timer, it reruns the page."""
+def rerun_once_drawn() -> None:
+    """Called by the page, it only arms the browser's timer; called by that timer, it reruns the page (once: the
+    rerun does not call it again, and a full run clears the browser's timer)."""
     if st.session_state.get("explore_drawn"):
         st.rerun(scope="app")
     st.session_state["explore_drawn"] = True
@@ -243,7 +246,7 @@ if trace is None and not run_clicked:
     first = not st.session_state.get("explore_mounted") and not st.session_state.get("explore_drawn")
     if first and estimate > FIRST_RUN_SETTLE:  # a session's first long run: the browser starts it (see above)
         progress.progress(0.0, text=f"Starting: this run (about {estimate:.0f} s) begins once the page is drawn.")
-        start_from_the_browser()
+        rerun_once_drawn()
         st.stop()
 if trace is None:
     trace, frames_per_s = run_live()
@@ -309,3 +312,5 @@ bundle_ph.download_button("Download run bundle (.zip)", key="bundle", on_click="
                           file_name=f"{stem}-bundle.zip", mime="application/zip",
                           help="settings, traces, the problems and the checkpoint; its README.txt gives the "
                                "python -m ttc eval command that replays it from the TTC Lab folder")
+if not st.session_state.get("explore_drawn"):  # a session's first page, drawn: the browser draws it once more in
+    rerun_once_drawn()  # a second (from the trace cache), which mounts any widget left a placeholder (see the top)
