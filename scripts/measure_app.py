@@ -147,9 +147,9 @@ def main() -> int:
             out["cold_first_chart_s"] = time.perf_counter() - t_launch
             page.get_by_text("Done:").first.wait_for(timeout=300_000)
             out["cold_first_run_done_s"] = time.perf_counter() - t_launch
-            done = page.get_by_text("Done:").first.inner_text()
-            if live_rate(done) is not None:
-                out["live_frames_per_s"] = live_rate(done)
+            rate = live_rate(page.get_by_text("Done:").first.inner_text())
+            if rate is not None:
+                out["live_frames_per_s"] = rate
             out["default_view"] = page.url.split("?", 1)[-1]
             slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
             fresh, cached = [], []

@@ -159,8 +159,10 @@ def run_live() -> tuple[Trace, float | None]:
             last = now
             t = run.trace(maps=False)
             if live is None:
-                live = plots.LiveFigure(s.checkpoint, t)
-            draw_live(t, tag, live.update(t))
+                live = plots.LiveFigure(s.checkpoint, t)  # built with t's data
+            else:
+                live.update(t)
+            draw_live(t, tag, live.figure)
             frame = time.perf_counter() - now
             tag += 1
     st.session_state["explore_mounted"] = True

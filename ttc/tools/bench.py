@@ -549,8 +549,10 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
             now = time.perf_counter()
             if now - last >= LIVE_FRAME_SECONDS:  # a frame as Explore draws it: one figure per run, its data replaced
                 t = run.trace(maps=False)
-                live = live or plots.LiveFigure(ck.name, t)
-                live.update(t)
+                if live is None:
+                    live = plots.LiveFigure(ck.name, t)  # built with t's data
+                else:
+                    live.update(t)
                 frames.append(time.perf_counter() - last)
                 last = time.perf_counter()
         if frames:
