@@ -33,6 +33,7 @@ class ModelConfig:
     classes: int = 2  # output classes per cell (the task's `classes`; every shipped task predicts bits)
     bias: bool = True  # biases in the convolutions (False: a bias-free net, as in the published maze recipe)
     slots: int = 8  # memory family: slots of the external memory (fixed; it does not grow with the problem)
+    window: int = 0  # transformer: each position attends to itself and the window - 1 before it (0: all before it)
 
     def __post_init__(self) -> None:
         from .registry import family_names
@@ -43,7 +44,7 @@ class ModelConfig:
             raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         for name, lo, hi in (("in_channels", 1, 16), ("width", 4, 1024), ("depth", 1, 16),
                              ("layers", 1, 256), ("heads", 1, 64), ("classes", 2, 256),
-                             ("slots", 1, 256)):
+                             ("slots", 1, 256), ("window", 0, 4096)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"config field {name} must be an integer in {lo}..{hi}, got {v!r}")

@@ -80,7 +80,7 @@ def start_names(starts: int) -> list[str]:
 
 
 def _run(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, start: str,
-         z0: torch.Tensor | None, device, settings, keep: set[int], on_iter) -> Run:
+         z0: torch.Tensor | None, device, settings, keep: set[int], on_iter, precision: str = "fp32") -> Run:
     solver = model.has_solver
     score_name = model.breadth_series
     cols: dict[str, list] = {k: [] for k in ("acc", "correct", "res", "conf", "changed", "conv", "div", "nfe",
@@ -90,7 +90,7 @@ def _run(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters:
     # a family without a solver gets tol 0: its raw relative change is kept for every iteration (the halting
     # rules apply their own tolerances); a solver keeps its own tol and stops where it converges
     for r in probe(model, task, x, y, iters, device=device, settings=settings, z0=z0, keep_state=bool(keep),
-                   tol=None if solver else 0.0):
+                   tol=None if solver else 0.0, precision=precision):
         preds = r.preds.reshape(len(x), -1)
         cols["changed"].append(np.ones(len(x), bool) if prev is None else (preds != prev).any(1).numpy())
         prev = preds
@@ -223,7 +223,7 @@ def best_halting(result: dict, within: float = 0.01) -> dict | None:
 
 def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, starts: int = 5,
             seed: int = 0, device=None, settings=None, on_iter: Callable[[int], None] | None = None,
-            on_stage: Callable[[str, dict], None] | None = None) -> dict:
+            on_stage: Callable[[str, dict], None] | None = None, precision: str = "fp32") -> dict:
     """The four analyses on problems (x, y) with budget `iters` per start; see the module doc. on_iter(1) after
     every iteration of every run; on_stage(name, partial_result) as each part completes (the page draws it)."""
     if model.fixed_depth:
@@ -231,7 +231,8 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
     names = start_names(starts)
     settings = model.run_settings(settings)
     depth_iters = starts * iters
-    depth = _run(model, task, x, y, depth_iters, "zeros", None, device, settings, {iters, depth_iters}, on_iter)
+    depth = _run(model, task, x, y, depth_iters, "zeros", None, device, settings, {iters, depth_iters}, on_iter,
+                 precision)
     zero_final = depth.states[iters]
     rms = float(_flat(zero_final).pow(2).mean().sqrt()) or 1.0
     gen = torch.Generator().manual_seed(int(seed) + 17)
@@ -243,7 +244,7 @@ def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, ite
             scale = float(name.split("x")[1])
             z0 = model.perturbed_start(zero_final, scale, rms, gen)
         runs.append(_run(model, task, x, y, iters, name, z0.to(zero_final.dtype), device, settings, {iters},
-                         on_iter))
+                         on_iter, precision))
         if on_stage is not None:
             on_stage("start", {"start": name, "accuracy": runs[-1].accuracy.tolist()})
     finals = [r.states[iters] for r in runs]

@@ -89,7 +89,9 @@ def save_checkpoint(path: str | Path, model: IterativeModel, task: str, card: di
     tmp = path.with_suffix(".safetensors.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    tmp_card = path.with_suffix(".json.tmp")
+    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
+    tmp_card.replace(path.with_suffix(".json"))
     return path
 
 

@@ -91,14 +91,15 @@ class Curve:
 
 def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int,
              device: str | torch.device | None = "cpu", batch: int = 256, settings=None,
-             on_iter: Callable[[int], None] | None = None, early_stop: bool = False) -> Curve:
+             on_iter: Callable[[int], None] | None = None, early_stop: bool = False,
+             precision: str = "fp32") -> Curve:
     """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
     the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
     (what one batch holding every problem would spend). on_iter(1) is called after every iteration of every
     batch (a progress bar's update). With early_stop a batch ends once every one of its samples has converged
     (its state stopped changing: relative change below 1e-4, or its solver's tolerance) or diverged; its
     correct count is then held for the rest of the budget, and `held_from` says where the curve stopped being
-    measured (the last batch to stop)."""
+    measured (the last batch to stop). precision: the cores' compute precision, resolved (fp32 or bf16)."""
     n = len(x)
     merged: list[dict] = []
     conv = div = 0
@@ -108,7 +109,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     for s in range(0, n, batch):
         last, steps = None, 0
         for i, r in enumerate(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
-                                    settings=settings, early_stop=early_stop)):
+                                    settings=settings, early_stop=early_stop, precision=precision)):
             if i == len(merged):
                 merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
             m = merged[i]
@@ -149,7 +150,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
 def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,
                   device: str | torch.device | None = "cpu", settings=None, variant: str | None = None,
                   batch: int = 100, on_size: Callable[[int], None] | None = None,
-                  early_stop: bool = False) -> list[dict]:
+                  early_stop: bool = False, precision: str = "fp32") -> list[dict]:
     """The card's accuracy table: for each size x budget, accuracy at the budget, the best within it and
     where; for looped families also the accuracy at 3x the best iteration (no overthinking). A fixed-depth
     family gets one row per size, at its depth."""
@@ -158,7 +159,7 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
         opts = {"variant": variant} if variant else {}
         x, y = task.generate(size, n, seed, **opts)
         curve = evaluate(model, task, x, y, model.budget(max(budgets)), device=device, batch=batch,
-                         settings=settings, early_stop=early_stop)
+                         settings=settings, early_stop=early_stop, precision=precision)
         for b in ([len(curve.accuracy)] if model.fixed_depth else budgets):
             m = curve.upto(b)
             row = {"size": size, "iters": b, "accuracy": float(curve.accuracy[min(b, len(curve.accuracy)) - 1]),
@@ -166,6 +167,7 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
                    "seconds": round(curve.seconds, 1)}
             if variant:
                 row["generator"] = variant
+            row["precision"] = precision
             if curve.held_from is not None:
                 row["settled_at"] = curve.held_from  # every state had stopped changing: the rest is held
             if not model.fixed_depth and 3 * m.best_iter <= len(curve.accuracy):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from models import IterativeModel
+from models import precision as prec
 from models.base import tensor_bytes
 from tasks import Task
 
@@ -196,7 +197,7 @@ def _grad_mode(model: IterativeModel):
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
-          maps_for: int = 0, cell_error: bool = False) -> Iterator[IterRecord]:
+          maps_for: int = 0, cell_error: bool = False, precision: str = "fp32") -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -206,6 +207,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
+    precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
+    precision; states, residuals and solvers stay float32. 2-D problems run channels-last in both.
     On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
     `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
@@ -227,7 +230,10 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         model = model.to(dev)
     if model.training:
         model = model.eval()
+    if precision not in ("fp32", "bf16"):
+        raise prec.PrecisionError(f"probe takes a resolved precision (fp32 or bf16), got {precision!r}")
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
+    model, x = prec.layout(model, x)
     y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
     B = x.shape[0]
     mask_fn = getattr(task, "cell_mask", None)
@@ -394,7 +400,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     spent, resumed = 0.0, time.perf_counter()  # seconds the run computed; when it last took over from its consumer
     flushed = resumed
     with _grad_mode(model):
-        for st in model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings):
+        stream = model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings)
+        for st in prec.scoped(stream, precision):
             now = time.perf_counter()
             z, logits = st.z, st.logits
             zf = None

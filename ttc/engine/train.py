@@ -16,6 +16,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models import ModelConfig, TrainStep, build_model, get_family
+from models import precision as prec
 from tasks import get_task
 from ttc.engine.checkpoint import save_checkpoint
 from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
@@ -37,6 +39,7 @@ class TrainConfig:
     depth: int = 2  # residual units per block
     layers: int = 20  # explicit: blocks; looped families: training iterations (a DEQ's max_iters)
     heads: int = 4  # transformer heads
+    window: int = 0  # transformer: attention window (a position sees itself and window - 1 before it); 0: all
     norm: bool | None = None  # group norm in the block; default: the family's (on for DEQs only)
     bias: bool = True  # conv biases (False: bias-free, as the published maze recipe)
     slots: int = 8  # memory family: external memory slots
@@ -74,6 +77,7 @@ class TrainConfig:
     stationary: float = 1.0  # EBM: weight of the term making the true answer a fixed point of projected descent
     corrupt: float = 0.1  # EBM: fraction of cells flipped in the corrupted negatives
     uniform_start: float = 0.25  # EBM: fraction of training problems descending from a uniform random answer
+    precision: str = "auto"  # compute precision: auto (bf16 where the device is fast at it), fp32, bf16
     init: str = ""  # warm start from this checkpoint's weights (same core; another family may add weights)
     # e.g. a DEQ from a recursive model of the same core, or a memory model from one (its memory keeps its seeded
     # initialisation); the start's card is kept under "init_card"
@@ -83,7 +87,7 @@ class TrainConfig:
         norm = get_family(self.family).default_norm if self.norm is None else self.norm
         return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
                            depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes,
-                           bias=self.bias, slots=self.slots)
+                           bias=self.bias, slots=self.slots, window=self.window)
 
     def validation_size(self) -> int:
         return self.val_size or 2 * max(self.sizes)
@@ -153,7 +157,8 @@ def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, 
     """The summary (best exact-match accuracy over the budget, where) on fresh problems."""
     task = get_task(cfg.task)
     x, y = task.generate(size, n, seed=seed)
-    out = evaluate(model, task, x, y, iters, device=device, settings=settings).summary()
+    out = evaluate(model, task, x, y, iters, device=device, settings=settings,
+                   precision=prec.resolve(cfg.precision, device)).summary()
     model.train()
     return out
 
@@ -161,14 +166,38 @@ def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, 
 def accuracy_table(model, cfg: TrainConfig, device, settings=None) -> list[dict]:
     """The card's table (see engine.evaluate.accuracy_rows) on eval_n problems from eval_seed."""
     rows = accuracy_rows(model, get_task(cfg.task), cfg.eval_sizes, cfg.eval_iters or [cfg.layers], cfg.eval_n,
-                         cfg.eval_seed, device=device, settings=settings)
+                         cfg.eval_seed, device=device, settings=settings,
+                         precision=prec.resolve(cfg.precision, device))
     model.train()
     return rows
 
 
+def interrupted_path(out: str | Path) -> Path:
+    """Where an interrupted run's weights go: beside `out`, under a name that says so."""
+    out = Path(out)
+    return out.with_name(out.stem + ".interrupted.safetensors")
+
+
+def check_out(out: str | Path | None, force: bool) -> None:
+    """Refuse to train over an existing checkpoint (a shipped one above all) unless asked to."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.suffix != ".safetensors":
+        p = p.with_suffix(".safetensors")
+    if p.exists() and not force:
+        raise FileExistsError(f"{p} exists; training never overwrites a checkpoint unless asked: pass --force to "
+                              f"replace it, or --out a new path")
+
+
 def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], None] | None = None,
-          command: str = "") -> dict:
-    """Train, keep the best validated weights, write the checkpoint and card; return the card."""
+          command: str = "", force: bool = False) -> dict:
+    """Train, keep the best validated weights, write the checkpoint and card; return the card.
+
+    An existing `out` is refused before any work unless `force`. The checkpoint is written to a temporary file
+    and renamed into place, so `out` is either the old file or the whole new one. An interrupted run (Ctrl-C)
+    never writes `out`: its weights go beside it (`interrupted_path`), its card saying `interrupted: true`."""
+    check_out(out, force)
     emit = on_event or (lambda ev: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -181,6 +210,9 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
+    if get_task(cfg.task).spatial_dims == 2:  # channels-last before the optimizer sees the weights
+        model = model.to(memory_format=torch.channels_last)
+    precision = prec.resolve(cfg.precision, device)  # bf16 autocast in the cores; weights and optimizer stay fp32
     settings = type(model).settings_for_training(asdict(cfg))
     init_card = None
     if cfg.init:
@@ -230,9 +262,11 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg, cfg.steps)
             x, y = _batch(cfg, step, rank, device)
-            loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            model, x = prec.layout(model, x)  # 2-D problems channels-last (the weights once, the batch each step)
+            with prec.use(precision):
+                loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
             opt.step()
             done = step + 1
@@ -273,6 +307,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
                    f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}".strip(),
         "world_size": world,
         "torch": torch.__version__,
+        "precision": precision,
         "best_val": {"size": val_size, "iters": val_iters, "accuracy": best["acc"], "best_iter": best["iter"],
                      "step": best["step"], "n": cfg.val_n},
         "history": history,
@@ -285,8 +320,9 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             emit({"event": "eval_table"})
             card["accuracy_table"] = accuracy_table(model, cfg, device, settings=settings)
         if out:
-            save_checkpoint(out, model, cfg.task, card)
-            emit({"event": "saved", "path": out})
+            target = interrupted_path(out) if interrupted else out
+            save_checkpoint(target, model, cfg.task, card)
+            emit({"event": "saved", "path": str(target)})
     if world > 1:
         torch.distributed.barrier()
     return card

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from models import ConfigError
+from models import precision as prec
 from models.config import check_arch_dims
 from models.solvers import SOLVERS, SolverError
 from tasks import TASKS, TaskError, get_task, load_npz, save_npz
@@ -36,7 +37,7 @@ class UsageError(ValueError):
     """A command-line value out of range."""
 
 
-USER_ERRORS = (UsageError, TaskError, ConfigError, CheckpointError, SolverError, PluginError, ValueError)
+USER_ERRORS = (UsageError, FileExistsError, TaskError, ConfigError, CheckpointError, SolverError, PluginError, ValueError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -134,6 +135,7 @@ def add_eval(sub) -> None:
     add_settings_args(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=256, help="problems per forward batch")
+    add_precision_arg(p)
     add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the eval contract)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -150,6 +152,21 @@ def add_settings_args(p) -> None:
                    help="a run setting of the checkpoint's family (repeatable), e.g. --option method=broyden")
 
 
+def add_precision_arg(p) -> None:
+    p.add_argument("--precision", choices=list(prec.PRECISIONS), default="auto",
+                   help="compute precision of the cores: auto (bf16 where the device runs it fast, unless the "
+                        "checkpoint's card says fp32; here: " + prec.describe("cpu") + "), fp32 or bf16")
+
+
+def precision_of(a, ck=None, device=None) -> str:
+    """The resolved precision (fp32 or bf16) of a command's --precision on its device, for a checkpoint whose card
+    may prefer fp32 under auto; bf16 on a device without it is a UsageError."""
+    from ttc.engine.probe import resolve_device
+
+    preferred = (ck.card.get("precision_auto") if ck is not None else None)
+    return prec.resolve(a.precision, resolve_device(device or a.device), preferred)
+
+
 def add_threads_arg(p) -> None:
     p.add_argument("--threads", type=_int_in("--threads", 0, 256), default=0,
                    help="torch threads (0: $TTC_THREADS, else half the CPUs, at most 4: no oversubscription)")
@@ -158,6 +175,7 @@ def add_threads_arg(p) -> None:
 def add_run_options(p, json_help: str, run) -> None:
     """The options every computing command ends with: --device, --threads, --json, --quiet, and its handler."""
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_precision_arg(p)
     add_threads_arg(p)
     p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -226,20 +244,22 @@ def cmd_eval(a) -> int:
         x, y = task.generate(size, a.n, a.seed)
     settings = run_settings(ck, a)
     check_cost(run_cost(task, size, len(x), a.iters, ck.config.width), "--n (or the --data file), --size or --iters")
+    precision = precision_of(a, ck)
     set_threads(a.threads)
     batches = -(-len(x) // a.batch)
     t0 = time.perf_counter()
     with progress_bar(batches * ck.model.budget(a.iters), "eval", a.quiet) as bar:
         curve = evaluate(ck.model, task, x, y, a.iters, device=a.device, batch=a.batch, settings=settings,
-                         on_iter=bar.update)
+                         on_iter=bar.update, precision=precision)
     out = curve.to_dict()
     seconds = time.perf_counter() - t0
     result = {"task": task.name, "family": ck.family, "arch": ck.arch, "params": ck.model.num_params(),
-              "size": size, "n": int(len(x)), "iters": a.iters, "device": a.device, **out, "seconds": seconds}
+              "size": size, "n": int(len(x)), "iters": a.iters, "device": a.device, "precision": precision, **out,
+              "seconds": seconds}
     if a.json:
         print(json.dumps(result))
     else:
-        print(f"{ck.name}: {task.name} size {size}, n={len(x)}, {a.iters} iterations on {a.device}")
+        print(f"{ck.name}: {task.name} size {size}, n={len(x)}, {a.iters} iterations on {a.device} in {precision}")
         print(f"best accuracy {out['best_accuracy']:.4f} at iteration {out['best_iter']}, final "
               f"{out['final_accuracy']:.4f}, nfe {out['nfe']}, {seconds:.2f}s")
     return 0
@@ -278,7 +298,8 @@ def add_train(sub) -> None:
         else:
             shown = repr(val) if isinstance(val, str) and val else (val if val != "" else "none")
             p.add_argument(flag, type=type(val), default=val, help=f"{what} (default: {shown})")
-    p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors); an existing one is refused")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (never needed for a new path)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 
@@ -286,9 +307,13 @@ def add_train(sub) -> None:
 def cmd_train(a) -> int:
     from dataclasses import fields
 
-    from ttc.engine.train import TrainConfig, train
+    from ttc.engine.train import TrainConfig, check_out, train
 
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    check_out(a.out, a.force)
+    if cfg.precision not in prec.PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(prec.PRECISIONS)}, got {cfg.precision[:40]!r}")
+    precision_of(a, None, "cuda" if __import__("torch").cuda.is_available() else "cpu")
     check_train(vars(cfg))
     cfg.model_config()  # validates names and ranges before any work
     check_arch_dims(cfg.arch, get_task(cfg.task).spatial_dims, cfg.task)
@@ -319,7 +344,7 @@ def cmd_train(a) -> int:
             sys.stderr.write(f"\n  {ev}\n")
         sys.stderr.flush()
 
-    card = train(cfg, out=a.out, on_event=show, command=command)
+    card = train(cfg, out=a.out, on_event=show, command=command, force=a.force)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     if not a.quiet:
@@ -396,6 +421,7 @@ def cmd_memory(a) -> int:
     check_cost(run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width),
                "--batch, --size, --iters or --modes")
     dev = resolve_device(a.device)
+    precision = precision_of(a, ck)
     model = ck.model.to(dev)
     xs, ys = task.generate(size, a.batch, a.seed)
     x = task.encode(torch.as_tensor(xs)).to(dev)
@@ -409,13 +435,15 @@ def cmd_memory(a) -> int:
     with progress_bar(len(a.iters) * len(a.modes), "memory", a.quiet) as bar:
         for mode in a.modes:
             for k in a.iters:
-                rows.append(measure_step(model, x, y, mode, k, a.solver, a.tol))
+                with prec.use(precision):
+                    rows.append({**measure_step(model, x, y, mode, k, a.solver, a.tol), "precision": precision})
                 bar.update(1)
     if a.json:
-        print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
+        print(json.dumps([{k: r[k] for k in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe",
+                                             "precision")}
                           for r in rows]))
     else:
-        print(f"{ck.name}: {task.name} size {size}, batch {a.batch}, {rows[0]['method']} on {a.device}")
+        print(f"{ck.name}: {task.name} size {size}, batch {a.batch}, {rows[0]['method']} on {a.device} in {precision}")
         for r in rows:
             peak = "" if r["peak_bytes"] is None else f", peak {r['peak_bytes'] / 2**20:.2f} MiB"
             print(f"  {r['mode']:>8} {r['iters']:>5} iters: saved {r['saved_bytes'] / 2**20:.2f} MiB{peak}, "
@@ -442,6 +470,7 @@ def add_measure(sub) -> None:
     p.add_argument("--generator", default=None,
                    help="problem generator of the task (mazes: dfs, kruskal, prim, wilson; default: the task's)")
     add_settings_args(p)
+    add_precision_arg(p)
     add_threads_arg(p)
     p.add_argument("--write", action="store_true", help="write the rows into the card (.safetensors and .json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -462,11 +491,12 @@ def cmd_measure(a) -> int:
         raise UsageError(f"--generator {a.generator[:40]!r} unknown for task {task.name}; known: "
                          f"{', '.join(known) or 'none'}")
     settings = run_settings(ck, a)
+    precision = precision_of(a, ck, "cpu")
     set_threads(a.threads)
     with progress_bar(len(a.sizes), "measure (sizes)", a.quiet) as bar:
         rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed,
                              settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1),
-                             early_stop=a.early_stop, batch=a.batch)
+                             early_stop=a.early_stop, batch=a.batch, precision=precision)
     if a.write:
         update_card(a.checkpoint, rows)
     print(json.dumps(rows))
@@ -515,13 +545,14 @@ def cmd_analyze(a) -> int:
         raise UsageError(f"--starts x --iters is {a.starts * a.iters}, the depth run's budget; at most {MAX_ITERS}")
     check_cost(run_cost(task, size, a.n, total, ck.config.width), "--n, --size, --iters or --starts")
     settings = run_settings(ck, a)
+    precision = precision_of(a, ck)
     set_threads(a.threads)
     x, y = task.generate(size, a.n, a.seed)
     with progress_bar(total, "analyze", a.quiet) as bar:
         out = analyze(ck.model, task, x, y, a.iters, starts=a.starts, seed=a.seed, device=a.device,
-                      settings=settings, on_iter=bar.update)
+                      settings=settings, on_iter=bar.update, precision=precision)
     result = {"checkpoint": ck.name, "task": task.name, "family": ck.family, "size": size, "n": int(len(x)),
-              "iters": a.iters, "starts": a.starts, "seed": a.seed, **out}
+              "iters": a.iters, "starts": a.starts, "seed": a.seed, "precision": precision, **out}
     if a.write:
         from ttc.engine.zoo import write_analysis
 
