@@ -27,6 +27,8 @@ def as_2d(t: torch.Tensor) -> torch.Tensor:
     """A 1-D map (B, C, L) as a channels-last 2-D one (B, C, 1, L); a 2-D map (B, C, H, W) channels-last. On the
     CPU's oneDNN a 1-D convolution in (B, C, L) order reorders its input and output every call: as a channels-last
     2-D convolution it is 3.4x faster in float32 and 17x faster in bfloat16 (README, Performance: "Precision")."""
+    if not precision.CHANNELS_LAST:  # the layout before this change (the bench's baseline)
+        return t
     if t.dim() == 3:
         t = t.unsqueeze(2)
     return t.contiguous(memory_format=torch.channels_last)
@@ -34,12 +36,12 @@ def as_2d(t: torch.Tensor) -> torch.Tensor:
 
 def from_2d(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A map made by as_2d back in `like`'s rank (its memory order stays channels-last: (B, C, L) with C fastest)."""
-    return t.squeeze(2) if like.dim() == 3 else t
+    return t.squeeze(2) if like.dim() == 3 and t.dim() == 4 else t
 
 
 def conv(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """Apply a Conv1d or Conv2d module to an as_2d map (a Conv1d's weight is used as a 1 x k kernel)."""
-    if isinstance(m, nn.Conv1d):
+    if isinstance(m, nn.Conv1d) and h.dim() == 4:
         return F.conv2d(h, m.weight.unsqueeze(2), m.bias, stride=1, padding=(0, m.padding[0]),
                         groups=m.groups)
     return m(h)

@@ -13,8 +13,10 @@ from ttc.app.catalog import Entry
 from ttc.app.settings import (
     BUDGET_MAX,
     N_MAX,
+    PRECISIONS,
     SEED_MAX,
     RunSettings,
+    describe_precision,
     family_widgets,
     query_keys,
     sanitize,
@@ -153,6 +155,11 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     if "seed" in fields:
         _seed_widget("w_seed", s.seed)
         sb.number_input("Seed", min_value=0, max_value=SEED_MAX, key="w_seed")
+    if "precision" in fields:
+        _seed_widget("w_precision", s.precision)
+        sb.selectbox("Precision", list(PRECISIONS), key="w_precision",
+                     help="the cores' compute precision: auto picks bf16 where this machine runs it fast (here: "
+                          f"{describe_precision(device())}), unless the checkpoint's card says fp32")
     if "family" in fields and entry is not None:
         family_sidebar(sb, type(entry.ck.model), s)
     st.session_state["settings"] = asdict(s)

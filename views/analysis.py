@@ -12,14 +12,14 @@ import streamlit as st
 
 from tasks import get_task
 from ttc.app import plots
-from ttc.app.settings import max_n, run_settings_of
+from ttc.app.settings import max_n, precision_of, run_settings_of
 from ttc.engine.analyze import MAX_STARTS, analyze, best_halting
 from ttc.engine.limits import LIVE_ITER_COST, run_cost
 from ttc.engine.probe import MAX_ITERS
 from views._common import chart, chart_with_export, settings_sidebar
 
 AUTO_RUN_COST = 100 * LIVE_ITER_COST  # an analysis costing more waits for the Run button
-FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision", "family")
 
 st.title("Fixed points")
 raw = st.query_params.get("starts", st.session_state.get("analysis_starts", 5))  # before the sidebar rewrites the URL
@@ -90,7 +90,8 @@ if result is None:
     x, y = task.generate(s.size, n, s.seed)
     try:
         result = analyze(entry.ck.model, task, x, y, s.budget, starts=starts, seed=s.seed, device=s.device,
-                         settings=run_settings_of(entry.ck, s), on_iter=on_iter, on_stage=on_stage)
+                         settings=run_settings_of(entry.ck, s), on_iter=on_iter, on_stage=on_stage,
+                         precision=precision_of(entry.ck, s)[0])
     except (ValueError, RuntimeError) as e:
         st.error(f"The analysis failed: {e}")
         st.stop()

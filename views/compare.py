@@ -11,7 +11,7 @@ from ttc.app.trace import peak_note
 from views._common import chart, chart_with_export, entries, settings_sidebar, trace_for
 
 st.title("Compare")
-s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed"))
+s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed", "precision"))
 models = [e for e in entries() if e.ok and e.task == s.task]
 if not models:
     st.info(f"No checkpoint for {s.task} to compare: add some to the checkpoints folder or upload them on the "

@@ -9,7 +9,7 @@ import streamlit as st
 
 from tasks import get_task
 from ttc.app import export, plots
-from ttc.app.settings import for_run
+from ttc.app.settings import for_run, precision_of
 from ttc.app.trace import LIVE_FRAME_SECONDS, LiveRun, Trace, done_text, peak_note
 from ttc.engine.limits import run_cost
 from views._common import (
@@ -45,7 +45,7 @@ DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: abou
 # - a session's first run draws one frame a second for its first FIRST_RUN_SETTLE seconds.
 FIRST_RUN_EVERY, FIRST_RUN_SETTLE, FIRST_RUN_START_AFTER = 1.0, 5.0, 1.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
-FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "family")  # family: its own widgets
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision", "family")  # family: its own widgets
 
 st.title("Explore")
 s, entry = settings_sidebar(FIELDS)
@@ -59,7 +59,7 @@ if cut:
 cfg = entry.ck.config
 st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
            f"trained at {cfg.layers} {'layers' if entry.ck.model.fixed_depth else 'iterations'}; "
-           f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device}.")
+           f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device} in {precision_of(entry.ck, s)[0]}.")
 
 b_run, b_stop, prog_col = st.columns([1, 1, 8], vertical_alignment="center")
 run_clicked = b_run.button("Run", type="primary", key="explore_run", help="run again from the first iteration")

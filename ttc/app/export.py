@@ -147,7 +147,7 @@ def replay_args(t: Trace, checkpoint_file: str, data_file: str) -> list[str]:
     """`python -m ttc eval` arguments that recompute the trace's accuracy and residual curves."""
     s = t.settings
     args = ["eval", "--checkpoint", checkpoint_file, "--data", data_file, "--iters", str(s.budget),
-            "--batch", str(s.n), "--device", s.device, "--json"]
+            "--batch", str(s.n), "--device", s.device, "--precision", t.precision, "--json"]
     return args + settings_args(t.family, dict(s.extra))
 
 
@@ -198,7 +198,8 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: 
         npz = (Path(tmp) / "problems.npz").read_bytes()
     cmd = "python -m ttc " + " ".join(shlex.quote(a) for a in replay_args(t, ck_file, data_file))
     notes = [f"TTC Lab run bundle: {checkpoint_name} on {s.task} size {s.size}, {s.n} problems (seed {s.seed}), "
-             f"budget {s.budget}.", "", "Unzip it in the TTC Lab folder (where python -m ttc runs) and replay:",
+             f"budget {s.budget}, computed in {t.precision}.", "",
+             "Unzip it in the TTC Lab folder (where python -m ttc runs) and replay:",
              "", f"    {cmd}", "",
              "trace.json follows the eval contract (accuracy, residual, nfe, seconds) and adds the dashboard's "
              "curves; settings.json holds the dashboard settings."]
@@ -209,7 +210,8 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: 
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         z = _Readable(zf)
         z.writestr(f"{folder}/settings.json",
-                   json.dumps({**s.__dict__, "checkpoint_file": ck_file, "replay": cmd}, indent=1))
+                   json.dumps({**s.__dict__, "precision_run": t.precision, "checkpoint_file": ck_file,
+                               "replay": cmd}, indent=1))
         z.writestr(f"{folder}/trace.json", json.dumps(t.eval_json()))
         z.writestr(data_file, npz)
         z.writestr(ck_file, checkpoint_bytes)

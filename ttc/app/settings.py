@@ -16,6 +16,9 @@ import numpy as np
 
 from models import Widget, families
 from models.deq import DAMPING_NAMES, TOLS, damping_param  # noqa: F401 (the pages' names for the DEQ widgets)
+from models.precision import PRECISIONS, PrecisionError
+from models.precision import describe as describe_precision  # noqa: F401 (the sidebar's help)
+from models.precision import resolve as resolve_precision
 from tasks import TASKS, get_task
 from ttc.app.catalog import Entry
 from ttc.engine.limits import LIVE_BUDGET_MAX, LIVE_ITER_COST, live_max_n, run_cost
@@ -29,7 +32,7 @@ DAMPING_RANGE = (0.05, 1.0)  # the DEQ damping widget's range (models.deq declar
 # problems x output cells x width^2 (the CLI's cost measure, per iteration)
 ITER_COST_MAX = LIVE_ITER_COST  # see ttc.engine.limits
 DEFAULTS = {"n": 100, "budget": 100, "seed": 0}
-BASE_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed")
+BASE_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision")
 # every family's widget in the URL: a family's own widgets (models.base.Widget) name their query keys
 
 
@@ -62,6 +65,7 @@ class RunSettings:
     seed: int
     extra: tuple[tuple[str, object], ...] = ()  # the checkpoint family's widget values (DEQ: solver, tol, damping)
     device: str = "cpu"
+    precision: str = "auto"  # auto | fp32 | bf16 (models.precision); what ran is resolved per checkpoint
 
     def option(self, key: str):
         return dict(self.extra).get(key)
@@ -80,7 +84,8 @@ class RunSettings:
 
     def to_query(self) -> dict[str, str]:
         """The shareable part as query-parameter strings (family widgets only when the checkpoint has them)."""
-        d = {k: v for k, v in asdict(self).items() if k in BASE_KEYS and v is not None and v != ""}
+        d = {k: v for k, v in asdict(self).items() if k in BASE_KEYS and v is not None and v != ""
+             and not (k == "precision" and v == "auto")}
         d.update({k: v for k, v in self.extra if v is not None})
         return {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in d.items()}
 
@@ -246,6 +251,12 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     n = _int_field(raw, "n", 1, N_MAX, DEFAULTS["n"], warn)
     budget = _int_field(raw, "budget", 1, BUDGET_MAX, DEFAULTS["budget"], warn)
     seed = _int_field(raw, "seed", 0, SEED_MAX, DEFAULTS["seed"], warn)
+    precision = raw.get("precision")
+    if precision in (None, ""):
+        precision = "auto"
+    elif precision not in PRECISIONS:
+        warn.append(f"precision {_short(precision)} is unknown (known: {', '.join(PRECISIONS)}); using auto")
+        precision = "auto"
     extra: tuple = ()
     if entry is not None:
         cap = max_n(entry, task, size)
@@ -261,8 +272,18 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
             vals[w.key] = widget_value(w, raw_v, dflt.get(w.key, w.default) if active else w.default, warn)
         extra = tuple(vals.items())
     settings = RunSettings(task=task, checkpoint=entry.name if entry else "", size=size, n=n, budget=budget,
-                           seed=seed, extra=extra, device=device)
+                           seed=seed, extra=extra, device=device, precision=precision)
     return settings, warn
+
+
+def precision_of(ck, s: RunSettings) -> tuple[str, str | None]:
+    """The precision a run of checkpoint ck with settings s computes in (fp32 or bf16) and, when the asked one
+    cannot run here, why (the run then uses auto's choice)."""
+    preferred = ck.card.get("precision_auto") if isinstance(ck.card, dict) else None
+    try:
+        return resolve_precision(s.precision, s.device, preferred), None
+    except PrecisionError as e:
+        return resolve_precision("auto", s.device, preferred), f"{e}; this run uses auto"
 
 
 def for_run(s: RunSettings, entry: Entry) -> tuple[RunSettings, str | None]:
@@ -279,7 +300,7 @@ def for_run(s: RunSettings, entry: Entry) -> tuple[RunSettings, str | None]:
 def with_checkpoint(s: RunSettings, entry: Entry) -> RunSettings:
     """The same problems and budget through another checkpoint of the task, with its own solver defaults
     (the settings a user would get by picking that checkpoint, so cached traces are shared)."""
-    keep = {k: v for k, v in asdict(s).items() if k in ("task", "size", "n", "budget", "seed")}
+    keep = {k: v for k, v in asdict(s).items() if k in ("task", "size", "n", "budget", "seed", "precision")}
     out, _ = sanitize({**keep, "checkpoint": entry.name}, [entry], s.device)
     return out
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from models import ConfigError, get_family
 from tasks import get_task
-from ttc.app.settings import RunSettings, run_settings_of
+from ttc.app.settings import RunSettings, precision_of, run_settings_of
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
 from ttc.engine.probe import probe
@@ -57,6 +57,7 @@ class Trace:
     targets: np.ndarray  # (m, ...) uint8
     preds: np.ndarray  # (K, m, *spatial) uint8 predictions of those problems
     stopped: bool = False  # ended by the user before the budget
+    precision: str = "fp32"  # what the cores computed in (the settings' auto resolved for this checkpoint)
     fixed_depth: bool | None = None  # the family's depth is fixed (None: the registered family class says)
     series: dict[str, np.ndarray] = field(default_factory=dict)  # (K, n) float32, the family's extra series
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # (K, m_maps, ...) float16 maps of the first problems
@@ -109,7 +110,8 @@ class Trace:
         s, m = self.settings, self.summary()
         return {
             "task": s.task, "family": self.family, "arch": self.arch, "params": self.params, "size": s.size,
-            "n": s.n, "iters": s.budget, "device": s.device, "accuracy": self.accuracy.tolist(),
+            "n": s.n, "iters": s.budget, "device": s.device, "precision": self.precision,
+            "accuracy": self.accuracy.tolist(),
             "final_accuracy": m.get("final_accuracy"), "best_accuracy": m.get("best_accuracy"),
             "best_iter": m.get("best_iter"),
             "residual": [None if math.isnan(r) else float(r) for r in self.residual],
@@ -144,9 +146,10 @@ class LiveRun:
         # of them a trace keeps is decided from the first record's sizes (maps_kept), within MAPS_BYTES
         self.maps_kept: int | None = None
         self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
+        self.precision, self.precision_warning = precision_of(ck, s)
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
-                              cell_error=self._pos_error is not None)
+                              cell_error=self._pos_error is not None, precision=self.precision)
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
             "diverged", "correct", "confidence", "preds")}
@@ -206,7 +209,7 @@ class LiveRun:
             confidence=np.stack(c["confidence"]) if c["confidence"] else np.zeros((0, n), dtype=np.float32),
             inputs=self.inputs[:m], targets=self.targets[:m],
             preds=np.stack(c["preds"]) if c["preds"] else np.zeros((0, m, *spatial), dtype=np.uint8),
-            stopped=self.stopped, fixed_depth=self.ck.model.fixed_depth,
+            stopped=self.stopped, fixed_depth=self.ck.model.fixed_depth, precision=self.precision,
             series={k: np.stack(v) for k, v in self._series.items()},
             maps={k: np.stack(v) for k, v in self._maps.items()} if maps else {},
             pos_error=np.stack(self._pos_error) if maps and self._pos_error else None,

@@ -80,7 +80,7 @@ def start_names(starts: int) -> list[str]:
 
 
 def _run(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, start: str,
-         z0: torch.Tensor | None, device, settings, keep: set[int], on_iter, precision: str = "fp32") -> Run:
+         z0: torch.Tensor | None, device, settings, keep: set[int], on_iter, precision: str | None = None) -> Run:
     solver = model.has_solver
     score_name = model.breadth_series
     cols: dict[str, list] = {k: [] for k in ("acc", "correct", "res", "conf", "changed", "conv", "div", "nfe",
@@ -223,7 +223,7 @@ def best_halting(result: dict, within: float = 0.01) -> dict | None:
 
 def analyze(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int, starts: int = 5,
             seed: int = 0, device=None, settings=None, on_iter: Callable[[int], None] | None = None,
-            on_stage: Callable[[str, dict], None] | None = None, precision: str = "fp32") -> dict:
+            on_stage: Callable[[str, dict], None] | None = None, precision: str | None = None) -> dict:
     """The four analyses on problems (x, y) with budget `iters` per start; see the module doc. on_iter(1) after
     every iteration of every run; on_stage(name, partial_result) as each part completes (the page draws it)."""
     if model.fixed_depth:

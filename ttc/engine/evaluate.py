@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from models import IterativeModel
+from models import precision as prec
 from tasks import Task
 
 from .probe import probe
@@ -92,7 +93,7 @@ class Curve:
 def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters: int,
              device: str | torch.device | None = "cpu", batch: int = 256, settings=None,
              on_iter: Callable[[int], None] | None = None, early_stop: bool = False,
-             precision: str = "fp32") -> Curve:
+             precision: str | None = None) -> Curve:
     """Run the problems in batches and merge the per-iteration traces, so that the result does not depend on
     the batch size: accuracy over all problems, residual over all running samples, NFE of the longest batch
     (what one batch holding every problem would spend). on_iter(1) is called after every iteration of every
@@ -150,7 +151,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
 def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,
                   device: str | torch.device | None = "cpu", settings=None, variant: str | None = None,
                   batch: int = 100, on_size: Callable[[int], None] | None = None,
-                  early_stop: bool = False, precision: str = "fp32") -> list[dict]:
+                  early_stop: bool = False, precision: str | None = None) -> list[dict]:
     """The card's accuracy table: for each size x budget, accuracy at the budget, the best within it and
     where; for looped families also the accuracy at 3x the best iteration (no overthinking). A fixed-depth
     family gets one row per size, at its depth."""
@@ -167,7 +168,7 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
                    "seconds": round(curve.seconds, 1)}
             if variant:
                 row["generator"] = variant
-            row["precision"] = precision
+            row["precision"] = precision or prec.current()
             if curve.held_from is not None:
                 row["settled_at"] = curve.held_from  # every state had stopped changing: the rest is held
             if not model.fixed_depth and 3 * m.best_iter <= len(curve.accuracy):

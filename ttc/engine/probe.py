@@ -197,7 +197,7 @@ def _grad_mode(model: IterativeModel):
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
-          maps_for: int = 0, cell_error: bool = False, precision: str = "fp32") -> Iterator[IterRecord]:
+          maps_for: int = 0, cell_error: bool = False, precision: str | None = None) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -208,7 +208,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
     precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
-    precision; states, residuals and solvers stay float32. 2-D problems run channels-last in both.
+    precision (None: the calling thread's, `models.precision.use`); states, residuals and solvers stay float32.
+    2-D problems run channels-last in both.
     On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
     `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
@@ -230,6 +231,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         model = model.to(dev)
     if model.training:
         model = model.eval()
+    if precision is None:
+        precision = prec.current()
     if precision not in ("fp32", "bf16"):
         raise prec.PrecisionError(f"probe takes a resolved precision (fp32 or bf16), got {precision!r}")
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)

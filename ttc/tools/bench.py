@@ -27,13 +27,14 @@ from pathlib import Path
 import torch
 
 from models import IterativeModel, ModelConfig, build_model, solvers
+from models import precision as prec
 from tasks import TASKS, get_task
 from ttc.engine import runtime
 from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
 from ttc.engine.memory import measure_step
 from ttc.engine.probe import probe, resolve_device
 
-GROUPS = ("overhead", "allocator", "solvers", "torchdeq", "memory", "throughput", "stop", "dashboard")
+GROUPS = ("overhead", "allocator", "solvers", "torchdeq", "memory", "throughput", "stop", "dashboard", "precision")
 SEED = 20_240_601  # problems of repeat r use seed SEED + r
 RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
               "norm": True}  # the zoo's prefix-sums DEQ shape
@@ -77,7 +78,8 @@ def bench_config(quick: bool = False) -> BenchConfig:
 # --- small helpers ---------------------------------------------------------------------------------------
 
 OVERHEAD_PAIRS_MAX = 61
-TIMED_GROUPS = ("overhead", "allocator", "throughput", "stop", "dashboard")  # groups whose ratios are timings
+# groups whose ratios are timings
+TIMED_GROUPS = ("overhead", "allocator", "throughput", "stop", "dashboard", "precision")
 DISAGREE = 2.0  # an entry whose repeated ratios span more than this factor is flagged as not to be trusted
 
 
@@ -633,8 +635,11 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
 # --- the whole bench -----------------------------------------------------------------------------------------
 
 def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: str | None = "cpu",
-              groups: tuple[str, ...] = GROUPS, on_event: Callable[[str], None] | None = None) -> dict:
-    """Every requested group on the folder's checkpoints: {machine, config, checkpoints, notes, entries}."""
+              groups: tuple[str, ...] = GROUPS, on_event: Callable[[str], None] | None = None,
+              precision: str = "fp32") -> dict:
+    """Every requested group on the folder's checkpoints: {machine, config, checkpoints, notes, entries}.
+    precision: what every group but `precision` computes in (resolved: fp32 or bf16); default fp32, the figures
+    the README's tables were measured in."""
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         raise ValueError(f"unknown bench groups {bad}; known groups: {', '.join(GROUPS)}")
@@ -653,7 +658,8 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
 
     def step(label: str, fn: Callable[[], dict | list[dict]]) -> None:
         say(f"{label} ({time.perf_counter() - t_start:.0f}s)")
-        got = fn()
+        with prec.use(precision):
+            got = fn()
         entries.extend(got if isinstance(got, list) else [got])
 
     if "overhead" in groups:
@@ -681,9 +687,14 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
         step("stop", lambda: bench_stop(min(cks, key=_dashboard_rank), cfg, dev))
     if "dashboard" in groups:
         step("dashboard", lambda: bench_dashboard(cks, folder, cfg))
+    if "precision" in groups and cks:
+        from ttc.tools.bench_precision import bench_precision
+
+        step("precision", lambda: bench_precision(by_family, cfg, dev, say, lambda items: _limit(items, cfg)))
     if cfg.max_checkpoints and len(cks) > cfg.max_checkpoints:
         notes.append(f"--quick measures {cfg.max_checkpoints} checkpoint per group; run without --quick for all")
-    return {"quick": quick, "machine": machine(dev), "config": asdict(cfg), "folder": str(folder),
+    return {"quick": quick, "machine": machine(dev), "precision": precision, "config": asdict(cfg),
+            "folder": str(folder),
             "checkpoints": [c.name for c in cks], "notes": notes, "entries": entries,
             "seconds": round(time.perf_counter() - t_start, 2)}
 
@@ -738,6 +749,20 @@ def headline(e: dict) -> str:
         return ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in b.items() if v is not None)
     if e["group"] == "throughput":
         return ", ".join(f"size {k}: {v['median']:.1f} it/s" for k, v in e["iterations_per_second"].items())
+    if e["group"] == "precision" and "gflops" in e and "fraction_of_matmul" not in e:
+        return f"matmul GFLOP/s: fp32 {e['gflops']['fp32']}, bf16 {e['gflops']['bf16']}; auto here: {e['auto']}"
+    if e["group"] == "precision" and "fraction_of_matmul" in e:
+        return f"bf16/fp32 {fmt_ratio(e['bf16_vs_fp32'])}; GFLOP/s fp32 {e['gflops']['fp32']} " \
+               f"({e['fraction_of_matmul']['fp32']:.0%} of its matmul), bf16 {e['gflops']['bf16']} " \
+               f"({e['fraction_of_matmul']['bf16']:.0%} of its matmul, {e['bf16_fraction_of_fp32_matmul']:.0%} " \
+               f"of fp32's)"
+    if e["group"] == "precision" and "steps_per_second" in e:
+        sp = e["steps_per_second"]
+        return f"bf16/fp32 {fmt_ratio(e['bf16_vs_fp32'])}; steps/s before {sp['before']['median']:.2f}, fp32 " \
+               f"{sp['fp32']['median']:.2f}, bf16 {sp['bf16']['median']:.2f}"
+    if e["group"] == "precision":
+        return f"bf16/fp32 {fmt_ratio(e['bf16_vs_fp32'])}; seconds before {e['seconds']['before']['median']:.3f}, " \
+               f"fp32 {e['seconds']['fp32']['median']:.3f}, bf16 {e['seconds']['bf16']['median']:.3f}"
     if e["group"] == "dashboard":
         return f"whole rerun {med('rerun_seconds'):.2f} s, the run alone {med('compute_seconds'):.2f} s (medians of " \
                "each, taken separately: their quotient need not be the median of the per-repeat ratios)"

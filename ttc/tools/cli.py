@@ -37,7 +37,8 @@ class UsageError(ValueError):
     """A command-line value out of range."""
 
 
-USER_ERRORS = (UsageError, FileExistsError, TaskError, ConfigError, CheckpointError, SolverError, PluginError, ValueError)
+USER_ERRORS = (UsageError, FileExistsError, TaskError, ConfigError, CheckpointError, SolverError, PluginError,
+               ValueError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -628,6 +629,9 @@ def add_bench(sub) -> None:
     p.add_argument("--groups", type=_csv_choices("--groups", GROUPS), default=list(GROUPS),
                    help=f"comma-separated subset of {','.join(GROUPS)} (default all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
+    p.add_argument("--precision", choices=list(prec.PRECISIONS), default="auto",
+                   help="the precision of every group but `precision` (which runs fp32 and bf16 side by side): auto "
+                        "(here: " + prec.describe("cpu") + "), fp32 or bf16")
     add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -642,7 +646,7 @@ def cmd_bench(a) -> int:
     set_threads(a.threads)
     folder = a.checkpoints or str(checkpoint_folder())
     result = run_bench(quick=a.quick, folder=folder, device=a.device, groups=tuple(a.groups),
-                       on_event=_progress(a.quiet))
+                       on_event=_progress(a.quiet), precision=precision_of(a))
     print(json.dumps(result) if a.json else "\n".join(format_table(result)))
     return 0
 
@@ -665,6 +669,7 @@ def add_report(sub) -> None:
                    help=f"figure formats, comma-separated subset of {','.join(FORMATS)} (default all)")
     p.add_argument("--quick", action="store_true", help="fewer sizes, problems and iterations")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when present")
+    add_precision_arg(p)
     add_threads_arg(p)
     p.add_argument("--from-results", default=None, metavar="RESULTS_JSON",
                    help="run nothing: draw the figures and summary again from an earlier run's results.json")
@@ -698,10 +703,12 @@ def cmd_report(a) -> int:
     args += (["--tasks", ",".join(a.tasks)] if a.tasks else []) + (["--quick"] if a.quick else [])
     args += [] if list(a.formats) == list(FORMATS) else ["--formats", ",".join(a.formats)]
     args += ["--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+    args += ["--precision", a.precision]
+    precision_of(a)  # bf16 on a device without it: refused before any work
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in args)
     try:
         res = run_report(a.out, folder=folder, tasks=a.tasks, quick=a.quick, formats=tuple(a.formats),
-                         device=a.device, on_event=_progress(a.quiet), command=command)
+                         device=a.device, on_event=_progress(a.quiet), command=command, precision=a.precision)
     except OSError as e:
         raise UsageError(f"cannot write the report to {a.out!r}: {e.strerror or e}") from None
     print(f"report: {os.path.join(a.out, 'summary.md')} ({len(res['tasks'])} tasks, {res['seconds'] / 60:.1f} min)")

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 import torch
 
 from models import ConfigError, get_family
+from models import precision as prec
 from tasks import TASKS, get_task
 from ttc.app import export
 from ttc.app.plots import LOG_AXIS, add_wilson_band, family_color, lighter, memory_modes_figure
@@ -57,6 +58,7 @@ class ReportConfig:
     memory_iters: tuple[int, ...]
     analysis_starts: int = 5  # initial states of the path-independence / breadth analysis per looped checkpoint
     analysis_n: int = 100  # its problems (fewer where the cost cap says so)
+    precision: str = "auto"  # --precision: auto (per checkpoint: its card may prefer fp32), fp32 or bf16
 
 
 def report_config(quick: bool = False) -> ReportConfig:
@@ -168,14 +170,19 @@ class Curve:
         return f"{self.checkpoint} @ {self.size}"
 
 
-def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device) -> Curve:
+def ck_precision(ck: Checkpoint, cfg: ReportConfig, device: torch.device) -> str:
+    """The precision ck's runs compute in under the report's --precision (auto honours the card's preference)."""
+    return prec.resolve(cfg.precision, device, ck.card.get("precision_auto"))
+
+
+def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device, precision: str = "fp32") -> Curve:
     """probe() over the run's problems, until the budget, convergence, or solved for as long again."""
     task = get_task(ck.task)
     xs, ys = task.generate(run.size, run.n, seed)
     acc, res, nfe = [], [], []
     stop, first_solved, last = "budget", None, None
     t0 = time.perf_counter()
-    for r in probe(ck.model, task, xs, ys, run.budget, device=device, early_stop=True):
+    for r in probe(ck.model, task, xs, ys, run.budget, device=device, early_stop=True, precision=precision):
         last = r
         acc.append(r.accuracy)
         res.append(None if math.isnan(r.residual) else r.residual)
@@ -347,7 +354,7 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
             for f in cfg.curve_factors:
                 run = plan_run(ck, base, f, lambda size, ck=ck: ck.config.layers, cfg)
                 say(f"{task}: {ck.name} at size {run.size}, n={run.n}, depth {ck.config.layers}")
-                curves.append(run_curve(ck, run, TEST_SEED, device))
+                curves.append(run_curve(ck, run, TEST_SEED, device, ck_precision(ck, cfg, device)))
             continue
         done: list[tuple[int, int]] = []  # (size, iterations to near-best) of the sizes solved so far
         for f in factors:
@@ -358,7 +365,7 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
                              f"{cfg.n_min} problems, and every size that fits was already run; not run")
                 continue
             say(f"{task}: {ck.name} at size {run.size}, n={run.n}, budget {run.budget}")
-            c = run_curve(ck, run, TEST_SEED, device)
+            c = run_curve(ck, run, TEST_SEED, device, ck_precision(ck, cfg, device))
             curves.append(c)
             if c.best_accuracy >= 0.5 and not c.still_improving:
                 done.append((c.size, c.near_best_iter))
@@ -405,7 +412,7 @@ def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig
         x, y = task.generate(size, n, TEST_SEED + 7)
         t0 = time.perf_counter()
         out = analyze(ck.model, task, x, y, iters, starts=starts, seed=TEST_SEED, device=device,
-                      settings=ck.model.settings_from_card(ck.card))
+                      settings=ck.model.settings_from_card(ck.card), precision=ck_precision(ck, cfg, device))
         pi, fp, br = out["path_independence"], out["fixed_point_vs_iterate"], out["breadth"]["points"]
         rows.append({
             "checkpoint": ck.name, "task": ck.task, "family": ck.family, "size": size, "n": n, "iters": iters,
@@ -437,12 +444,12 @@ def _check(formats: tuple[str, ...], tasks: list[str] | None) -> None:
 
 def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
                quick: bool = False, formats: tuple[str, ...] = FORMATS, device: str | None = "cpu",
-               on_event: Callable[[str], None] | None = None, command: str = "") -> dict:
+               on_event: Callable[[str], None] | None = None, command: str = "", precision: str = "auto") -> dict:
     """Run everything, then `render` the figures, results.json and summary.md under out; return the results."""
     say = on_event or (lambda msg: None)
     _check(formats, tasks)
     dev = resolve_device(device)
-    cfg = report_config(quick)
+    cfg = replace(report_config(quick), precision=precision)
     t0 = time.perf_counter()
     cks, notes = load_zoo(folder)
     wanted = [t for t in TASKS if t in (tasks or TASKS)]
