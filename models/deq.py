@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import implicit, solvers
+from . import implicit, precision, solvers
 from .base import IterativeModel, IterState, LossFn, NoSettings, TrainStep, Widget, tensor_bytes
 from .config import ConfigError, ModelConfig
 from .cores import make_block
@@ -160,7 +160,8 @@ class DEQModel(IterativeModel):
         s = self.run_settings(settings)
         e = self.encoder(x)
         z = torch.zeros_like(e) if z0 is None else z0
-        gen = solvers.iterate(lambda z_: self.f(z_, e), z, max_iter=iters, **s.solver_args())
+        f = precision.Refining(lambda z_: self.f(z_, e))  # bf16 until near the fixed point, then float32
+        gen = solvers.iterate(f, z, max_iter=iters, **s.solver_args())
         last = None
         for last in gen:
             yield self._state(last, e, readout)
@@ -186,7 +187,7 @@ class DEQModel(IterativeModel):
         the solver statistics (info["forward"], and info["backward"] once backward has run)."""
         s = self.run_settings(settings)
         e = self.encoder(x)
-        f = lambda z_: self.f(z_, e)  # noqa: E731
+        f = precision.Refining(lambda z_: self.f(z_, e))  # bf16 until near the fixed point, then float32
         z = deq_forward(f, torch.zeros_like(e), grad=s.backward, max_iter=iters or self.default_iters,
                         backward=dict(s.backward_solver), info=info, **s.solver_args())
         return z, e, f

@@ -83,6 +83,7 @@ class IterRecord:
     maps: dict[str, np.ndarray] | None = None  # (maps_for, ...) float16 maps of the first samples (extra_maps)
     cell_error: np.ndarray | None = None  # (cells,) float32 fraction of the batch wrong at each output cell
     z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
+    precision: str = "fp32"  # what the cores computed this iteration in (a bf16 run refines in fp32, see probe)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -209,7 +210,11 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
     precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
     precision (None: the calling thread's, `models.precision.use`); states, residuals and solvers stay float32.
-    2-D problems run channels-last in both.
+    2-D problems run channels-last in both. A bf16 run refines: from the first record whose median relative residual
+    is below models.precision.REFINE_BELOW (2e-2) on, the iterations compute in float32, since a bf16 block's output
+    is rounded to 0.4% and a state's relative change cannot fall much below that (measured on the shipped
+    recursive and memory models: it stalls at 6e-3 to 1e-2). So residuals, convergence and settling below 2e-2 are
+    float32 numbers in either precision; each record says which precision computed it.
     On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
     `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
@@ -288,7 +293,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             preds=torch.from_numpy(h["preds"]), confidence=h["conf"], bit_accuracy=float(np.float32(h["bits"]) / numel),
             series=None if series is None else {k: v.detach().float().cpu().numpy() for k, v in series.items()},
             maps=None if maps is None else {k: v.detach().to(torch.float16).cpu().numpy() for k, v in maps.items()},
-            cell_error=h.get("cell_error"), z=z)
+            cell_error=h.get("cell_error"), z=z,
+            precision="fp32" if refined_at is not None and k >= refined_at else precision)
 
     # Iterations wait in a batch (host fields, finiteness, what the record needs; on the CPU their logits) until a
     # flush makes their records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S).
@@ -397,6 +403,20 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     # too and are measured there, back to back (a state must not change in place once yielded; none does). With
     # pipelining on (opt-in, see PIPELINE), a batch is prepared on a spare core while the run goes on, and its
     # records are made at the next flush.
+    # a bf16 run's precision, switched to fp32 by refine() near the fixed point (the stream reads it per iteration)
+    run_precision = [precision]
+    refined_at: int | None = None
+    last_k = 0
+
+    def refine(rec: IterRecord) -> None:
+        nonlocal refined_at
+        if run_precision[0] != "bf16":
+            return
+        r = rec.residuals[np.isfinite(rec.residuals)]
+        if r.size and float(np.median(r)) < prec.REFINE_BELOW:
+            run_precision[0] = "fp32"
+            refined_at = last_k + 1
+
     defer = not cuda and not early_stop
     worker = _spare_core() if defer else None
     in_flight = None  # the batch being prepared on the spare core
@@ -404,7 +424,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     flushed = resumed
     with _grad_mode(model):
         stream = model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings)
-        for st in prec.scoped(stream, precision):
+        for st in prec.scoped(stream, lambda: run_precision[0]):
+            last_k = st.k
             now = time.perf_counter()
             z, logits = st.z, st.logits
             zf = None
@@ -442,6 +463,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 else:
                     ready = prepare(items, logits_of)
                 for rec in records(ready) if ready else ():
+                    refine(rec)
                     spent += time.perf_counter() - resumed
                     yield rec
                     resumed = time.perf_counter()
