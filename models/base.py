@@ -199,6 +199,17 @@ class IterativeModel(nn.Module):
         return self.config.width
 
     @property
+    def reach_per_iteration(self) -> int | None:
+        """How many cells (along one axis) information can move in one iteration, where the family has a bound: its
+        block's reach (a family whose step does more, or reaches everywhere, says so). A problem whose answer needs
+        information d cells away then needs at least d / reach iterations: the physical limit drawn beside
+        iterations-needed-against-difficulty. None: no bound (full attention, an external memory)."""
+        block = getattr(self, "block", None)
+        if block is None and hasattr(self, "blocks"):
+            block = self.blocks[0]
+        return getattr(block, "reach", None)
+
+    @property
     def default_iters(self) -> int:
         """Iterations the model was built (or trained) for."""
         return self.config.layers

@@ -60,6 +60,8 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.act = act
         w, k = cfg.width, cfg.kernel
+        # cells information moves per application along an axis: 1 + 2 x depth convolutions of reach k // 2 each
+        self.reach = (1 + 2 * cfg.depth) * (k // 2)
         self.mix = _conv(dims, w, w, k, bias=False)
         self.mix_norm = _norm(cfg)
         self.units = nn.ModuleList(
@@ -103,6 +105,9 @@ class TransformerBlock(nn.Module):
         w = cfg.width
         self.heads = cfg.heads
         self.window = cfg.window
+        # a windowed block moves information window - 1 positions by attention and kernel - 1 by its causal
+        # convolution; full attention reaches the whole string in one application (no bound: None)
+        self.reach = (cfg.window - 1) + (cfg.kernel - 1) if cfg.window else None
         # torch's fused attention has no double backward on the CPU; a family that differentiates the block's
         # gradient (an energy-based model in training) gets the same attention written out
         self.twice_differentiable = twice_differentiable

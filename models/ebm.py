@@ -243,6 +243,13 @@ class EBMModel(IterativeModel):
         return (0.5 + scale * (u - 0.5)).clamp(0, 1)
 
     @property
+    def reach_per_iteration(self) -> int | None:
+        """A descent step follows the energy's gradient: y at one cell changes the block's output up to its reach
+        away, and the gradient at a cell gathers those outputs from up to its reach away: twice the block's."""
+        r = getattr(self.block, "reach", None)
+        return None if r is None else 2 * r
+
+    @property
     def state_channels(self) -> int:
         return self.answer_channels
 

@@ -63,6 +63,12 @@ class MemoryModel(IterativeModel):
     extra_series = ("memory_norm", "read_entropy", "write_entropy")
     extra_maps = ("read", "write")  # (B, positions, slots) per iteration, for the inspector's heat map
 
+    @property
+    def reach_per_iteration(self) -> int | None:
+        """None: every position reads and writes the shared slots each iteration, so information can cross the whole
+        problem in one iteration (what the memory carries is bounded by its size, not by distance)."""
+        return None
+
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
         w, s = cfg.width, cfg.slots

@@ -11,6 +11,45 @@ import numpy as np
 import torch
 
 from .base import SizeRange, TaskError, check_count, check_seed
+from .difficulty import check_difficulty
+
+DIFFICULTY_TRIES = 64  # mazes carved per problem at most when drawing a path of at least D cells
+
+
+def _tree_distances(parent: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distance in tree edges from root, parent pointers rooted at root) of the spanning tree given by parent."""
+    total = len(parent)
+    adj: list[list[int]] = [[] for _ in range(total)]
+    for c, p in enumerate(parent):
+        if p != c and p >= 0:
+            adj[c].append(int(p))
+            adj[int(p)].append(c)
+    dist = np.full(total, -1, dtype=np.int64)
+    par = np.full(total, -1, dtype=np.int64)
+    dist[root], par[root] = 0, root
+    queue = [root]
+    for c in queue:
+        for nc in adj[c]:
+            if dist[nc] < 0:
+                dist[nc], par[nc] = dist[c] + 1, c
+                queue.append(nc)
+    return dist, par
+
+
+def _at_least(parent: np.ndarray, d: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int] | None:
+    """Re-root a carved maze so that its start-goal path has at least d grid cells (a path of e tree edges covers
+    2e + 1 grid cells): a random start, or the far end of the tree from it when that start is too central; the goal
+    uniformly among the cells far enough. None when the maze has no such path."""
+    total = len(parent)
+    start = int(rng.integers(total))
+    dist, par = _tree_distances(parent, start)
+    if 2 * int(dist.max()) + 1 < d:
+        start = int(rng.choice(np.flatnonzero(dist == dist.max())))  # an end of a longest path (trees: diameter)
+        dist, par = _tree_distances(parent, start)
+    far = np.flatnonzero(2 * dist + 1 >= d)
+    if far.size == 0:
+        return None
+    return par, start, int(rng.choice(far))
 
 _DIRS = ((0, 1), (1, 0), (0, -1), (-1, 0))
 
@@ -180,9 +219,45 @@ class Mazes:
         return int(inputs.shape[-1]) - 2
 
     variants = tuple(GENERATORS)  # generators of problems; the first is the default
+    difficulty_names = ("path_length", "dead_end")
+    difficulty_help = ("path_length: grid cells on the start-goal path (drawn as at least D); dead_end: the longest "
+                       "dead end, in grid cells from the path, the rounds dead-end filling needs")
 
-    def generate(self, size: int, n: int, seed: int, variant: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """n perfect mazes from the seed, carved by the generator `variant` (default dfs, see GENERATORS)."""
+    def difficulty_range(self, size: int) -> tuple[int, int]:
+        cells = (size + 1) // 2
+        return 1, 2 * cells * cells - 1  # a path through every maze cell at most
+
+    def difficulty(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """path_length: the target's cells; dead_end: the largest distance (4-neighbour steps over open cells) of an
+        open cell from the path, i.e. the height of the tallest dead-end subtree (0 when the path is everything)."""
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        path = targets.reshape(len(targets), -1).sum(axis=1).astype(np.int64)
+        dead = np.zeros(len(targets), dtype=np.int64)
+        for m in range(len(targets)):
+            open_ = inputs[m, 0].astype(bool)
+            w = open_.shape[1]
+            dist = np.full(open_.size, -1, dtype=np.int64)
+            frontier = np.flatnonzero(targets[m].reshape(-1) & open_.reshape(-1))
+            dist[frontier] = 0
+            flat_open = open_.reshape(-1)
+            d = 0
+            while frontier.size:  # multi-source breadth-first search from the path, one ring per step
+                nb = np.concatenate([frontier - 1, frontier + 1, frontier - w, frontier + w])
+                nb = nb[(nb >= 0) & (nb < open_.size)]
+                nb = np.unique(nb[flat_open[nb] & (dist[nb] < 0)])
+                if nb.size == 0:
+                    break
+                d += 1
+                dist[nb] = d
+                frontier = nb
+            dead[m] = d
+        return {"path_length": path, "dead_end": dead}
+
+    def generate(self, size: int, n: int, seed: int, variant: str | None = None,
+                 difficulty: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """n perfect mazes from the seed, carved by the generator `variant` (default dfs, see GENERATORS); with
+        difficulty D, start and goal are placed so that the path has at least D grid cells (a maze is carved
+        again, at most DIFFICULTY_TRIES times per problem, when none of its paths is that long)."""
         size = self.sizes.check(self.name, size)
         n, seed = check_count(n), check_seed(seed)
         name = variant or "dfs"
@@ -191,6 +266,10 @@ class Mazes:
         carve = GENERATORS[name]
         # dfs keeps the seed stream it always had (files made earlier reproduce); others get their own
         rng = np.random.default_rng([seed, size, 3] if name == "dfs" else [seed, size, 3, list(GENERATORS).index(name)])
+        d = None
+        if difficulty is not None:
+            d = check_difficulty(self, size, difficulty)
+            rng = np.random.default_rng([seed, size, 3, list(GENERATORS).index(name), d, 17])
         side, cells = size + 2, (size + 1) // 2
         x = np.zeros((n, 3, side, side), dtype=np.uint8)
         y = np.zeros((n, side, side), dtype=np.uint8)
@@ -198,6 +277,19 @@ class Mazes:
         gi, gj = 1 + 2 * ii, 1 + 2 * jj  # grid coordinates of every maze cell
         for m in range(n):
             parent, start, goal = carve(cells, rng)
+            if d is not None:
+                longest = 0
+                for _ in range(DIFFICULTY_TRIES):
+                    got = _at_least(parent, d, rng)
+                    if got is not None:
+                        parent, start, goal = got
+                        break
+                    longest = max(longest, 2 * int(_tree_distances(parent, 0)[0].max()) + 1)
+                    parent, start, goal = carve(cells, rng)
+                else:
+                    raise TaskError(f"mazes: no {name} maze of size {size} in {DIFFICULTY_TRIES} carved had a path of "
+                                    f"{d} cells (longest about {longest}); ask for a shorter path or the dfs "
+                                    f"generator, whose paths are longest")
             grid = x[m, 0]
             grid[gi, gj] = 1
             grid[(gi + gi[parent]) // 2, (gj + gj[parent]) // 2] = 1  # passages (root maps onto itself)

@@ -109,3 +109,58 @@ def test_progressive_loss_with_a_long_prefix_and_a_noisy_start_trains(tmp_path):
     card = train(cfg, out=str(tmp_path / "m.safetensors"))
     assert card["steps_run"] == 3 and math.isfinite(card["first_loss"])
     assert card["train_config"]["prefix_max"] == 12 and card["train_config"]["variants"] == "dfs,prim"
+
+
+def test_training_never_overwrites_a_checkpoint_unless_forced(tmp_path, cli):
+    out = tmp_path / "ck.safetensors"
+    cfg = TrainConfig(task="prefix_sums", family="recursive", **TINY)
+    train(cfg, out=str(out), command="first")
+    first = out.read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        train(cfg, out=str(out), command="second")
+    assert out.read_bytes() == first
+    r = cli("train", "--task", "prefix_sums", "--width", "8", "--depth", "1", "--layers", "2", "--sizes", "8",
+            "--batch", "4", "--steps", "1", "--val-every", "1", "--val-n", "4", "--val-size", "8", "--out", out,
+            "--quiet")
+    assert r.rc == 2 and r.err.startswith("error:") and "--force" in r.err and len(r.err.strip().splitlines()) == 1
+    assert out.read_bytes() == first
+    r = cli("train", "--task", "prefix_sums", "--width", "8", "--depth", "1", "--layers", "2", "--sizes", "8",
+            "--batch", "4", "--steps", "1", "--val-every", "1", "--val-n", "4", "--val-size", "8", "--out", out,
+            "--quiet", "--force")
+    assert r.rc == 0, r.err
+    assert out.read_bytes() != first and load_checkpoint(out).config.layers == 2
+
+
+def test_an_interrupted_run_is_saved_beside_the_checkpoint_and_leaves_it_alone(tmp_path):
+    from ttc.engine.train import interrupted_path
+
+    out = tmp_path / "ck.safetensors"
+    cfg = TrainConfig(task="prefix_sums", family="recursive", **{**TINY, "steps": 50, "val_every": 100})
+    train(cfg, out=str(out), command="shipped")
+    shipped = out.read_bytes()
+
+    def stop(ev: dict) -> None:
+        if ev.get("event") == "step" and ev["step"] == 2:
+            raise KeyboardInterrupt
+
+    card = train(cfg, out=str(out), on_event=stop, command="retrain", force=True)
+    assert card["interrupted"] is True
+    assert out.read_bytes() == shipped  # even with --force, an interrupted run never replaces the checkpoint
+    side = interrupted_path(out)
+    assert side.name == "ck.interrupted.safetensors" and side.exists()
+    assert json.loads(side.with_suffix(".json").read_text())["interrupted"] is True
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("task,arch", [("prefix_sums", "conv1d"), ("mazes", "conv2d")])
+def test_bf16_training_keeps_float32_weights_and_says_so(tmp_path, task, arch):
+    sizes, val = ([5], 7) if task == "mazes" else ([8], 12)
+    cfg = TrainConfig(task=task, family="recursive", arch=arch, precision="bf16",
+                      **{**TINY, "sizes": sizes, "val_size": val})
+    out = tmp_path / "ck.safetensors"
+    card = train(cfg, out=str(out), command="test")
+    assert card["precision"] == "bf16" and card["train_config"]["precision"] == "bf16"
+    ck = load_checkpoint(out)
+    assert all(p.dtype == torch.float32 for p in ck.model.parameters())
+    assert all(p.is_contiguous() for p in ck.model.parameters())  # saved in the standard layout
+    assert math.isfinite(card["history"][-1]["loss"])

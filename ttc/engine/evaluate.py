@@ -72,6 +72,7 @@ class Curve:
     diverged: int
     held_from: int | None = None  # early stop: from this iteration on the accuracy is held, not measured
     series: dict[str, list[float | None]] | None = None  # the family's extra series, mean over finite samples
+    solved_at: list[int | None] | None = None  # per problem: the iteration from which it stays right (None: never)
 
     def summary(self) -> Summary:
         return summarize(self.accuracy)
@@ -104,17 +105,20 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     n = len(x)
     merged: list[dict] = []
     conv = div = 0
+    solved_at: list[int | None] = []
     t0 = time.perf_counter()
     held_from = None
     budget = model.budget(iters)
     for s in range(0, n, batch):
         last, steps = None, 0
+        last_wrong = np.zeros(len(x[s:s + batch]), dtype=np.int64)  # the last iteration each sample was wrong at
         for i, r in enumerate(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
                                     settings=settings, early_stop=early_stop, precision=precision)):
             if i == len(merged):
                 merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
             m = merged[i]
             m["correct"] += int(r.correct.sum())
+            last_wrong[~r.correct] = r.k
             for name, v in (r.series or {}).items():  # sums over finite samples, per series
                 ok = np.isfinite(v)
                 tot, cnt = m.setdefault("series", {}).get(name, (0.0, 0))
@@ -138,6 +142,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                 on_iter(budget - steps)
         conv += int(last.converged.sum())
         div += int(last.diverged.sum())
+        solved_at += [solved_from(int(w), bool(c), budget) for w, c in zip(last_wrong, last.correct, strict=True)]
     names = sorted({k for m in merged for k in m.get("series", {})})
     series = {k: [m["series"][k][0] / m["series"][k][1] if m.get("series", {}).get(k, (0, 0))[1] else None
                   for m in merged] for k in names}
@@ -145,19 +150,29 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                  residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
                  nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div,
                  held_from=held_from if held_from is not None and held_from <= budget else None,
-                 series=series or None)
+                 series=series or None, solved_at=solved_at)
+
+
+def solved_from(last_wrong: int, right_at_end: bool, budget: int) -> int | None:
+    """The iteration from which a sample is right to the end of the run: one after the last iteration it was wrong
+    at (0: never wrong, so 1), or None when it is wrong at the end."""
+    if not right_at_end or last_wrong >= budget:
+        return None
+    return last_wrong + 1
 
 
 def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budgets: Sequence[int], n: int, seed: int,
                   device: str | torch.device | None = "cpu", settings=None, variant: str | None = None,
                   batch: int = 100, on_size: Callable[[int], None] | None = None,
-                  early_stop: bool = False, precision: str | None = None) -> list[dict]:
+                  early_stop: bool = False, precision: str | None = None, difficulty: int | None = None) -> list[dict]:
     """The card's accuracy table: for each size x budget, accuracy at the budget, the best within it and
     where; for looped families also the accuracy at 3x the best iteration (no overthinking). A fixed-depth
     family gets one row per size, at its depth."""
     rows = []
     for size in sizes:
         opts = {"variant": variant} if variant else {}
+        if difficulty is not None:
+            opts["difficulty"] = difficulty
         x, y = task.generate(size, n, seed, **opts)
         curve = evaluate(model, task, x, y, model.budget(max(budgets)), device=device, batch=batch,
                          settings=settings, early_stop=early_stop, precision=precision)
@@ -168,6 +183,8 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
                    "seconds": round(curve.seconds, 1)}
             if variant:
                 row["generator"] = variant
+            if difficulty is not None:
+                row["difficulty"] = difficulty
             row["precision"] = precision or prec.current()
             if curve.held_from is not None:
                 row["settled_at"] = curve.held_from  # every state had stopped changing: the rest is held

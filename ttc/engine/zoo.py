@@ -11,11 +11,12 @@ TEST_SEED = 10**12  # test problems; training draws seeds below 1e12
 
 def measure_table(ck, sizes: list[int], budgets: list[int], n: int = 200, seed: int = TEST_SEED, settings=None,
                   variant: str | None = None, device: str = "cpu", on_size=None, early_stop: bool = False,
-                  batch: int = 100) -> list[dict]:
+                  batch: int = 100, precision: str | None = None, difficulty: int | None = None) -> list[dict]:
     """Rows of size x budget: accuracy at the budget, the best within it and where; for looped
     families also whether accuracy holds at 3x the best iteration (no overthinking)."""
     return accuracy_rows(ck.model, get_task(ck.task), sizes, budgets, n, seed, device=device, settings=settings,
-                         variant=variant, on_size=on_size, early_stop=early_stop, batch=batch)
+                         variant=variant, on_size=on_size, early_stop=early_stop, batch=batch, precision=precision,
+                         difficulty=difficulty)
 
 
 def update_card(path: str, rows: list[dict], key: str = "accuracy_table") -> dict:
@@ -24,11 +25,12 @@ def update_card(path: str, rows: list[dict], key: str = "accuracy_table") -> dic
     card = dict(ck.card)
 
     def ident(r: dict) -> tuple:
-        return r["size"], r["iters"], r.get("generator")
+        return r["size"], r["iters"], r.get("generator"), r.get("difficulty"), r.get("precision") or "fp32"
 
     new = {ident(q) for q in rows}
     old = [r for r in card.get(key, []) if ident(r) not in new]
-    card[key] = sorted(old + rows, key=lambda r: (r.get("generator") or "", r["size"], r["iters"]))
+    card[key] = sorted(old + rows, key=lambda r: (r.get("generator") or "", r.get("difficulty") or -1,
+                                                  r.get("precision") or "", r["size"], r["iters"]))
     save_checkpoint(path, ck.model, ck.task, card)
     return card
 

@@ -21,6 +21,9 @@ from models import precision as prec
 from models.config import check_arch_dims
 from models.solvers import SOLVERS, SolverError
 from tasks import TASKS, TaskError, get_task, load_npz, save_npz
+from tasks.difficulty import check_difficulty
+from tasks.difficulty import main_name as difficulty_main
+from tasks.difficulty import measure as difficulty_measures
 from tasks.io import MAX_NPZ_BYTES
 from ttc.engine.checkpoint import CheckpointError, checkpoint_task, load_checkpoint
 from ttc.engine.evaluate import evaluate
@@ -97,6 +100,20 @@ def check_data_bytes(task, size: int, n: int) -> None:
                          f"{MAX_DATA_BYTES}-byte limit; at most {MAX_DATA_BYTES // per} problems of this size")
 
 
+def draw(task, size: int, n: int, seed: int, difficulty: int | None = None, **opts):
+    """task.generate, at a chosen difficulty when asked (a task that cannot draw one says so in one line)."""
+    if difficulty is None:
+        return task.generate(size, n, seed, **opts)
+    check_difficulty(task, size, difficulty)
+    return task.generate(size, n, seed, difficulty=difficulty, **opts)
+
+
+def add_difficulty_arg(p) -> None:
+    p.add_argument("--difficulty", type=_int_in("--difficulty", 0, 10**6), default=None,
+                   help="draw problems at this difficulty: " + "; ".join(
+                       f"{t.name}: {t.difficulty_help}" for t in TASKS.values() if getattr(t, "difficulty_help", "")))
+
+
 def add_data(sub) -> None:
     p = sub.add_parser("data", help="generate problems as .npz",
                        description=f"Sizes: {_size_help()}; --n 1..{MAX_N}, and the problems' inputs and targets "
@@ -105,6 +122,7 @@ def add_data(sub) -> None:
     p.add_argument("--size", required=True, type=int, help=f"problem size ({_size_help()})")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
+    add_difficulty_arg(p)
     p.add_argument("--out", required=True, help="output .npz path")
     p.set_defaults(run=cmd_data)
 
@@ -112,7 +130,7 @@ def add_data(sub) -> None:
 def cmd_data(a) -> int:
     task = get_task(a.task)
     check_data_bytes(task, task.sizes.check(task.name, a.size), a.n)
-    x, y = task.generate(a.size, a.n, a.seed)
+    x, y = draw(task, a.size, a.n, a.seed, a.difficulty)
     try:
         save_npz(a.out, task.name, a.size, x, y)
     except OSError as e:
@@ -133,6 +151,7 @@ def add_eval(sub) -> None:
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0)
     p.add_argument("--data", help=".npz of problems (keys task, size, inputs, targets) instead of generating")
+    add_difficulty_arg(p)
     add_settings_args(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=256, help="problems per forward batch")
@@ -232,6 +251,8 @@ def cmd_eval(a) -> int:
 
     ck = load_checkpoint(a.checkpoint)
     if a.data:
+        if a.difficulty is not None:
+            raise UsageError("--difficulty draws problems; it does not apply to a --data file")
         task_name, size, x, y = load_npz(a.data)
         checkpoint_task(ck, task_name)
         task = get_task(task_name)
@@ -242,7 +263,7 @@ def cmd_eval(a) -> int:
         size = task.sizes.check(task.name, a.size)
         check_data_bytes(task, size, a.n)
         check_cost(run_cost(task, size, a.n, a.iters, ck.config.width), "--n, --size or --iters")  # before generating
-        x, y = task.generate(size, a.n, a.seed)
+        x, y = draw(task, size, a.n, a.seed, a.difficulty)
     settings = run_settings(ck, a)
     check_cost(run_cost(task, size, len(x), a.iters, ck.config.width), "--n (or the --data file), --size or --iters")
     precision = precision_of(a, ck)
@@ -254,6 +275,11 @@ def cmd_eval(a) -> int:
                          on_iter=bar.update, precision=precision)
     out = curve.to_dict()
     seconds = time.perf_counter() - t0
+    measures = difficulty_measures(task, x, y)
+    main = difficulty_main(task)
+    out.update(difficulty_name=main, difficulty=measures[main].tolist() if measures else None,
+               difficulties={k: v.tolist() for k, v in measures.items()} if measures else None,
+               solved_at=curve.solved_at, reach_per_iteration=ck.model.reach_per_iteration)
     result = {"task": task.name, "family": ck.family, "arch": ck.arch, "params": ck.model.num_params(),
               "size": size, "n": int(len(x)), "iters": a.iters, "device": a.device, "precision": precision, **out,
               "seconds": seconds}
@@ -470,6 +496,7 @@ def add_measure(sub) -> None:
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=100, help="problems per forward batch")
     p.add_argument("--generator", default=None,
                    help="problem generator of the task (mazes: dfs, kruskal, prim, wilson; default: the task's)")
+    add_difficulty_arg(p)
     add_settings_args(p)
     add_precision_arg(p)
     add_threads_arg(p)
@@ -493,11 +520,14 @@ def cmd_measure(a) -> int:
                          f"{', '.join(known) or 'none'}")
     settings = run_settings(ck, a)
     precision = precision_of(a, ck, "cpu")
+    if a.difficulty is not None:
+        for sz in a.sizes:
+            check_difficulty(task, sz, a.difficulty)
     set_threads(a.threads)
     with progress_bar(len(a.sizes), "measure (sizes)", a.quiet) as bar:
         rows = measure_table(ck, a.sizes, a.iters, n=a.n, seed=TEST_SEED if a.seed is None else a.seed,
                              settings=settings, variant=a.generator, on_size=lambda _s: bar.update(1),
-                             early_stop=a.early_stop, batch=a.batch, precision=precision)
+                             early_stop=a.early_stop, batch=a.batch, precision=precision, difficulty=a.difficulty)
     if a.write:
         update_card(a.checkpoint, rows)
     print(json.dumps(rows))
@@ -525,6 +555,7 @@ def add_analyze(sub) -> None:
                         "then larger noise")
     p.add_argument("--n", type=_int_in("--n", 1, MAX_N), default=200, help=f"problems, 1..{MAX_N}")
     p.add_argument("--seed", type=_int_in("--seed", 0, 2**63 - 1), default=0, help="problems and noise starts")
+    add_difficulty_arg(p)
     p.add_argument("--write", action="store_true",
                    help="also put a compact result (breadth against N, the verifier's AUROC, AA score, fixed point) "
                         "into the checkpoint's card under \"analysis\"")
@@ -548,12 +579,13 @@ def cmd_analyze(a) -> int:
     settings = run_settings(ck, a)
     precision = precision_of(a, ck)
     set_threads(a.threads)
-    x, y = task.generate(size, a.n, a.seed)
+    x, y = draw(task, size, a.n, a.seed, a.difficulty)
     with progress_bar(total, "analyze", a.quiet) as bar:
         out = analyze(ck.model, task, x, y, a.iters, starts=a.starts, seed=a.seed, device=a.device,
                       settings=settings, on_iter=bar.update, precision=precision)
     result = {"checkpoint": ck.name, "task": task.name, "family": ck.family, "size": size, "n": int(len(x)),
-              "iters": a.iters, "starts": a.starts, "seed": a.seed, "precision": precision, **out}
+              "iters": a.iters, "starts": a.starts, "seed": a.seed, "difficulty": a.difficulty, "precision": precision,
+              **out}
     if a.write:
         from ttc.engine.zoo import write_analysis
 
