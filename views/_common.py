@@ -120,7 +120,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
         if f"w_{f}" in st.session_state:
             raw[f] = st.session_state[f"w_{f}"]
     if raw["task"] != task:  # the task was just changed: its checkpoint and size start from its defaults
-        for f in ("checkpoint", "size", *family_widgets()):
+        for f in ("checkpoint", "size", "difficulty", *family_widgets()):
             raw.pop(f, None)
     ents = entries()
     s, warns = sanitize(raw, ents, device(), cap_n=False)
@@ -155,6 +155,12 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     if "seed" in fields:
         _seed_widget("w_seed", s.seed)
         sb.number_input("Seed", min_value=0, max_value=SEED_MAX, key="w_seed")
+    if "difficulty" in fields and hasattr(get_task(s.task), "difficulty_range"):
+        lo, hi = get_task(s.task).difficulty_range(s.size)
+        _seed_widget("w_difficulty", s.difficulty)
+        sb.number_input(f"Difficulty ({get_task(s.task).difficulty_names[0]}, {lo}..{hi}; empty: random)",
+                        min_value=lo, max_value=hi, value=None, step=1, key="w_difficulty",
+                        placeholder="random", help=get_task(s.task).difficulty_help)
     if "precision" in fields:
         _seed_widget("w_precision", s.precision)
         sb.selectbox("Precision", list(PRECISIONS), key="w_precision",

@@ -19,7 +19,7 @@ from ttc.engine.probe import MAX_ITERS
 from views._common import chart, chart_with_export, settings_sidebar
 
 AUTO_RUN_COST = 100 * LIVE_ITER_COST  # an analysis costing more waits for the Run button
-FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision", "family")
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "difficulty", "precision", "family")
 
 st.title("Fixed points")
 raw = st.query_params.get("starts", st.session_state.get("analysis_starts", 5))  # before the sidebar rewrites the URL

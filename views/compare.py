@@ -3,6 +3,7 @@ time), an extrapolation heat map of one checkpoint (problem size x iterations), 
 
 from dataclasses import replace
 
+import numpy as np
 import streamlit as st
 
 from ttc.app import plots
@@ -11,7 +12,7 @@ from ttc.app.trace import peak_note
 from views._common import chart, chart_with_export, entries, settings_sidebar, trace_for
 
 st.title("Compare")
-s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed", "precision"))
+s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed", "difficulty", "precision"))
 models = [e for e in entries() if e.ok and e.task == s.task]
 if not models:
     st.info(f"No checkpoint for {s.task} to compare: add some to the checkpoints folder or upload them on the "
@@ -43,6 +44,17 @@ with it_ph.container():
 with time_ph.container():
     chart_with_export(plots.accuracy_figure(done, x="seconds"), f"{stem}-accuracy-time", key="cmp-time")
 notes_ph.markdown("\n".join(f"- {peak_note(t, name)}" for name, t in done))
+
+measured = [(name, t) for name, t in done if t.difficulty and t.iters]
+if measured:
+    measure = next(iter(measured[0][1].difficulty))
+    st.subheader("Accuracy against difficulty")
+    st.caption(f"The same problems grouped by their {measure} (README: Difficulty), accuracy at the end of each "
+               "run with 95% Wilson bands (n: the smallest group). Leave the sidebar's difficulty empty for problems "
+               "of every difficulty, or raise the size for harder ones.")
+    rows_d = [(name, t.family, np.asarray(t.difficulty[measure]), t.correct[-1]) for name, t in measured]
+    chart_with_export(plots.accuracy_by_difficulty_figure(rows_d, s.budget, measure), f"{stem}-difficulty",
+                      key="cmp-difficulty")
 
 st.subheader("Extrapolation")
 c1, c2 = st.columns([1, 2])

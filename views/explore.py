@@ -45,7 +45,8 @@ DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: abou
 # - a session's first run draws one frame a second for its first FIRST_RUN_SETTLE seconds.
 FIRST_RUN_EVERY, FIRST_RUN_SETTLE, FIRST_RUN_START_AFTER = 1.0, 5.0, 1.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
-FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision", "family")  # family: its own widgets
+# family: its own widgets
+FIELDS = ("task", "checkpoint", "size", "n", "budget", "seed", "difficulty", "precision", "family")
 
 st.title("Explore")
 s, entry = settings_sidebar(FIELDS)
@@ -266,7 +267,8 @@ with note_ph.container():
     if trace.iters and trace.diverged[-1]:
         st.warning(f"{trace.diverged[-1]} of {s.n} samples diverged (their state turned non-finite or their residual "
                    "blew up): they leave the residual mean and are counted on the residual chart's right axis.")
-stem = f"{s.checkpoint}-{s.task}{s.size}-n{s.n}-b{s.budget}-seed{s.seed}"
+stem = f"{s.checkpoint}-{s.task}{s.size}-n{s.n}-b{s.budget}-seed{s.seed}" + (
+    f"-d{s.difficulty}" if s.difficulty is not None else "")
 with curves_ph.container():
     for (name, fig), col in zip(figures(trace).items(), st.columns(3), strict=True):
         with col:
@@ -295,7 +297,18 @@ if trace.iters:
                 st.caption("Too many cells x iterations to keep the batch's per-cell errors for this run.")
         with right:
             chart_with_export(plots.front_figure(trace, 0), f"{stem}-front-problem0", key="front_problem")
-        chart_with_export(plots.settled_figure(trace), f"{stem}-settled", key="settled")
+        if trace.difficulty:
+            left, right = st.columns(2)
+            with left:
+                chart_with_export(plots.settled_figure(trace), f"{stem}-settled", key="settled")
+            with right:
+                chart_with_export(plots.difficulty_figure(trace), f"{stem}-difficulty", key="difficulty")
+            st.caption("Right: each problem's settling iteration against its difficulty (the task's main measure, "
+                       "README: Difficulty). The dashed line is the physical limit: a model that moves information "
+                       "at most its reach per iteration needs difficulty / reach iterations. Set a difficulty in the "
+                       "sidebar to draw every problem at it.")
+        else:
+            chart_with_export(plots.settled_figure(trace), f"{stem}-settled", key="settled")
 pins = st.session_state.setdefault("explore_pins", [])
 pin_col, clear_col, pin_note = pins_ph.columns([1, 1, 6], vertical_alignment="center")
 if pin_col.button("Pin this run", key="explore_pin", disabled=not trace.iters or len(pins) >= PIN_MAX,

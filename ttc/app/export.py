@@ -25,8 +25,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from models import get_family
-from tasks import get_task, save_npz
-from ttc.app.trace import Trace
+from tasks import save_npz
+from ttc.app.trace import Trace, generate_for
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 STATIC_FORMATS = ("png", "svg")
@@ -192,7 +192,7 @@ def run_bundle(t: Trace, checkpoint_name: str, checkpoint_bytes: bytes, folder: 
     as .npz, the checkpoint, and README.txt with the command that replays it from the TTC Lab folder."""
     s = t.settings
     ck_file, data_file = f"{folder}/{checkpoint_name}.safetensors", f"{folder}/problems.npz"
-    x, y = get_task(s.task).generate(s.size, s.n, s.seed)
+    x, y = generate_for(s)
     with tempfile.TemporaryDirectory() as tmp:
         save_npz(Path(tmp) / "problems.npz", s.task, s.size, x, y)
         npz = (Path(tmp) / "problems.npz").read_bytes()

@@ -491,3 +491,64 @@ def settled_figure(t: Trace) -> go.Figure:
                                marker_color=family_color(t.family), showlegend=False))
     fig.update_yaxes(tickformat="d")
     return fig
+
+
+def difficulty_fit(difficulty: np.ndarray, solved_at: np.ndarray) -> tuple[float, float] | None:
+    """(slope, intercept) of the least-squares line of the iteration at which each solved problem settled against
+    its difficulty; None with fewer than two distinct difficulties among the solved."""
+    ok = solved_at > 0
+    d, k = difficulty[ok].astype(float), solved_at[ok].astype(float)
+    if np.unique(d).size < 2:
+        return None
+    slope, intercept = np.polyfit(d, k, 1)
+    return float(slope), float(intercept)
+
+
+def difficulty_figure(t: Trace) -> go.Figure:
+    """Each problem's settling iteration against its difficulty (the task's main measure), unsolved problems on the
+    top edge, with the physical limit (difficulty / the model's reach per iteration) and the fitted slope."""
+    name = next(iter(t.difficulty))
+    d = np.asarray(t.difficulty[name])
+    at = t.settled_at()
+    fit = difficulty_fit(d, at)
+    bound = f"; limit: {1 / t.reach:.3g} iterations per unit (reach {t.reach} cells per iteration)" if t.reach else \
+        "; no distance limit (the model reaches everywhere in one iteration)"
+    slope = f"fitted {fit[0]:.3g} iterations per unit" if fit else "too few solved difficulties for a fit"
+    fig = _base(f"Iterations needed against difficulty: {slope}{bound}", f"difficulty ({name})",
+                "iteration settled right", height=340)
+    solved = at > 0
+    color = family_color(t.family)
+    fig.add_trace(go.Scatter(x=d[solved].tolist(), y=at[solved].tolist(), mode="markers", name="solved",
+                             marker={"color": color, "size": 6, "opacity": 0.6}))
+    if (~solved).any():
+        fig.add_trace(go.Scatter(x=d[~solved].tolist(), y=[t.iters] * int((~solved).sum()), mode="markers",
+                                 name=f"wrong at the end ({int((~solved).sum())})",
+                                 marker={"color": "#d62728", "symbol": "x", "size": 7}))
+    xs = np.linspace(0, max(1, int(d.max())), 50)
+    if t.reach:
+        fig.add_trace(go.Scatter(x=xs.tolist(), y=(xs / t.reach).tolist(), mode="lines", name="physical limit",
+                                 line={"color": "#7f7f7f", "dash": "dash"}))
+    if fit:
+        fig.add_trace(go.Scatter(x=xs.tolist(), y=(fit[0] * xs + fit[1]).tolist(), mode="lines", name="fit",
+                                 line={"color": color}))
+    return fig
+
+
+def accuracy_by_difficulty_figure(rows: Sequence[tuple[str, str, np.ndarray, np.ndarray]], budget: int,
+                                  measure: str) -> go.Figure:
+    """Exact-match accuracy at the budget against difficulty, one curve per checkpoint with Wilson bands; rows:
+    (name, family, difficulty (n,), right at the budget (n,) bool). Problems are pooled by distinct difficulty
+    into at most 12 bins of equal count."""
+    fig = _base(f"Accuracy at iteration {budget} against difficulty", f"difficulty ({measure})", "exact match",
+                height=340)
+    for name, family, d, right in rows:
+        order = np.argsort(d, kind="stable")
+        bins = [b for b in np.array_split(order, min(12, max(1, len(np.unique(d))))) if b.size]
+        xs = [float(np.mean(d[b])) for b in bins]
+        acc = np.array([float(right[b].mean()) for b in bins])
+        color = family_color(family)
+        n_min = min(b.size for b in bins)
+        add_wilson_band(fig, xs, acc, n_min, color, name)
+        fig.add_trace(go.Scatter(x=xs, y=acc.tolist(), mode="lines+markers", name=name, line={"color": color}))
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return fig

@@ -32,7 +32,7 @@ DAMPING_RANGE = (0.05, 1.0)  # the DEQ damping widget's range (models.deq declar
 # problems x output cells x width^2 (the CLI's cost measure, per iteration)
 ITER_COST_MAX = LIVE_ITER_COST  # see ttc.engine.limits
 DEFAULTS = {"n": 100, "budget": 100, "seed": 0}
-BASE_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision")
+BASE_KEYS = ("task", "checkpoint", "size", "n", "budget", "seed", "precision", "difficulty")
 # every family's widget in the URL: a family's own widgets (models.base.Widget) name their query keys
 
 
@@ -66,6 +66,7 @@ class RunSettings:
     extra: tuple[tuple[str, object], ...] = ()  # the checkpoint family's widget values (DEQ: solver, tol, damping)
     device: str = "cpu"
     precision: str = "auto"  # auto | fp32 | bf16 (models.precision); what ran is resolved per checkpoint
+    difficulty: int | None = None  # draw problems at this difficulty (the task's main measure); None: at random
 
     def option(self, key: str):
         return dict(self.extra).get(key)
@@ -257,6 +258,21 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     elif precision not in PRECISIONS:
         warn.append(f"precision {_short(precision)} is unknown (known: {', '.join(PRECISIONS)}); using auto")
         precision = "auto"
+    difficulty = None
+    raw_d = raw.get("difficulty")
+    if raw_d not in (None, ""):
+        v = _to_int(raw_d)
+        rng = getattr(get_task(task), "difficulty_range", None)
+        if rng is None:
+            warn.append(f"{task} problems cannot be drawn at a chosen difficulty; drawing them at random")
+        elif v is None:
+            warn.append(f"difficulty {_short(raw_d)} is not an integer; drawing problems at random")
+        else:
+            lo, hi = rng(size)
+            if not lo <= v <= hi:
+                warn.append(f"difficulty {v} is impossible for {task} size {size} (accepted there: {lo}..{hi}); "
+                            f"using {min(max(v, lo), hi)}")
+            difficulty = min(max(v, lo), hi)
     extra: tuple = ()
     if entry is not None:
         cap = max_n(entry, task, size)
@@ -272,7 +288,7 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
             vals[w.key] = widget_value(w, raw_v, dflt.get(w.key, w.default) if active else w.default, warn)
         extra = tuple(vals.items())
     settings = RunSettings(task=task, checkpoint=entry.name if entry else "", size=size, n=n, budget=budget,
-                           seed=seed, extra=extra, device=device, precision=precision)
+                           seed=seed, extra=extra, device=device, precision=precision, difficulty=difficulty)
     return settings, warn
 
 
@@ -300,7 +316,8 @@ def for_run(s: RunSettings, entry: Entry) -> tuple[RunSettings, str | None]:
 def with_checkpoint(s: RunSettings, entry: Entry) -> RunSettings:
     """The same problems and budget through another checkpoint of the task, with its own solver defaults
     (the settings a user would get by picking that checkpoint, so cached traces are shared)."""
-    keep = {k: v for k, v in asdict(s).items() if k in ("task", "size", "n", "budget", "seed", "precision")}
+    keep = {k: v for k, v in asdict(s).items()
+            if k in ("task", "size", "n", "budget", "seed", "precision", "difficulty")}
     out, _ = sanitize({**keep, "checkpoint": entry.name}, [entry], s.device)
     return out
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from models import ConfigError, get_family
 from tasks import get_task
+from tasks.difficulty import measure as difficulty_measures
 from ttc.app.settings import RunSettings, precision_of, run_settings_of
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
@@ -27,6 +28,14 @@ POS_ERROR_ENTRIES = 8 * 1024 * 1024  # bound on iterations x cells of the batch'
 MAPS_BYTES = 24 * 1024 * 1024  # bound on the stored per-iteration maps (memory read/write weights) of one trace
 OVERTHINK_DROP = 0.05  # accuracy lost after the peak that counts as overthinking
 LIVE_FRAME_SECONDS = 0.12  # a live run redraws about 8 times a second (a Stop takes effect at the next frame)
+
+
+def generate_for(s: RunSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The run's problems: n of the size from the seed, at the settings' difficulty when one is set."""
+    task = get_task(s.task)
+    if s.difficulty is None:
+        return task.generate(s.size, s.n, s.seed)
+    return task.generate(s.size, s.n, s.seed, difficulty=s.difficulty)
 
 
 def expected_iters(ck: Checkpoint, budget: int) -> int:
@@ -62,6 +71,8 @@ class Trace:
     series: dict[str, np.ndarray] = field(default_factory=dict)  # (K, n) float32, the family's extra series
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # (K, m_maps, ...) float16 maps of the first problems
     pos_error: np.ndarray | None = None  # (K, cells) float16: fraction of all n problems wrong at each output cell
+    difficulty: dict[str, np.ndarray] | None = None  # (n,) int per measure of the task (its main one first)
+    reach: int | None = None  # cells information moves per iteration in this model (None: no bound)
 
     def __post_init__(self) -> None:
         if self.fixed_depth is None:
@@ -120,6 +131,10 @@ class Trace:
             "memory_bytes": self.memory_bytes.tolist(), "memory_kind": self.memory_kind,
             "converged": self.converged.tolist(), "diverged": self.diverged.tolist(),
             "stopped": self.stopped,
+            "difficulty_name": next(iter(self.difficulty), None) if self.difficulty else None,
+            "difficulty": next(iter(self.difficulty.values())).tolist() if self.difficulty else None,
+            "solved_at": [int(v) if v > 0 else None for v in self.settled_at()],
+            "reach_per_iteration": self.reach,
             **{name: series_mean(v) for name, v in self.series.items()},
         }
 
@@ -138,7 +153,8 @@ class LiveRun:
     def __init__(self, ck: Checkpoint, s: RunSettings):
         task = get_task(s.task)
         self.ck, self.settings = ck, s
-        self.inputs, self.targets = task.generate(s.size, s.n, s.seed)
+        self.inputs, self.targets = generate_for(s)
+        self.difficulty = difficulty_measures(task, self.inputs, self.targets)
         self.expected = expected_iters(ck, s.budget)
         cells = int(np.prod(task.target_shape(s.size)))
         self.shown = int(max(1, min(s.n, SHOWN_MAX, PREDS_BYTES // max(1, cells * self.expected))))
@@ -213,6 +229,7 @@ class LiveRun:
             series={k: np.stack(v) for k, v in self._series.items()},
             maps={k: np.stack(v) for k, v in self._maps.items()} if maps else {},
             pos_error=np.stack(self._pos_error) if maps and self._pos_error else None,
+            difficulty=self.difficulty, reach=self.ck.model.reach_per_iteration,
         )
 
 
