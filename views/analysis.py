@@ -13,6 +13,7 @@ import streamlit as st
 from tasks import get_task
 from ttc.app import plots
 from ttc.app.settings import max_n, precision_of, run_settings_of
+from ttc.app.trace import generate_for
 from ttc.engine.analyze import MAX_STARTS, analyze, best_halting
 from ttc.engine.limits import LIVE_ITER_COST, run_cost
 from ttc.engine.probe import MAX_ITERS
@@ -87,7 +88,7 @@ if result is None:
             seen.append(part)
             chart(plots.starts_figure(entry.name, seen), key=f"starts-live-{len(seen)}", container=starts_ph)
 
-    x, y = task.generate(s.size, n, s.seed)
+    x, y = generate_for(replace(s, n=n))
     try:
         result = analyze(entry.ck.model, task, x, y, s.budget, starts=starts, seed=s.seed, device=s.device,
                          settings=run_settings_of(entry.ck, s), on_iter=on_iter, on_stage=on_stage,
