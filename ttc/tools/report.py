@@ -29,7 +29,7 @@ import torch
 
 from models import ConfigError, get_family
 from models import precision as prec
-from tasks import TASKS, get_task
+from tasks import TASKS, TaskError, get_task
 from ttc.app import export
 from ttc.app.plots import LOG_AXIS, add_wilson_band, family_color, lighter, memory_modes_figure
 from ttc.engine.analyze import ranks
@@ -382,6 +382,91 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
             "notes": notes, "models": models}
 
 
+def difficulty_ladder(task, size: int, points: int) -> list[int]:
+    """`points` difficulties spread over what the task can draw at this size (mazes: up to the longest paths a dfs
+    maze usually has, about half the maze cells' grid cells)."""
+    lo, hi = task.difficulty_range(size)
+    if task.name == "mazes":
+        hi = max(lo + 1, (size + 1) ** 2 // 4)
+    lo = max(lo, 1)
+    return sorted({int(round(v)) for v in np.linspace(lo + (hi - lo) / (2 * points), hi, points)})
+
+
+def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.device,
+                    say: Callable[[str], None]) -> list[dict]:
+    """Iterations needed against difficulty: every looped checkpoint of a task that draws problems at a difficulty,
+    at 4x the training size (grids: 2x the side), on problems drawn at a ladder of difficulties; per difficulty the accuracy at the end,
+    the median iteration from which a solved problem stays right, and the physical limit difficulty / reach."""
+    from tasks.difficulty import main_name
+    from ttc.engine.evaluate import evaluate
+
+    rows = []
+    for ck in sorted(cks, key=lambda c: (c.task, c.model.order, c.name)):
+        task = get_task(ck.task)
+        if ck.model.fixed_depth or not hasattr(task, "difficulty_range"):
+            continue
+        size = scaled_size(ck.task, training_size(ck), (2 if cfg.quick else 4) ** (1 / task.spatial_dims))
+        reach = ck.model.reach_per_iteration
+        budget = int(min(cfg.iter_cap, max(4 * ck.config.layers, 3 * size // max(1, reach or 1))))
+        n = max(cfg.n_min, int(min(cfg.n_base // 4, cfg.cost_cap // max(1.0, budget * iteration_cost(ck, size)))))
+        for d in difficulty_ladder(task, size, 3 if cfg.quick else 5):
+            say(f"difficulty: {ck.name} at size {size}, {main_name(task)} {d}, n={n}, budget {budget}")
+            try:
+                x, y = task.generate(size, n, TEST_SEED + 11, difficulty=d)
+            except TaskError as e:
+                rows.append({"checkpoint": ck.name, "task": ck.task, "size": size, "difficulty": d, "skipped": str(e)})
+                continue
+            c = evaluate(ck.model, task, x, y, budget, device=device, settings=ck.model.settings_from_card(ck.card),
+                         precision=ck_precision(ck, cfg, device), early_stop=True)
+            solved = [k for k in c.solved_at if k is not None]
+            rows.append({"checkpoint": ck.name, "task": ck.task, "family": ck.family, "size": size, "n": n,
+                         "budget": budget, "measure": main_name(task), "difficulty": d,
+                         "accuracy": c.accuracy[-1], "solved": len(solved),
+                         "median_iters": float(np.median(solved)) if solved else None,
+                         "reach": reach, "bound": d / reach if reach else None,
+                         "ratio_to_bound": float(np.median(solved) / (d / reach)) if solved and reach else None})
+    return rows
+
+
+def difficulty_fits(rows: list[dict]) -> dict[str, dict]:
+    """Per checkpoint: the exponent of median iterations against difficulty (log-log least squares over the
+    difficulties with at least half the problems solved) and the median ratio of iterations to the limit."""
+    out = {}
+    for name in dict.fromkeys(r["checkpoint"] for r in rows):
+        pts = [r for r in rows if r["checkpoint"] == name and r.get("median_iters") and r.get("n")
+               and r["solved"] >= r["n"] / 2]
+        exp = None
+        if len(pts) >= 2 and len({r["difficulty"] for r in pts}) >= 2:
+            exp = float(np.polyfit(np.log([r["difficulty"] for r in pts]), np.log([r["median_iters"] for r in pts]),
+                                   1)[0])
+        ratios = [r["ratio_to_bound"] for r in pts if r.get("ratio_to_bound")]
+        out[name] = {"exponent": exp, "ratio_to_bound": float(np.median(ratios)) if ratios else None,
+                     "points": len(pts)}
+    return out
+
+
+def difficulty_figure(task: str, rows: list[dict]) -> go.Figure:
+    """Median iterations to a lasting right answer against difficulty, one line per checkpoint, with each reach's
+    physical limit dashed; x marks a difficulty where fewer than half the problems were solved."""
+    fig = go.Figure()
+    for name in dict.fromkeys(r["checkpoint"] for r in rows):
+        pts = [r for r in rows if r["checkpoint"] == name and r.get("n")]
+        color = get_family(pts[0]["family"]).color if pts else None
+        fig.add_trace(go.Scatter(x=[r["difficulty"] for r in pts], y=[r["median_iters"] for r in pts],
+                                 mode="lines+markers", name=name, line={"color": color},
+                                 marker={"symbol": ["circle" if r["solved"] >= r["n"] / 2 else "x" for r in pts],
+                                         "size": 9},
+                                 text=[f"accuracy {r['accuracy']:.0%}" for r in pts],
+                                 hovertemplate="difficulty %{x}: %{y} iterations, %{text}<extra></extra>"))
+        if pts and pts[0].get("reach"):
+            fig.add_trace(go.Scatter(x=[r["difficulty"] for r in pts], y=[r["bound"] for r in pts], mode="lines",
+                                     name=f"{name}: limit (reach {pts[0]['reach']})",
+                                     line={"color": color, "dash": "dash", "width": 1}))
+    measure = next((r.get("measure") for r in rows if r.get("measure")), "difficulty")
+    return _layout(fig, f"{task}: iterations needed against difficulty (dashed: the physical limit)",
+                   f"difficulty ({measure})", "median iteration settled right")
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Spearman's rank correlation (None with fewer than 3 points or a constant side)."""
     if len(a) < 3:
@@ -468,6 +553,8 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
         mem_rows += rows
         notes += [f"{case.name}: {m}" for m in mnotes]
     notes += deq_notes
+    say("iterations needed against difficulty")
+    difficulty = difficulty_rows([c for c in cks if c.task in wanted], cfg, dev, say)
     say("analysis (path independence, fixed points, halting, breadth)")
     analysis = analysis_rows([c for c in cks if c.task in wanted], per_task, cfg, dev, say)
     results = {
@@ -477,7 +564,7 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
         "tasks": [{"task": tr["task"], "base_size": tr["base_size"], "notes": tr["notes"], "models": tr["models"],
                    "curves": [asdict(c) for c in tr["curves"]],
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
-        "memory": mem_rows, "analysis": analysis, "notes": notes,
+        "memory": mem_rows, "analysis": analysis, "notes": notes, "difficulty": difficulty,
     }
     return render(results, out, formats)
 
@@ -522,6 +609,10 @@ def render(results: dict, out: str | Path, formats: tuple[str, ...] = FORMATS) -
                 by_ck.setdefault(c.checkpoint, []).append(c)
         if by_ck:
             fig_out(scaling_figure(task, by_ck, t["scaling"]), f"{task}-iterations-vs-size")
+    for task in dict.fromkeys(r["task"] for r in results.get("difficulty") or []):
+        rows = [r for r in results["difficulty"] if r["task"] == task and not r.get("skipped")]
+        if rows:
+            fig_out(difficulty_figure(task, rows), f"{task}-iterations-vs-difficulty")
     mem_rows = results["memory"]
     for name in dict.fromkeys(r["model"] for r in mem_rows):
         fig_out(memory_modes_figure([r for r in mem_rows if r["model"] == name]), f"memory-{name}")
@@ -662,6 +753,31 @@ def summary_markdown(res: dict) -> str:
                 lines.append(f"| {name} | {cells} | {k} |")
             lines.append("")
             lines += img(f"{task}-iterations-vs-size")
+    drows = [r for r in res.get("difficulty") or [] if not r.get("skipped")]
+    if drows:
+        fits = difficulty_fits(drows)
+        lines += ["## Iterations needed against difficulty", "",
+                  "Each looped checkpoint at 4x its training size (mazes: 2x the side) on problems drawn at a ladder of difficulties (the "
+                  "task's main measure: prefix sums the dependency span, addition the longest carry chain, mazes the "
+                  "path length; docs/difficulty.md). Iterations: the median over the solved problems of the "
+                  "iteration from which the answer stays right. Limit: difficulty / the model's reach per iteration "
+                  "(cells information moves per iteration; none for full attention or an external memory). "
+                  "Exponent: log-log slope of iterations against difficulty over the difficulties at least half "
+                  "solved; ratio: the median of iterations / limit, how far above the physical limit it runs.", "",
+                  "| checkpoint | size | n | reach | difficulty: accuracy, median iterations (limit) | exponent | "
+                  "x limit |", "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+        for name, fit in fits.items():
+            pts = [r for r in drows if r["checkpoint"] == name]
+            cells = "; ".join(f"{r['difficulty']}: {_pct(r['accuracy'])}, "
+                              + (f"{r['median_iters']:g}" if r["median_iters"] is not None else "none")
+                              + (f" ({r['bound']:.3g})" if r.get("bound") else "") for r in pts)
+            exp = f"{fit['exponent']:.2f}" if fit["exponent"] is not None else "n/a"
+            ratio = f"{fit['ratio_to_bound']:.2g}" if fit["ratio_to_bound"] is not None else "n/a"
+            lines.append(f"| {name} | {pts[0]['size']} | {pts[0]['n']} | {pts[0]['reach'] or 'none'} | {cells} | "
+                         f"{exp} | {ratio} |")
+        lines.append("")
+        for task in dict.fromkeys(r["task"] for r in drows):
+            lines += img(f"{task}-iterations-vs-difficulty")
     an = res.get("analysis") or {}
     if an.get("rows"):
         rho = an["spearman_aa_vs_4x"]
