@@ -395,7 +395,8 @@ def difficulty_ladder(task, size: int, points: int) -> list[int]:
 def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.device,
                     say: Callable[[str], None]) -> list[dict]:
     """Iterations needed against difficulty: every looped checkpoint of a task that draws problems at a difficulty,
-    at 4x the training size (grids: 2x the side), on problems drawn at a ladder of difficulties; per difficulty the accuracy at the end,
+    at 4x the training size (grids: 2x the side), on problems drawn at a ladder of difficulties; per difficulty
+    the accuracy at the end,
     the median iteration from which a solved problem stays right, and the physical limit difficulty / reach."""
     from tasks.difficulty import main_name
     from ttc.engine.evaluate import evaluate
@@ -757,7 +758,8 @@ def summary_markdown(res: dict) -> str:
     if drows:
         fits = difficulty_fits(drows)
         lines += ["## Iterations needed against difficulty", "",
-                  "Each looped checkpoint at 4x its training size (mazes: 2x the side) on problems drawn at a ladder of difficulties (the "
+                  "Each looped checkpoint at 4x its training size (mazes: 2x the side) on problems drawn at a "
+                  "ladder of difficulties (the "
                   "task's main measure: prefix sums the dependency span, addition the longest carry chain, mazes the "
                   "path length; docs/difficulty.md). Iterations: the median over the solved problems of the "
                   "iteration from which the answer stays right. Limit: difficulty / the model's reach per iteration "
