@@ -7,3 +7,14 @@
 
 `views/` (Streamlit) sit above `ttc.app`; `models/` and `tasks/` sit below the engine.
 """
+
+__all__ = ["load", "run", "analyze", "memory", "Run"]
+
+
+def __getattr__(name: str):
+    """The notebook API (ttc.api), imported on first use: `import ttc` stays light (no Streamlit, no plotly)."""
+    if name in __all__:
+        from ttc import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ttc' has no attribute {name!r}")
