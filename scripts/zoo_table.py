@@ -1,4 +1,5 @@
-"""Print the README's model-zoo table from the checkpoint cards (checkpoints/*.json)."""
+"""The README's model-zoo table from the checkpoint cards (checkpoints/*.json): printed, and with --write put into
+README.md after its `<!-- zoo-table -->` marker (replacing the table there)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,36 @@ def fmt_rows(card: dict) -> str:
     return "; ".join(parts)
 
 
-def main() -> None:
-    print("| checkpoint | trained on | params | train time | file "
-          "| best exact-match accuracy by size (iteration; at 3x that iteration) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+def table() -> list[str]:
+    lines = ["| checkpoint | trained on | params | train time | file "
+             "| best exact-match accuracy by size (iteration; at 3x that iteration) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for p in sorted(Path("checkpoints").glob("*.json")):
         card = json.loads(p.read_text())
         mb = p.with_suffix(".safetensors").stat().st_size / 2**20
         sizes = ",".join(map(str, card.get("train_sizes", [])))
-        print(f"| {p.stem} | {sizes} | {card['params']:,} | {card['train_seconds'] / 60:.0f} min | {mb:.1f} MB "
-              f"| {fmt_rows(card)} |")
+        lines.append(f"| {p.stem} | {sizes} | {card['params']:,} | {card['train_seconds'] / 60:.0f} min | "
+                     f"{mb:.1f} MB | {fmt_rows(card)} |")
+    return lines
+
+
+def write(readme: Path, lines: list[str]) -> None:
+    """Replace the lines after the README's zoo-table marker, up to the first blank line, with the table."""
+    text = readme.read_text().split("\n")
+    at = text.index("<!-- zoo-table -->") + 1
+    end = at
+    while end < len(text) and text[end].strip():
+        end += 1
+    readme.write_text("\n".join(text[:at] + lines + text[end:]))
+
+
+def main() -> None:
+    import sys
+
+    lines = table()
+    print("\n".join(lines))
+    if "--write" in sys.argv[1:]:
+        write(Path("README.md"), lines)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _problems(ck: Checkpoint, size: int | None, n: int, seed: int, difficulty: i
     if data is not None:
         name, size, x, y = load_npz(data)
         if name != ck.task:
-            raise ValueError(f"{data} holds {name} problems; {ck.name} is a {ck.task} model")
+            raise ValueError(f"{data} holds {name} problems; {ck.name} is a model of task {ck.task}")
         return task, size, x, y
     if size is None:
         size = max(ck.train_sizes, default=task.train_size)
@@ -216,7 +216,8 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     ck = load(checkpoint)
     own = ck.model.memory_modes
     if not own:
-        raise ValueError(f"{ck.name} is a {ck.family} model; memory modes apply to families that declare them")
+        raise ValueError(f"{ck.name} is a model of the {ck.family} family; memory modes apply to families that "
+                         "declare them (DEQ, EBM)")
     modes = list(modes or own)
     bad = [m for m in modes if m not in own]
     if bad:

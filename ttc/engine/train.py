@@ -33,7 +33,7 @@ from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
 @dataclass
 class TrainConfig:
     task: str = "prefix_sums"  # task to train on: prefix_sums, addition, mazes (or a plugin's)
-    family: str = "recursive"  # model family: explicit, recursive, deq, memory (or a plugin's)
+    family: str = "recursive"  # model family: explicit, recursive, deq, ebm, memory (or a plugin's)
     arch: str = "conv1d"  # core: conv1d, transformer (strings), conv2d (mazes)
     width: int = 64  # latent channels
     depth: int = 2  # residual units per block

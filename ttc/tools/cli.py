@@ -236,11 +236,44 @@ def run_settings(ck, a) -> object:
         raise UsageError(f"bad run settings {changes}: {e}") from None
 
 
+PLAIN_PROGRESS_SECONDS = 10.0  # off a terminal, a plain progress line this often
+
+
+class PlainProgress:
+    """Progress off a terminal (a pipe, nohup, a log file): one plain line on stderr every PLAIN_PROGRESS_SECONDS,
+    nothing for a run that ends sooner."""
+
+    def __init__(self, total: int, desc: str):
+        import time
+
+        self.total, self.desc, self.done = total, desc, 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        import time
+
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= PLAIN_PROGRESS_SECONDS:
+            self.last = now
+            pct = 100 * self.done / max(1, self.total)
+            sys.stderr.write(f"{self.desc}: {self.done}/{self.total} ({pct:.0f}%), {now - self.start:.0f} s\n")
+            sys.stderr.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def progress_bar(total: int, desc: str, quiet: bool):
-    """A progress bar on stderr, only on a terminal and only for runs longer than about two seconds (stdout stays
-    clean)."""
+    """A progress bar on stderr on a terminal (for runs longer than about two seconds), a plain line every ten
+    seconds elsewhere; nothing with --quiet. stdout stays clean."""
     from tqdm import tqdm
 
+    if not quiet and not sys.stderr.isatty():
+        return PlainProgress(total, desc)
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet or not sys.stderr.isatty(), delay=2.0,
                 leave=False, unit="it",
                 dynamic_ncols=True)
@@ -568,7 +601,8 @@ def cmd_analyze(a) -> int:
 
     ck = load_checkpoint(a.checkpoint)
     if ck.model.fixed_depth:
-        raise UsageError(f"{ck.name} is a {ck.family} model: its depth is fixed, there is no iteration to analyse")
+        raise UsageError(f"{ck.name} is a model of the {ck.family} family: its depth is fixed, there is no iteration "
+                         "to analyse")
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
     check_data_bytes(task, size, a.n)
@@ -618,8 +652,9 @@ COMMANDS = [add_data, add_eval, add_train, add_measure, add_memory, add_analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m ttc", description="TTC Lab: test-time compute for explicit, recursive and DEQ models")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    p = Parser(prog="python -m ttc", description="TTC Lab: test-time compute for explicit, recursive, DEQ, "
+                                                 "energy-based and external-memory models (and plugin families)")
+    sub = p.add_subparsers(dest="cmd", required=False, parser_class=Parser, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return p
@@ -628,6 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "cmd", None) is None:  # no command: say which there are (exit 2, as any usage error)
+        names = [a for a in parser._subparsers._group_actions[0].choices]
+        sys.stderr.write(f"error: a command is required: {', '.join(names)} (python -m ttc COMMAND --help)\n")
+        return 2
     try:
         return args.run(args)
     except USER_ERRORS as e:
