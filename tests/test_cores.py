@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from models import ModelConfig, build_model
 from models import precision as prec
 from models.cores import local_attention
