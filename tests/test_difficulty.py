@@ -150,3 +150,27 @@ def test_bad_difficulty_is_refused_in_one_line(cli, tmp_path, args, needle):
     r = cli("data", *args, "--n", "3", "--out", tmp_path / "x.npz")
     assert r.rc == 2 and r.err.startswith("error:") and needle in r.err and len(r.err.strip().splitlines()) == 1
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_find_frontier_lands_in_the_band_on_a_trained_maze_model(one_thread):
+    from ttc.engine.checkpoint import load_checkpoint
+    from ttc.engine.frontier import find_frontier
+
+    ck = load_checkpoint("checkpoints/mazes-recursive.safetensors")
+    task = get_task("mazes")
+    out = find_frontier(ck.model, task, 9, 60, n=10, seed=4)
+    values = [v for v, _ in out["scanned"]]
+    assert values[0] == 9 and out["value"] in values
+    if out["in_band"]:
+        assert 0.2 <= out["best_accuracy"] <= 0.9
+        assert all(acc > 0.9 for v, acc in out["scanned"] if v < out["value"])
+    else:  # the scan jumped over the band and bisection ran out of room: it says so
+        assert all(not 0.2 <= acc <= 0.9 for _, acc in out["scanned"])
+
+
+def test_analyze_frontier_needs_a_size_or_scans_sizes(cli):
+    r = cli("analyze", "--checkpoint", "checkpoints/addition-recursive.safetensors", "--iters", "5", "--n", "4")
+    assert r.rc == 2 and "--size is required without --frontier" in r.err
+    r = cli("analyze", "--checkpoint", "checkpoints/addition-recursive.safetensors", "--size", "16", "--frontier",
+            "--difficulty", "3", "--iters", "5", "--n", "4")
+    assert r.rc == 2 and "drop --difficulty" in r.err

@@ -580,7 +580,13 @@ def add_analyze(sub) -> None:
                     "same NFE; the verifier's AUROC separating right from wrong final answers). Runs "
                     f"(2 x starts - 1) x iters iterations in all; the cost cap ({MAX_COST:.0e}) applies to that total.")
     p.add_argument("--checkpoint", required=True, help="a looped (not fixed-depth) .safetensors checkpoint")
-    p.add_argument("--size", type=int, required=True, help=f"problem size ({_size_help()})")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"problem size ({_size_help()}); required unless --frontier")
+    p.add_argument("--frontier", action="store_true",
+                   help="analyse at the checkpoint's frontier: the smallest size (with --size: the smallest difficulty "
+                        "at that size) where its best accuracy within --iters lies between 20%% and 90%%, found by "
+                        "doubling from the training size (or difficulty 1) and bisecting; the result says what was "
+                        "scanned")
     p.add_argument("--iters", type=_int_in("--iters", 1, MAX_ITERS), required=True,
                    help="iterations per start (the depth run gets starts x iters)")
     p.add_argument("--starts", type=_int_in("--starts", 1, MAX_STARTS), default=5,
@@ -604,7 +610,11 @@ def cmd_analyze(a) -> int:
         raise UsageError(f"{ck.name} is a model of the {ck.family} family: its depth is fixed, there is no iteration "
                          "to analyse")
     task = get_task(ck.task)
-    size = task.sizes.check(task.name, a.size)
+    if a.size is None and not a.frontier:
+        raise UsageError(f"--size is required without --frontier ({_size_help()})")
+    if a.frontier and a.difficulty is not None:
+        raise UsageError("--frontier finds the difficulty itself (with --size) or the size; drop --difficulty")
+    size = task.sizes.check(task.name, a.size if a.size is not None else max(ck.train_sizes, default=task.train_size))
     check_data_bytes(task, size, a.n)
     total = (2 * a.starts - 1) * a.iters
     if a.starts * a.iters > MAX_ITERS:
@@ -613,13 +623,31 @@ def cmd_analyze(a) -> int:
     settings = run_settings(ck, a)
     precision = precision_of(a, ck)
     set_threads(a.threads)
+    frontier = None
+    if a.frontier:
+        from ttc.engine.frontier import find_frontier
+
+        knob = "difficulty" if a.size is not None else "size"
+        if knob == "difficulty" and not hasattr(task, "difficulty_range"):
+            raise UsageError(f"{task.name} problems cannot be drawn at a difficulty; drop --size to scan sizes")
+        say = _progress(a.quiet)
+        frontier = find_frontier(ck.model, task, 1 if knob == "difficulty" else size, a.iters, n=a.n, seed=a.seed,
+                                 precision=precision, settings=settings, difficulty_at=size if knob == "difficulty"
+                                 else None, on_size=lambda v, acc: say(f"frontier: {knob} {v}: best {acc:.1%}"))
+        frontier["knob"] = knob
+        if knob == "size":
+            size = frontier["value"]
+            check_data_bytes(task, size, a.n)
+            check_cost(run_cost(task, size, a.n, total, ck.config.width), "--n, --iters or --starts")
+        else:
+            a.difficulty = frontier["value"]
     x, y = draw(task, size, a.n, a.seed, a.difficulty)
     with progress_bar(total, "analyze", a.quiet) as bar:
         out = analyze(ck.model, task, x, y, a.iters, starts=a.starts, seed=a.seed, device=a.device,
                       settings=settings, on_iter=bar.update, precision=precision)
     result = {"checkpoint": ck.name, "task": task.name, "family": ck.family, "size": size, "n": int(len(x)),
               "iters": a.iters, "starts": a.starts, "seed": a.seed, "difficulty": a.difficulty, "precision": precision,
-              **out}
+              "frontier": frontier, **out}
     if a.write:
         from ttc.engine.zoo import write_analysis
 
@@ -628,7 +656,12 @@ def cmd_analyze(a) -> int:
         print(json.dumps(result))
         return 0
     pi, fp, br = out["path_independence"], out["fixed_point_vs_iterate"], out["breadth"]["points"]
-    print(f"{ck.name}: {task.name} size {size}, n={len(x)}, {a.iters} iterations x {a.starts} starts")
+    if frontier is not None:
+        print(f"frontier: {frontier['knob']} {frontier['value']} (best {frontier['best_accuracy']:.1%}"
+              + ("" if frontier["in_band"] else ", none of the scanned values was in the 20-90% band") + "); scanned "
+              + ", ".join(f"{v}: {acc:.0%}" for v, acc in frontier["scanned"]))
+    print(f"{ck.name}: {task.name} size {size}" + (f", difficulty {a.difficulty}" if a.difficulty is not None else "")
+          + f", n={len(x)}, {a.iters} iterations x {a.starts} starts")
     print(f"path independence: AA score {pi['aa_score']:.4f}; final accuracy per start: "
           + ", ".join(f"{s['start']} {s['final_accuracy']:.3f}" for s in pi["starts"]))
     print(f"fixed point (iteration {fp['iters']}): {fp['fixed_point_accuracy']:.3f}; best iterate "
