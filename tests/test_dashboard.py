@@ -182,9 +182,15 @@ def synthetic(acc: list[float], family: str = "recursive") -> Trace:
 def test_peak_note_says_where_a_model_peaks_and_whether_it_overthinks():
     assert "overthinks" in peak_note(synthetic([0.2, 0.9, 0.5]), "m")
     assert "no overthinking" in peak_note(synthetic([0.2, 0.9, 0.9]), "m")
-    assert "still improving" in peak_note(synthetic([0.1, 0.2, 0.3]), "m")
+    assert "still climbing" in peak_note(synthetic([0.1, 0.2, 0.3]), "m")
+    # the case: a maze model peaking at 60% at iteration 85 of 100, still rising: not "no overthinking"
+    rising = list(np.linspace(0.2, 0.6, 85)) + [0.59] * 15
+    note = peak_note(synthetic(rising), "m")
+    assert "still climbing" in note and "try 200 iterations" in note and "no overthinking" not in note
     assert "solves none" in peak_note(synthetic([0.0, 0.0]), "m")
     assert "fixed" in peak_note(synthetic([0.1, 0.3], family="explicit"), "m")
+    note = peak_note(synthetic([0.0, 0.0], family="explicit"), "m")
+    assert "solves none" in note and "peaks at 0%" not in note
 
 
 def test_figure_data_exports_as_csv_json_and_standalone_html(entries):

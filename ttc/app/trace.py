@@ -253,13 +253,17 @@ def done_text(t: Trace) -> str:
 
 
 def peak_note(t: Trace, name: str) -> str:
-    """Where the run peaks and whether more iterations hurt it (overthinking), in one sentence."""
+    """Where the run peaks and whether more iterations hurt it (overthinking), in one sentence; a curve that still
+    climbs in the last fifth of its budget says so and suggests a budget."""
     if not t.iters:
         return f"{name}: no iterations yet."
     m = t.summary()
     best, k_best, final = m["best_accuracy"], m["best_iter"], m["final_accuracy"]
     head = f"{name} ({t.family}) peaks at {best:.0%} at iteration {k_best} of {t.iters}"
     if t.fixed_depth:
+        if best <= 0:
+            return (f"{name} ({t.family}) solves none of these problems with its fixed depth of {t.expected} layers; "
+                    "a larger budget buys nothing.")
         return f"{head}; its depth is fixed at {t.expected} layers, so a larger budget buys nothing."
     if best <= 0:
         return f"{name} ({t.family}) solves none of these problems within {t.iters} iterations."
@@ -269,6 +273,9 @@ def peak_note(t: Trace, name: str) -> str:
                 "diverge (their state blew up): the iteration diverges, which is not overthinking.")
     if best - final > OVERTHINK_DROP:
         return f"{head}, then falls to {final:.0%} by iteration {t.iters}: it overthinks."
-    if k_best == t.iters and t.iters > 1 and t.accuracy[-1] > t.accuracy[0]:
-        return f"{head}: still improving at the end of the budget; try more iterations."
+    late = t.accuracy[int(0.8 * t.iters):]  # the last fifth of the budget
+    earlier = t.accuracy[: max(1, int(0.8 * t.iters))]
+    if t.iters >= 2 and late.max() > earlier.max() and t.accuracy[-1] >= earlier.max():
+        return (f"{head}: still climbing in the last fifth of the budget ({earlier.max():.0%} before it, "
+                f"{late.max():.0%} in it); try {2 * t.iters} iterations.")
     return f"{head} and holds {final:.0%} to iteration {t.iters}: no overthinking."
