@@ -330,3 +330,22 @@ def test_memory_measures_an_energy_based_models_own_modes(ckpt_dir):
     saved = {d["name"]: d["y"] for d in fig["data"]}
     assert saved["unrolled"][1] > saved["unrolled"][0] and saved["last"][1] == saved["last"][0]
     assert any("last" in m.value and "unrolled keeps" in m.value for m in at.markdown)
+
+
+def test_a_links_warnings_stay_until_the_settings_change(ckpt_dir):
+    at = app({**SMALL, "checkpoint": "does-not-exist", "precision": "fp8", "difficulty": "abc"})
+    said = [w.value for w in at.warning]
+    assert any("does-not-exist" in w for w in said) and any("fp8" in w for w in said)
+    at.run()  # a rerun with the same settings (as after a live run ends): still said
+    assert [w.value for w in at.warning if "does-not-exist" in w.value]
+    at.number_input(key="w_size").set_value(18).run()  # the user changed something: the link's warnings go
+    assert not [w.value for w in at.warning if "does-not-exist" in w.value]
+
+
+def test_precision_and_difficulty_from_a_link_reach_the_run(ckpt_dir):
+    at = app({**SMALL, "precision": "fp32", "difficulty": "6", "task": "addition"})
+    assert at.selectbox(key="w_precision").value == "fp32"
+    assert at.number_input(key="w_difficulty").value == 6
+    assert any("in fp32" in c.value for c in at.caption)
+    assert "difficulty" in charts(at)  # Explore's iterations-against-difficulty scatter
+    assert at.query_params["precision"] == ["fp32"] or at.query_params["precision"] == "fp32"

@@ -95,6 +95,7 @@ def _raw_settings() -> dict:
         s, warns = sanitize(raw, entries(), device(), cap_n=False)
         st.session_state["settings"] = asdict(s)
         st.session_state["url_warnings"] = warns
+        st.session_state["url_warnings_for"] = asdict(s)
     return dict(st.session_state["settings"])
 
 
@@ -124,7 +125,12 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
             raw.pop(f, None)
     ents = entries()
     s, warns = sanitize(raw, ents, device(), cap_n=False)
-    warns = st.session_state.pop("url_warnings", []) + warns
+    # what a link asked for that could not be used stays said until the settings change (a run's rerun keeps it)
+    if st.session_state.get("url_warnings_for") == asdict(s):
+        warns = st.session_state.get("url_warnings", []) + warns
+    else:
+        st.session_state.pop("url_warnings", None)
+        st.session_state.pop("url_warnings_for", None)
     entry = next((e for e in ents if e.ok and e.name == s.checkpoint), None)
     sb = st.sidebar
     sb.header("Settings")
