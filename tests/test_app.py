@@ -343,7 +343,7 @@ def test_a_links_warnings_stay_until_the_settings_change(ckpt_dir):
 
 
 def test_precision_and_difficulty_from_a_link_reach_the_run(ckpt_dir):
-    at = app({**SMALL, "precision": "fp32", "difficulty": "6", "task": "addition"})
+    at = app({**SMALL, "precision": "fp32", "difficulty": "6"})
     assert at.selectbox(key="w_precision").value == "fp32"
     assert at.number_input(key="w_difficulty").value == 6
     assert any("in fp32" in c.value for c in at.caption)
