@@ -349,3 +349,13 @@ def test_precision_and_difficulty_from_a_link_reach_the_run(ckpt_dir):
     assert any("in fp32" in c.value for c in at.caption)
     assert "difficulty" in charts(at)  # Explore's iterations-against-difficulty scatter
     assert at.query_params["precision"] == ["fp32"] or at.query_params["precision"] == "fp32"
+
+
+def test_the_memory_pages_link_reopens_the_same_view(ckpt_dir):
+    at = app_on("views/memory.py", {"size": "12"}, mem_checkpoint="prefix_sums-deq", mem_iters="10,100",
+                mem_modes="implicit,jfb", mem_batch="2")
+    assert at.number_input(key="mem_batch").value == 2
+    assert sorted(at.multiselect(key="mem_iters").value) == [10, 100]
+    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert q["mem_checkpoint"] == "prefix_sums-deq" and q["mem_iters"] == "10,100" and q["mem_batch"] == "2"
+    assert q["mem_modes"] == "implicit,jfb"

@@ -10,7 +10,18 @@ from ttc.app import plots
 from views._common import chart, chart_with_export, entries, settings_sidebar
 
 st.title("Memory")
+# this page's own settings, in the URL beside the shared ones (read before the sidebar rewrites the URL)
+PAGE_KEYS = ("mem_checkpoint", "mem_iters", "mem_modes", "mem_batch")
+linked = {k: st.query_params.get(k) for k in PAGE_KEYS if k in st.query_params}
 s, entry = settings_sidebar(("task", "size", "seed"))
+
+
+def _csv_ints(raw: str | None, allowed: list[int]) -> list[int] | None:
+    try:
+        vals = [int(v) for v in str(raw).split(",") if v.strip()]
+    except ValueError:
+        return None
+    return [v for v in vals if v in allowed] or None
 deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.memory_modes]
 if not deqs:
     st.info(f"No DEQ or EBM checkpoint for {s.task}: the training-memory modes compared here are those of "
@@ -29,6 +40,20 @@ def unrolled_limit(version: str, size: int, batch: int, seed: int, iters: tuple,
 
 
 names = [e.name for e in deqs]
+if linked.get("mem_checkpoint") in names and f"mem_checkpoint_{s.task}" not in st.session_state:
+    st.session_state[f"mem_checkpoint_{s.task}"] = linked["mem_checkpoint"]
+if "mem_iters" not in st.session_state and linked.get("mem_iters"):
+    got = _csv_ints(linked["mem_iters"], list(ms.ITERS_OPTIONS))
+    if got is None:
+        st.warning(f"mem_iters={str(linked['mem_iters'])[:30]!r} names none of {list(ms.ITERS_OPTIONS)}; using the "
+                   "default counts.")
+    else:
+        st.session_state["mem_iters"] = got
+if "mem_batch" not in st.session_state and linked.get("mem_batch"):
+    try:
+        st.session_state["mem_batch"] = min(max(int(linked["mem_batch"]), 1), ms.BATCH_MAX)
+    except ValueError:
+        st.warning(f"mem_batch={str(linked['mem_batch'])[:20]!r} is not an integer; using 8.")
 c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
 name = c1.selectbox("Checkpoint (DEQ or EBM)", names,
                     index=names.index(entry.name) if entry and entry.name in names else 0,
@@ -36,11 +61,17 @@ name = c1.selectbox("Checkpoint (DEQ or EBM)", names,
 ck_entry = next(e for e in deqs if e.name == name)
 iters = sorted(c2.multiselect("Iteration counts", ms.ITERS_OPTIONS, default=ms.DEFAULT_ITERS, key="mem_iters"))
 own = list(ck_entry.ck.model.memory_modes)
+mode_key = f"mem_modes_{ck_entry.ck.family}"
+if mode_key not in st.session_state and linked.get("mem_modes"):
+    st.session_state[mode_key] = [m for m in str(linked["mem_modes"]).split(",") if m in own] or own
 chosen = c3.multiselect("Modes", own, default=own, key=f"mem_modes_{ck_entry.ck.family}",
                         help="DEQ: unrolled, implicit, jfb backward; EBM: unrolled through every descent step, or "
                              "the last step only")
 modes = [m for m in own if m in chosen]
-batch = c4.number_input("Batch", 1, ms.BATCH_MAX, 8, key="mem_batch")
+st.session_state.setdefault("mem_batch", 8)
+batch = c4.number_input("Batch", 1, ms.BATCH_MAX, key="mem_batch")
+st.query_params.update({"mem_checkpoint": name, "mem_iters": ",".join(map(str, iters)),
+                        "mem_modes": ",".join(chosen), "mem_batch": str(batch)})
 if not iters or not modes:
     st.info("Pick at least one iteration count and one mode.")
     st.stop()
