@@ -359,3 +359,9 @@ def test_the_memory_pages_link_reopens_the_same_view(ckpt_dir):
     q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     assert q["mem_checkpoint"] == "prefix_sums-deq" and q["mem_iters"] == "10,100" and q["mem_batch"] == "2"
     assert q["mem_modes"] == "implicit,jfb"
+
+
+def test_compares_extrapolation_map_is_in_the_link(ckpt_dir):
+    at = app_on("views/compare.py", SMALL, heat_checkpoint="prefix_sums-deq", heat_sizes="16,32")
+    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert q["heat_checkpoint"] == "prefix_sums-deq" and q["heat_sizes"] == "16,32"

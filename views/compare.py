@@ -12,6 +12,8 @@ from ttc.app.trace import peak_note
 from views._common import chart, chart_with_export, entries, settings_sidebar, trace_for
 
 st.title("Compare")
+# the extrapolation map's own settings, in the URL beside the shared ones (read before the sidebar rewrites it)
+linked = {k: st.query_params.get(k) for k in ("heat_checkpoint", "heat_sizes") if k in st.query_params}
 s, entry = settings_sidebar(("task", "checkpoint", "size", "n", "budget", "seed", "difficulty", "precision"))
 models = [e for e in entries() if e.ok and e.task == s.task]
 if not models:
@@ -59,12 +61,26 @@ if measured:
 st.subheader("Extrapolation")
 c1, c2 = st.columns([1, 2])
 names = [e.name for e in models]
+if linked.get("heat_checkpoint") in names and f"heat_checkpoint_{s.task}" not in st.session_state:
+    st.session_state[f"heat_checkpoint_{s.task}"] = linked["heat_checkpoint"]
+if linked.get("heat_sizes") and f"heat_sizes_{s.task}" not in st.session_state:
+    ladder = set(size_ladder(s.task)) | {s.size}
+    try:
+        asked = [int(v) for v in str(linked["heat_sizes"]).split(",") if v.strip()]
+    except ValueError:
+        asked = []
+    ok = sorted(v for v in asked if v in ladder)
+    if ok:
+        st.session_state[f"heat_sizes_{s.task}"] = ok
+    else:
+        st.warning(f"heat_sizes={str(linked['heat_sizes'])[:30]!r} names no size of the ladder; using the default.")
 heat_name = c1.selectbox("Checkpoint", names, index=names.index(entry.name), key=f"heat_checkpoint_{s.task}")
 heat_entry = next(e for e in models if e.name == heat_name)
 picked = st.session_state.get(f"heat_sizes_{s.task}", [])
 options = sorted(set(size_ladder(s.task)) | {s.size} | set(picked))
 sizes = sorted(c2.multiselect("Problem sizes", options, default=sweep_sizes(s.task, s.size),
                               key=f"heat_sizes_{s.task}"))
+st.query_params.update({"heat_checkpoint": heat_name, "heat_sizes": ",".join(map(str, sizes))})
 if not sizes:
     st.info("Pick at least one problem size.")
     st.stop()
