@@ -227,6 +227,10 @@ class Mazes:
         cells = (size + 1) // 2
         return 1, 2 * cells * cells - 1  # a path through every maze cell at most
 
+    def difficulty_drawable(self, size: int) -> int:
+        """The longest path drawn without many re-carvings: about half the grid cells of the maze's cells."""
+        return (size + 1) ** 2 // 4
+
     def difficulty(self, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """path_length: the target's cells; dead_end: the largest distance (4-neighbour steps over open cells) of an
         open cell from the path, i.e. the height of the tallest dead-end subtree (0 when the path is everything)."""

@@ -383,11 +383,12 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
 
 
 def difficulty_ladder(task, size: int, points: int) -> list[int]:
-    """`points` difficulties spread over what the task can draw at this size (mazes: up to the longest paths a dfs
-    maze usually has, about half the maze cells' grid cells)."""
+    """`points` difficulties spread over what the task can draw at this size, up to what it draws without strain
+    (a task may say so: `difficulty_drawable(size)`, mazes the paths a dfs maze usually has)."""
     lo, hi = task.difficulty_range(size)
-    if task.name == "mazes":
-        hi = max(lo + 1, (size + 1) ** 2 // 4)
+    drawable = getattr(task, "difficulty_drawable", None)
+    if drawable is not None:
+        hi = max(lo + 1, min(hi, drawable(size)))
     lo = max(lo, 1)
     return sorted({int(round(v)) for v in np.linspace(lo + (hi - lo) / (2 * points), hi, points)})
 
