@@ -3,7 +3,7 @@ PCG64) and plain integer arithmetic for the answers. Written in the .npz format 
 so a checkpoint is scored on problems its training generator never drew.
 
     python scripts/independent_data.py --task prefix_sums --size 512 --n 200 --seed 5 --out runs/ps512.npz
-    python -m ttc eval --checkpoint checkpoints/prefix_sums-recursive.safetensors --data runs/ps512.npz --iters 600 --json
+    python -m ttc eval --checkpoint checkpoints/prefix_sums-recursive.safetensors --data runs/ps512.npz --iters 600
 """
 
 from __future__ import annotations
