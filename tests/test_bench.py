@@ -414,3 +414,20 @@ def test_the_report_says_where_thinking_longer_helps_and_where_it_stops():
                                 "curves": [{"checkpoint": "c", "size": 8, "accuracy": [0.0, 0.5, 0.5, 1.0],
                                             "best_accuracy": 1.0, "near_best_iter": 4, "final_accuracy": 1.0}]})
     assert any(r.startswith("| c | 8 | 3 | 50.0% | 100.0% (4) | 100.0% (4) | helps") for r in rows)
+
+
+def test_bench_precision_group_reports_ratios_gflops_and_training(make_checkpoint, one_thread):
+    make_checkpoint("mazes", "recursive", "conv2d")
+    folder = make_checkpoint("prefix_sums", "recursive", "conv1d").parent
+    result = bench.run_bench(quick=True, folder=folder, device="cpu", groups=("precision",))
+    check_entries(result)
+    entries = [e for e in result["entries"] if e["group"] == "precision"]
+    figure = entries[0]
+    assert figure["name"].startswith("matmul figure") and figure["gflops"]["fp32"] > 0 and figure["gflops"]["bf16"] > 0
+    runs = [e for e in entries if "fraction_of_matmul" in e]
+    assert runs and all(0 < e["fraction_of_matmul"]["fp32"] and e["gflops"]["bf16"] > 0 for e in runs)
+    assert all(set(e["seconds"]) == {"before", "fp32", "bf16"} for e in entries if "seconds" in e)
+    train = [e for e in entries if "steps_per_second" in e]
+    assert train and all(e["steps_per_second"]["bf16"]["median"] > 0 for e in train)
+    lines = bench.format_table(result)
+    assert any("GFLOP/s" in line for line in lines)
