@@ -46,6 +46,20 @@ class NoSettings:
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def with_stop_tolerance(self, tol: float):
+        """These settings stopping at `tol` where the family stops by a tolerance of its own (a DEQ's solver, an
+        EBM's descent); unchanged for a family that has none (the probe then applies tol to the state's change)."""
+        return self
+
+    @property
+    def stops_itself(self) -> bool:
+        """Whether the family stops samples by its own tolerance (then the probe leaves stopping to it)."""
+        return False
+
+    def run_to_budget(self):
+        """These settings running every iteration of the budget (no tolerance stop): what benchmarks time."""
+        return self
+
 
 @dataclass(frozen=True)
 class Widget:
@@ -182,6 +196,11 @@ class IterativeModel(nn.Module):
         """(loss, {"nfe", "method"}) of one training step in memory mode `mode` (one of memory_modes) with an
         iteration budget `iters`: what `python -m ttc memory` measures."""
         raise NotImplementedError(f"{self.family_name} declares no memory modes")
+
+    def fixed_point_map(self, x: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+        """(f, z0): the map a solver iterates on encoded inputs x and its initial state, for a family with a solver
+        (the engine's solver benchmarks call it; they never reach into the model's parts)."""
+        raise NotImplementedError(f"{self.family_name} has no fixed-point map")
 
     def perturbed_start(self, final: torch.Tensor, scale: float, rms: float, generator: torch.Generator
                         ) -> torch.Tensor:

@@ -75,6 +75,16 @@ class DEQSettings(NoSettings):
             changes["options"] = ()
         return super().updated(**changes)
 
+    def with_stop_tolerance(self, tol: float):
+        return self.updated(tol=tol)
+
+    @property
+    def stops_itself(self) -> bool:
+        return True
+
+    def run_to_budget(self):
+        return self.updated(tol=0.0)
+
     def solver_args(self) -> dict:
         return {"method": self.method, "tol": float(self.tol), **dict(self.options)}
 
@@ -154,6 +164,10 @@ class DEQModel(IterativeModel):
 
     def f(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.block(z, e)
+
+    def fixed_point_map(self, x: torch.Tensor):
+        e = self.encoder(x)
+        return (lambda z_: self.f(z_, e)), torch.zeros_like(e)
 
     def stream(self, x: torch.Tensor, iters: int, z0: torch.Tensor | None = None,
                readout: bool = True, settings: DEQSettings | None = None) -> Iterator[IterState]:

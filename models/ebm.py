@@ -84,6 +84,16 @@ class EBMSettings(NoSettings):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ConfigError(f"EBM seed must be a non-negative integer, got {self.seed!r}")
 
+    def with_stop_tolerance(self, tol: float):
+        return self.updated(tol=tol)
+
+    @property
+    def stops_itself(self) -> bool:
+        return True
+
+    def run_to_budget(self):
+        return self.updated(tol=0.0)
+
 
 def _noiseless(s: EBMSettings) -> EBMSettings:
     """The settings without noise: training and memory measurements descend deterministically."""

@@ -203,7 +203,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
 
     settings are the family's run settings (None: the model's own). For families without their own residual
     (explicit, recursive) the residual is ||z_k - z_{k-1}|| / ||z_k||, a sample is converged once it falls below
-    tol (default 1e-4) and diverged once z turns non-finite. A family whose settings have a `tol` (DEQ solvers)
+    tol (default 1e-4) and diverged once z turns non-finite. A family that stops by its own tolerance (DEQ solvers,
+    an EBM's descent: its Settings.with_stop_tolerance)
     gets tol, when given, there, and reports its own residual and stops. With early_stop, the run ends once no
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
@@ -222,8 +223,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     if not 1 <= iters <= MAX_ITERS:
         raise ValueError(f"iteration budget {iters} out of range; accepted: 1..{MAX_ITERS}")
     settings = model.run_settings(settings)
-    if tol is not None and hasattr(settings, "tol"):
-        settings = settings.updated(tol=tol)
+    if tol is not None:
+        settings = settings.with_stop_tolerance(tol)  # a family that stops by its own tolerance takes it
     tol = 1e-4 if tol is None else tol
     # move and switch mode only when needed: .to() and .eval() walk every module (30 blocks in an explicit model),
     # which cost about a tenth of a short run's time and changed a shared model needlessly; even finding the first

@@ -339,8 +339,7 @@ def bench_allocator(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict
                         "iters": cfg.overhead_iters, "runs_per_process": cfg.allocator_runs})
 
 def _f_of(case: DEQCase, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    e = case.model.encoder(x)
-    return lambda z: case.model.f(z, e)
+    return case.model.fixed_point_map(x)[0]
 
 
 def bench_solvers(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> dict:
@@ -351,7 +350,7 @@ def bench_solvers(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> dict:
         *_, x, _ = _batch(case.task, case.size, cfg.solver_n, SEED + r, dev)
         with torch.no_grad():
             f = _f_of(case, x)
-            z0 = torch.zeros_like(model.encoder(x))
+            z0 = model.fixed_point_map(x)[1]
             row = {}
             for method in ("anderson", "fixed_point"):
                 t0 = time.perf_counter()
@@ -391,7 +390,7 @@ def bench_torchdeq(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[d
     out: dict[str, object] = {}
     with torch.no_grad():
         f = _f_of(case, x)
-        z0 = torch.zeros_like(model.encoder(x))
+        z0 = model.fixed_point_map(x)[1]
 
         def ours():
             c = solvers.Counted(f)
@@ -501,7 +500,7 @@ def bench_throughput(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dic
     base = training_size(ck)
     big = scaled_size(ck.task, base, 4)
     iters = cfg.throughput_iters
-    settings = ck.model.settings.updated(tol=0.0) if hasattr(ck.model.settings, "tol") else None
+    settings = ck.model.settings.run_to_budget()
     model = ck.model.to(dev).eval()
     per_size: dict[int, list[float]] = {base: [], big: []}
     runs = {size: _probe_run(model, ck.task, size, cfg.n, iters, dev, settings) for size in (base, big)}

@@ -108,7 +108,7 @@ def bench_precision_runs(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, fi
                          ) -> list[dict]:
     """Per checkpoint: the Explore default run (probe) and a large bare run, in each of MODES."""
     task = get_task(ck.task)
-    settings = ck.model.settings.updated(tol=0.0) if hasattr(ck.model.settings, "tol") else None
+    settings = ck.model.settings.run_to_budget()
     models = _copies(ck.model.to(dev))
     n = 16 if cfg.quick else 100
     iters = cfg.dashboard_budget
