@@ -135,6 +135,10 @@ class IterativeModel(nn.Module):
     memory_modes: ClassVar[tuple[str, ...]] = ()  # training-memory modes `memory_loss` runs (python -m ttc memory)
     memory_caption: ClassVar[str] = ""  # one sentence saying what its memory modes do (the Memory page)
     train_options: ClassVar[tuple[str, ...]] = ()  # TrainConfig fields its training_loss reads from TrainStep.extras
+    # a family's own training options with their defaults, beyond TrainConfig's fields: `python -m ttc train
+    # --family-options '{"name": value}'` sets them (unknown names and other types are refused), the loss reads them
+    # from TrainStep.extras, the card records them
+    train_option_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()

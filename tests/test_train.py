@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -164,3 +165,31 @@ def test_bf16_training_keeps_float32_weights_and_says_so(tmp_path, task, arch):
     assert all(p.dtype == torch.float32 for p in ck.model.parameters())
     assert all(p.is_contiguous() for p in ck.model.parameters())  # saved in the standard layout
     assert math.isfinite(card["history"][-1]["loss"])
+
+
+def test_a_family_declares_its_own_training_options(tmp_path, monkeypatch):
+    """A plugin family adds a training option without touching TrainConfig: --family-options reaches its loss."""
+    from models import RecursiveModel, registry
+
+    seen = []
+
+    class Weighted(RecursiveModel):
+        order = 99
+        train_option_defaults = {"weight": 0.5, "label": "a"}
+
+        def training_loss(self, x, loss_fn, step):
+            seen.append((step.extras["weight"], step.extras["label"]))
+            return super().training_loss(x, loss_fn, step)
+
+    monkeypatch.setitem(registry._FAMILIES, "weighted_test", Weighted)
+    Weighted.family_name = "weighted_test"
+    cfg = TrainConfig(task="prefix_sums", family="weighted_test", family_options='{"weight": 2}',
+                      **{**TINY, "steps": 2})
+    card = train(cfg, out=str(tmp_path / "w.safetensors"))
+    assert seen and all(s == (2, "a") for s in seen)
+    assert card["family_options"] == {"weight": 2, "label": "a"}
+    bads = (('{"nope": 1}', "unknown ['nope']"), ('{"weight": "x"}', "takes a float"), ("[1]", "JSON object"),
+            ("{", "JSON object"))
+    for bad, needle in bads:
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            train(TrainConfig(task="prefix_sums", family="weighted_test", family_options=bad, **TINY), out=None)

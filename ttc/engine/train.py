@@ -77,6 +77,7 @@ class TrainConfig:
     stationary: float = 1.0  # EBM: weight of the term making the true answer a fixed point of projected descent
     corrupt: float = 0.1  # EBM: fraction of cells flipped in the corrupted negatives
     uniform_start: float = 0.25  # EBM: fraction of training problems descending from a uniform random answer
+    family_options: str = ""  # the family's own training options as a JSON object (its train_option_defaults)
     precision: str = "auto"  # compute precision: auto (bf16 where the device is fast at it), fp32, bf16
     init: str = ""  # warm start from this checkpoint's weights (same core; another family may add weights)
     # e.g. a DEQ from a recursive model of the same core, or a memory model from one (its memory keeps its seeded
@@ -88,6 +89,31 @@ class TrainConfig:
         return ModelConfig(family=self.family, arch=self.arch, in_channels=task.in_channels, width=self.width,
                            depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes,
                            bias=self.bias, slots=self.slots, window=self.window)
+
+    def family_option_values(self) -> dict:
+        """The family's own options: its train_option_defaults updated by family_options (a JSON object); an unknown
+        name or a value of another type than its default's is a ValueError naming it."""
+        import json
+
+        defaults = dict(get_family(self.family).train_option_defaults)
+        if not self.family_options.strip():
+            return defaults
+        try:
+            given = json.loads(self.family_options)
+        except ValueError as e:
+            raise ValueError(f"--family-options must be a JSON object, got {self.family_options[:60]!r}: {e}") from None
+        if not isinstance(given, dict):
+            raise ValueError(f"--family-options must be a JSON object, got {self.family_options[:60]!r}")
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(f"--family-options: unknown {unknown} for family {self.family}; its options: "
+                             f"{', '.join(sorted(defaults)) or 'none'}")
+        for k, v in given.items():
+            d = defaults[k]
+            ok = isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool))
+            if not ok or isinstance(v, bool) != isinstance(d, bool):
+                raise ValueError(f"--family-options: {k} takes a {type(d).__name__} like its default {d!r}, got {v!r}")
+        return {**defaults, **given}
 
     def validation_size(self) -> int:
         return self.val_size or 2 * max(self.sizes)
@@ -149,6 +175,7 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
         shape = (x.shape[0], cfg.width, *x.shape[2:])
         z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
     extras = {name: getattr(cfg, name) for name in get_family(cfg.family).train_options}
+    extras.update(cfg.family_option_values())
     return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, jac_reg=cfg.jac_reg, settings=settings,
                      generator=gen, extras=extras)
 
@@ -198,6 +225,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     and renamed into place, so `out` is either the old file or the whole new one. An interrupted run (Ctrl-C)
     never writes `out`: its weights go beside it (`interrupted_path`), its card saying `interrupted: true`."""
     check_out(out, force)
+    cfg.family_option_values()  # refuses unknown or ill-typed options before any work
     emit = on_event or (lambda ev: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -308,6 +336,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "world_size": world,
         "torch": torch.__version__,
         "precision": precision,
+        "family_options": cfg.family_option_values(),
         "best_val": {"size": val_size, "iters": val_iters, "accuracy": best["acc"], "best_iter": best["iter"],
                      "step": best["step"], "n": cfg.val_n},
         "history": history,

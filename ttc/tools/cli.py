@@ -371,6 +371,7 @@ def cmd_train(a) -> int:
 
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     check_out(a.out, a.force)
+    cfg.family_option_values()
     if cfg.precision not in prec.PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(prec.PRECISIONS)}, got {cfg.precision[:40]!r}")
     precision_of(a, None, "cuda" if __import__("torch").cuda.is_available() else "cpu")
