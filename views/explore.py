@@ -58,9 +58,12 @@ s, cut = for_run(s, entry)  # this run's share of the user's n (kept in the side
 if cut:
     st.warning(cut)
 cfg = entry.ck.config
+run_precision, precision_why = precision_of(entry.ck, s)
+if precision_why:
+    st.warning(precision_why)
 st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
            f"trained at {cfg.layers} {'layers' if entry.ck.model.fixed_depth else 'iterations'}; "
-           f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device} in {precision_of(entry.ck, s)[0]}.")
+           f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device} in {run_precision}.")
 
 b_run, b_stop, prog_col = st.columns([1, 1, 8], vertical_alignment="center")
 run_clicked = b_run.button("Run", type="primary", key="explore_run", help="run again from the first iteration")
