@@ -199,6 +199,16 @@ def accuracy_table(model, cfg: TrainConfig, device, settings=None) -> list[dict]
     return rows
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
 def interrupted_path(out: str | Path) -> Path:
     """Where an interrupted run's weights go: beside `out`, under a name that says so."""
     out = Path(out)
@@ -331,8 +341,9 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "interrupted": interrupted,
         "first_loss": first_loss,
         "train_seconds": round(wall, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads "
-                   f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}".strip(),
+        "machine": f"{_cpu_name()} ({platform.machine()}; bf16 units: {prec.cpu_bf16_units() or 'none'}), "
+                   f"{torch.get_num_threads()} threads, "
+                   f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
         "world_size": world,
         "torch": torch.__version__,
         "precision": precision,
