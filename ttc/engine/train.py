@@ -257,7 +257,9 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         from ttc.engine.checkpoint import load_checkpoint
 
         start = load_checkpoint(cfg.init)
-        same = {**start.config.to_dict(), "family": mcfg.family} == mcfg.to_dict()
+        # the same core; the training iteration count (layers) may differ: a looped family's weights do not depend
+        # on it, and an explicit one's do (its weights then do not fit, below)
+        same = {**start.config.to_dict(), "family": mcfg.family, "layers": mcfg.layers} == mcfg.to_dict()
         theirs, ours = start.model.state_dict(), model.state_dict()
         # every weight of the start must fit; weights only the new family has (a memory model's memory from a
         # recursive core) keep their seeded initialisation
