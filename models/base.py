@@ -61,6 +61,21 @@ class NoSettings:
         return self
 
 
+class StopsAtTolerance:
+    """Mixin for run settings with a `tol` field at which the family stops a sample by itself (a DEQ's solver, an
+    EBM's descent): the probe's tolerance goes there, and benchmarks run the whole budget with tol 0."""
+
+    def with_stop_tolerance(self, tol: float):
+        return self.updated(tol=tol)
+
+    @property
+    def stops_itself(self) -> bool:
+        return True
+
+    def run_to_budget(self):
+        return self.updated(tol=0.0)
+
+
 @dataclass(frozen=True)
 class Widget:
     """A dashboard control for one run setting, described by the family so the app draws it without knowing

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import implicit, precision, solvers
-from .base import IterativeModel, IterState, LossFn, NoSettings, TrainStep, Widget, tensor_bytes
+from .base import IterativeModel, IterState, LossFn, NoSettings, StopsAtTolerance, TrainStep, Widget, tensor_bytes
 from .config import ConfigError, ModelConfig
 from .cores import make_block
 from .implicit import deq_forward, jacobian_penalty
@@ -42,7 +42,7 @@ def damping_param(method: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class DEQSettings(NoSettings):
+class DEQSettings(StopsAtTolerance, NoSettings):
     """How a DEQ runs: forward solver `method` with tolerance `tol` (0: run the whole budget) and its own
     `options` (anderson: m, lam, beta; fixed_point: tau; broyden: m), the training `backward` mode (implicit |
     jfb | unrolled or a registered one) and the implicit mode's own solver arguments `backward_solver`."""
@@ -74,16 +74,6 @@ class DEQSettings(NoSettings):
         if "method" in changes and changes["method"] != self.method and "options" not in changes:
             changes["options"] = ()
         return super().updated(**changes)
-
-    def with_stop_tolerance(self, tol: float):
-        return self.updated(tol=tol)
-
-    @property
-    def stops_itself(self) -> bool:
-        return True
-
-    def run_to_budget(self):
-        return self.updated(tol=0.0)
 
     def solver_args(self) -> dict:
         return {"method": self.method, "tol": float(self.tol), **dict(self.options)}

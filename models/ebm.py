@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from .base import IterativeModel, IterState, LossFn, NoSettings, TrainStep, Widget, tensor_bytes
+from .base import IterativeModel, IterState, LossFn, NoSettings, StopsAtTolerance, TrainStep, Widget, tensor_bytes
 from .config import ConfigError, ModelConfig
 from .cores import _conv, make_block
 from .registry import register_family
@@ -56,7 +56,7 @@ TOLS = (0.0, 1e-2, 1e-3, 1e-4, 1e-5)
 
 
 @dataclass(frozen=True)
-class EBMSettings(NoSettings):
+class EBMSettings(StopsAtTolerance, NoSettings):
     """How an energy-based model descends: `step` (eta), heavy-ball `momentum`, Langevin-style `noise` (std per
     unit step, from `seed`), the stop tolerance `tol` on the RMS change per cell (0: run the whole budget) and the
     initial answer `init` ("half": 1/2 everywhere; "uniform": uniform in [0, 1] from `seed`)."""
@@ -83,16 +83,6 @@ class EBMSettings(NoSettings):
             raise ConfigError(f"EBM init must be one of {', '.join(INITS)}, got {self.init!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ConfigError(f"EBM seed must be a non-negative integer, got {self.seed!r}")
-
-    def with_stop_tolerance(self, tol: float):
-        return self.updated(tol=tol)
-
-    @property
-    def stops_itself(self) -> bool:
-        return True
-
-    def run_to_budget(self):
-        return self.updated(tol=0.0)
 
 
 def _noiseless(s: EBMSettings) -> EBMSettings:

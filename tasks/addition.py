@@ -21,6 +21,7 @@ def carries(x: np.ndarray) -> np.ndarray:
 
 
 def _sum_bits(x: np.ndarray) -> np.ndarray:
+    """(n, 2, L) addends -> (n, L + 1) their sums, LSB first: ripple-carry over the bit axis, vectorised over rows."""
     n, _, size = x.shape
     y = np.zeros((n, size + 1), dtype=np.uint8)
     carry = np.zeros(n, dtype=np.uint8)
@@ -111,15 +112,7 @@ class Addition:
             return x, y
         rng = np.random.default_rng([seed, size, 2])
         x = rng.integers(0, 2, size=(n, 2, size), dtype=np.uint8)
-        # ripple-carry over the bit axis, vectorised over problems
-        y = np.zeros((n, size + 1), dtype=np.uint8)
-        carry = np.zeros(n, dtype=np.uint8)
-        for i in range(size):
-            s = x[:, 0, i] + x[:, 1, i] + carry
-            y[:, i] = s & 1
-            carry = s >> 1
-        y[:, size] = carry
-        return x, y
+        return x, _sum_bits(x)
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         # pad one zero column at the most significant end so the input length matches the sum's
