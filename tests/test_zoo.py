@@ -16,7 +16,7 @@ EXPECTED = {
     "prefix_sums-recursive", "prefix_sums-deq", "prefix_sums-explicit", "addition-recursive", "addition-deq",
     "addition-explicit", "mazes-recursive", "mazes-deq", "mazes-explicit", "prefix_sums-recursive-transformer",
     "prefix_sums-explicit-transformer", "prefix_sums-memory", "addition-memory", "prefix_sums-ebm", "addition-ebm",
-    "mazes-ebm",
+    "mazes-ebm", "addition-recursive-transformer", "prefix_sums-deq-transformer",
 }
 
 
