@@ -150,7 +150,7 @@ class TransformerBlock(nn.Module):
         B, _, W = h.shape
         q, k, v = self.qkv(self.ln1(h)).split(W, dim=-1)
         q, k, v = (t.view(B, L, self.heads, W // self.heads).transpose(1, 2) for t in (q, k, v))
-        if self.window and self.window < L:
+        if self.window:  # banded (at L <= window the band is the whole causal triangle); twice differentiable
             a = local_attention(q, k, v, self.window)
         elif self.twice_differentiable:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
