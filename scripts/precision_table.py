@@ -5,8 +5,8 @@
 
 Per checkpoint: its training size and the largest size on its card, n fresh problems (the zoo's test seed), the
 card's largest budget (at most --max-iters); fp32 and bf16 run one after the other on the same problems and the
-same model. A row whose best accuracy drops by more than 1 point in bf16 is flagged: such a checkpoint's card gets
-"precision_auto": "fp32" (with --write-cards), so `auto` runs it in fp32.
+same model. With --write-cards each card gets the rows (precision_table) and "precision_auto": fp32 where bf16 loses more
+than 1 point on a row or is not 1.1x faster on the largest row, else bf16; `auto` follows it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,24 @@ from ttc.engine.runtime import set_threads, tune_allocator  # noqa: E402
 from ttc.engine.zoo import TEST_SEED  # noqa: E402
 
 LOSS_POINTS = 1.0  # more than this many points lost in bf16: the card asks auto for fp32
+MIN_SPEEDUP = 1.1  # bf16 not at least this much faster on the card's largest row: auto runs fp32 (no gain, more rounding)
+
+
+def auto_choice(entries: list[dict], n: int) -> dict:
+    """The card's precision_auto and why: fp32 where bf16 loses more than LOSS_POINTS on a row, or is not
+    MIN_SPEEDUP faster on the largest row (where the time is); bf16 otherwise."""
+    worst = max(r["loss_points"] for r in entries)
+    speed = max(entries, key=lambda r: (r["size"], r["iters"]))["speed_ratio"]
+    if worst > LOSS_POINTS:
+        why = f"bf16 loses {worst:g} points on a row of precision_table (n = {n})"
+        choice = "fp32"
+    elif speed < MIN_SPEEDUP:
+        why = f"bf16 is only {speed:.2f}x as fast on its largest row (at most {worst:g} points lost)"
+        choice = "fp32"
+    else:
+        why = f"bf16 is {speed:.2f}x as fast on its largest row and loses at most {worst:g} points (n = {n})"
+        choice = "bf16"
+    return {"precision_auto": choice, "precision_note": f"{why}: auto runs it in {choice}"}
 
 
 def rows_for(ck, n: int, max_iters: int) -> list[tuple[int, int]]:
@@ -79,10 +97,7 @@ def main() -> int:
             card = dict(ck.card)
             card["precision_table"] = [{k: r[k] for k in ("size", "iters", "n", "fp32", "bf16", "speed_ratio",
                                                           "loss_points")} for r in entries]
-            worst = max(r["loss_points"] for r in entries)
-            card["precision_auto"] = "fp32" if worst > LOSS_POINTS else "bf16"
-            card["precision_note"] = (f"bf16 loses up to {worst:g} points on the rows of precision_table (n = {a.n}), "
-                                      f"so auto runs it in {card['precision_auto']}")
+            card.update(auto_choice(entries, a.n))
             save_checkpoint(path, ck.model, ck.task, card)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
