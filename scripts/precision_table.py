@@ -5,8 +5,8 @@
 
 Per checkpoint: its training size and the largest size on its card, n fresh problems (the zoo's test seed), the
 card's largest budget (at most --max-iters); fp32 and bf16 run one after the other on the same problems and the
-same model. With --write-cards each card gets the rows (precision_table) and "precision_auto": fp32 where bf16 loses more
-than 1 point on a row or is not 1.1x faster on the largest row, else bf16; `auto` follows it.
+same model. With --write-cards each card gets the rows (precision_table) and "precision_auto": fp32 where bf16 loses
+more than 1 point on a row or is not 1.1x faster on the largest row, else bf16; `auto` follows it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ttc.engine.runtime import set_threads, tune_allocator  # noqa: E402
 from ttc.engine.zoo import TEST_SEED  # noqa: E402
 
 LOSS_POINTS = 1.0  # more than this many points lost in bf16: the card asks auto for fp32
-MIN_SPEEDUP = 1.1  # bf16 not at least this much faster on the card's largest row: auto runs fp32 (no gain, more rounding)
+MIN_SPEEDUP = 1.1  # bf16 not this much faster on the card's largest row: auto runs fp32 (no gain, more rounding)
 
 
 def auto_choice(entries: list[dict], n: int) -> dict:
