@@ -90,18 +90,15 @@ def matmul_figure(dev: torch.device, quick: bool) -> dict[str, float]:
     return out
 
 
-def _flops_per_iter(model, x: torch.Tensor, settings) -> float:
-    """Floating-point operations of one iteration of model.stream on x (torch.utils.flop_counter; 2 iterations
-    counted, the encoder's share counted once and removed)."""
+def _flops(model, x: torch.Tensor, iters: int, settings) -> float:
+    """Floating-point operations of the timed loop itself (iters iterations of model.stream on x; an explicit model
+    streams its whole depth), counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counts = []
-    for iters in (1, 2):
-        with FlopCounterMode(display=False) as fc, torch.inference_mode(not model.needs_grad):
-            for _ in model.stream(x, iters, settings=settings):
-                pass
-        counts.append(fc.get_total_flops())
-    return float(counts[1] - counts[0]) or float(counts[0])
+    with FlopCounterMode(display=False) as fc, torch.inference_mode(not model.needs_grad):
+        for _ in model.stream(x, iters, settings=settings):
+            pass
+    return float(fc.get_total_flops())
 
 
 def bench_precision_runs(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, figure: dict[str, float]
@@ -147,9 +144,9 @@ def bench_precision_runs(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, fi
         return _in_mode(mode, models[mode], loop)
 
     tb = _rounds({m: bare(m) for m in MODES}, repeats, dev)
-    flops = {m: _in_mode(m, models[m], lambda m=m: _flops_per_iter(models[m], inputs[m], settings))()
+    flops = {m: _in_mode(m, models[m], lambda m=m: _flops(models[m], inputs[m], k, settings))()
              for m in ("fp32", "bf16")}
-    gflops = {m: flops[m] * k / statistics.median(tb[m]) / 1e9 for m in ("fp32", "bf16")}
+    gflops = {m: flops[m] / statistics.median(tb[m]) / 1e9 for m in ("fp32", "bf16")}
     out.append(entry("precision", f"large run, bf16 vs before: {ck.name}",
                      f"seconds of {k} iterations of model.stream on {n_big} problems of size {big}, float32 as before "
                      f"/ bf16", [a / b for a, b in zip(tb["before"], tb["bf16"], strict=True)], timed=True,
