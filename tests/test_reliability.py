@@ -409,6 +409,8 @@ JUNK = {
     "step": "1e999",
     "momentum": "-1",
     "noise": "None",
+    "precision": "fp8; DROP TABLE",
+    "difficulty": "1e400",
 }
 TINY_EBM = dict(family="ebm", arch="conv1d", in_channels=1, width=8, depth=1, layers=6)
 EBM_KEYS = ("step", "momentum", "noise")  # an EBM's own widgets (tol is shared with the DEQ's)

@@ -62,8 +62,9 @@ ck_entry = next(e for e in deqs if e.name == name)
 iters = sorted(c2.multiselect("Iteration counts", ms.ITERS_OPTIONS, default=ms.DEFAULT_ITERS, key="mem_iters"))
 own = list(ck_entry.ck.model.memory_modes)
 mode_key = f"mem_modes_{ck_entry.ck.family}"
-if mode_key not in st.session_state and linked.get("mem_modes"):
+if not st.session_state.get("mem_link_read") and linked.get("mem_modes"):  # a link's modes, on its first view only
     st.session_state[mode_key] = [m for m in str(linked["mem_modes"]).split(",") if m in own] or own
+st.session_state["mem_link_read"] = True
 chosen = c3.multiselect("Modes", own, default=own, key=f"mem_modes_{ck_entry.ck.family}",
                         help="DEQ: unrolled, implicit, jfb backward; EBM: unrolled through every descent step, or "
                              "the last step only")
