@@ -243,10 +243,11 @@ def test_a_pinned_run_is_overlaid_with_a_legend_and_the_training_depth_is_marked
     assert not at.exception
     acc = charts(at)["final-accuracy"]
     names = [d.get("name") for d in acc["data"]]
-    assert names[:2] == ["prefix_sums-recursive (size 16, budget 8)", "prefix_sums-recursive (size 16, budget 5)"]
+    assert names[:2] == ["prefix_sums-recursive (size 16, n 12, budget 8, seed 0)",
+                         "prefix_sums-recursive (size 16, n 12, budget 5, seed 0)"]
     assert [len(d["x"]) for d in acc["data"][:2]] == [8, 5]
     assert any(a.get("text") == "trained at 6" for a in acc["layout"].get("annotations", []))  # tiny: 6 iterations
-    assert any("Overlaid: prefix_sums-recursive (size 16, budget 8)" in c.value for c in at.caption)
+    assert any("Overlaid: prefix_sums-recursive (size 16, n 12, budget 8, seed 0)" in c.value for c in at.caption)
     at.button(key="explore_unpin").click().run()
     assert [d.get("name") for d in charts(at)["final-accuracy"]["data"]][0] == "prefix_sums-recursive"
 
@@ -365,3 +366,18 @@ def test_compares_extrapolation_map_is_in_the_link(ckpt_dir):
     at = app_on("views/compare.py", SMALL, heat_checkpoint="prefix_sums-deq", heat_sizes="16,32")
     q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     assert q["heat_checkpoint"] == "prefix_sums-deq" and q["heat_sizes"] == "16,32"
+
+
+def test_pins_that_differ_only_in_seed_have_their_own_label_and_style(ckpt_dir):
+    from ttc.app.plots import _style
+
+    at = app(SMALL)
+    for seed in (1, 2, 3):
+        at.button(key="explore_pin").click().run()
+        at.number_input(key="w_seed").set_value(seed).run()
+    names = [d.get("name") for d in charts(at)["final-accuracy"]["data"]
+             if "seed" in (d.get("name") or "") and "interval" not in d.get("name")]
+    assert len(set(names)) == 4 and [f"seed {i}" in n for i, n in enumerate(names)] == [True] * 4
+    pins = at.session_state["explore_pins"]
+    styles = _style(pins)
+    assert len({(v["color"], v["dash"]) for v in styles.values()}) == len(pins)

@@ -129,7 +129,8 @@ def _independent_trace(ckpt, task_name: str, x: np.ndarray, y: np.ndarray, iters
 def test_random_model_of_every_family_and_core_saves_and_evaluates(cli, make_checkpoint, task, family, arch):
     ckpt = make_checkpoint(task, family, arch)
     size, iters = SMALL_SIZE[task], 4
-    args = ("eval", "--checkpoint", ckpt, "--size", size, "--iters", iters, "--n", 6, "--seed", 2, "--json", "--precision", "fp32")
+    args = ("eval", "--checkpoint", ckpt, "--size", size, "--iters", iters, "--n", 6, "--seed", 2, "--json",
+            "--precision", "fp32")
     r = cli(*args)
     assert r.rc == 0 and r.err == "", r.err
     out = json.loads(r.out)

@@ -112,10 +112,13 @@ PIN_MAX = 4  # pinned runs overlaid on Explore's charts
 
 
 def run_label(t: Trace) -> str:
-    """A pinned run's legend entry: its checkpoint and what differs between runs (size, budget, family values)."""
+    """A pinned run's legend entry: its checkpoint and every setting that can differ between runs (size, problems,
+    budget, seed, precision and difficulty when set, the family's values), so two pins never share a label."""
     x = t.settings
     extra = "".join(f", {k} {v}" for k, v in x.extra)
-    return f"{x.checkpoint} (size {x.size}, budget {x.budget}{extra})"
+    more = (f", {t.precision}" if x.precision != "auto" else "") + (
+        f", difficulty {x.difficulty}" if x.difficulty is not None else "")
+    return f"{x.checkpoint} (size {x.size}, n {x.n}, budget {x.budget}, seed {x.seed}{more}{extra})"
 
 
 def figures(t: Trace) -> dict:
