@@ -51,11 +51,6 @@ class NoSettings:
         EBM's descent); unchanged for a family that has none (the probe then applies tol to the state's change)."""
         return self
 
-    @property
-    def stops_itself(self) -> bool:
-        """Whether the family stops samples by its own tolerance (then the probe leaves stopping to it)."""
-        return False
-
     def run_to_budget(self):
         """These settings running every iteration of the budget (no tolerance stop): what benchmarks time."""
         return self
@@ -67,10 +62,6 @@ class StopsAtTolerance:
 
     def with_stop_tolerance(self, tol: float):
         return self.updated(tol=tol)
-
-    @property
-    def stops_itself(self) -> bool:
-        return True
 
     def run_to_budget(self):
         return self.updated(tol=0.0)

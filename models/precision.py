@@ -66,11 +66,10 @@ def bf16_fast(device: torch.device | str) -> bool:
 
 
 def bf16_supported(device: torch.device | str) -> bool:
-    """Whether bf16 runs on the device at all (a CPU always can, slowly without the units: emulated)."""
+    """Whether bf16 runs on the device at all (a CPU always can, slowly without the units: emulated; a CUDA device
+    only with bf16)."""
     dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return dev.type == "cpu"
+    return dev.type == "cpu" or (dev.type == "cuda" and bf16_fast(dev))
 
 
 def resolve(precision: str | None, device: torch.device | str, preferred: str | None = None) -> str:
@@ -160,7 +159,6 @@ def recalled(owner: object, e: torch.Tensor, prepare) -> torch.Tensor:
     return out
 
 
-BF16_RESOLUTION = 2.0 ** -8  # bfloat16's relative spacing: a bf16 block's output is rounded to about 0.4%
 REFINE_BELOW = 2e-2  # a run or solve in bf16 refines in float32 once the median relative residual is below this
 
 

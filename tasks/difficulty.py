@@ -45,6 +45,15 @@ def check_difficulty(task, size: int, difficulty) -> int:
     return int(difficulty)
 
 
+def draw(task, size: int, n: int, seed: int, difficulty: int | None = None, **opts):
+    """task.generate, at a chosen difficulty when one is given: the one place problems are drawn at a difficulty
+    (a task that cannot draw one, or a difficulty it cannot reach at that size, is a one-line TaskError)."""
+    if difficulty is None:
+        return task.generate(size, n, seed, **opts)
+    check_difficulty(task, size, difficulty)
+    return task.generate(size, n, seed, difficulty=difficulty, **opts)
+
+
 def _params(fn) -> set[str]:
     import inspect
 

@@ -51,6 +51,8 @@ def test_analyze_and_memory(one_thread):
     assert un[8] > un[4]  # unrolled grows with the iterations
     with pytest.raises(ValueError, match="memory modes"):
         ttc.memory("prefix_sums-recursive", size=16)
+    with pytest.raises(ValueError, match="would save about"):  # refused before it runs, as on the command line
+        ttc.memory("prefix_sums-deq", size=16, iters=(10**9,), modes=("unrolled",), batch=2, precision="fp32")
 
 
 def test_the_example_notebook_runs(capsys, one_thread):

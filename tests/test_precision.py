@@ -47,6 +47,14 @@ def test_cli_refuses_a_bad_precision_in_one_line(cli):
         assert r.rc == 2 and r.err.startswith("error:") and len(r.err.strip().splitlines()) == 1
 
 
+def test_train_refuses_an_unknown_precision_before_any_work(cli, tmp_path):
+    out = tmp_path / "t.safetensors"
+    r = cli("train", "--task", "prefix_sums", "--width", "8", "--depth", "1", "--layers", "2", "--sizes", "8",
+            "--steps", "1", "--precision", "fp8", "--out", out, "--quiet")
+    assert r.rc == 2 and r.err.startswith("error:") and "fp8" in r.err and len(r.err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_eval_json_says_what_precision_ran(cli):
     for asked in ("fp32", "bf16"):
         r = cli("eval", "--checkpoint", "checkpoints/prefix_sums-recursive.safetensors", "--size", "16", "--iters",

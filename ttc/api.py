@@ -24,9 +24,10 @@ import numpy as np
 
 from models import precision as prec
 from tasks import get_task
+from tasks.difficulty import draw
 from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
-from ttc.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
 from ttc.engine.probe import resolve_device
 
 
@@ -45,7 +46,7 @@ def load(name_or_path: str | Path | Checkpoint) -> Checkpoint:
     if p.suffix != ".safetensors" and not p.exists():
         p = _folder() / f"{name_or_path}.safetensors"
     if not p.exists():
-        known = sorted(q.stem for q in _folder().glob("*.safetensors"))
+        known = sorted(q.stem for q in list_checkpoints(_folder()))
         raise CheckpointError(f"no checkpoint {str(name_or_path)[:80]!r}: not a file, and not a zoo name (known: "
                               f"{', '.join(known)})")
     return load_checkpoint(p)
@@ -68,13 +69,7 @@ def _problems(ck: Checkpoint, size: int | None, n: int, seed: int, difficulty: i
     if size is None:
         size = max(ck.train_sizes, default=task.train_size)
     size = task.sizes.check(task.name, size)
-    if difficulty is None:
-        x, y = task.generate(size, n, seed)
-    else:
-        from tasks.difficulty import check_difficulty
-
-        check_difficulty(task, size, difficulty)
-        x, y = task.generate(size, n, seed, difficulty=difficulty)
+    x, y = draw(task, size, n, seed, difficulty)
     return task, size, x, y
 
 
@@ -211,7 +206,7 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     import pandas as pd
     import torch
 
-    from ttc.engine.memory import measure_step
+    from ttc.engine.memory import measure, memory_budget, unrolled_bytes_estimate
 
     ck = load(checkpoint)
     own = ck.model.memory_modes
@@ -222,6 +217,7 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     bad = [m for m in modes if m not in own]
     if bad:
         raise ValueError(f"modes {bad} do not apply to {ck.family}; its modes: {', '.join(own)}")
+    iters = [int(k) for k in iters]
     task = get_task(ck.task)
     size = task.sizes.check(task.name, size or max(ck.train_sizes, default=task.train_size))
     dev = resolve_device(device)
@@ -230,11 +226,12 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     y = torch.as_tensor(ys).long().to(dev)
     model = ck.model.to(dev)
     p = _precision(ck, precision, device)
-    rows = []
+    if "unrolled" in modes:  # as the CLI does: a step that would not fit in memory is refused before it starts
+        need, budget = unrolled_bytes_estimate(model, x, y, max(iters)), memory_budget(dev)
+        if need > budget:
+            raise ValueError(f"unrolled at {max(iters)} iterations would save about {need / 2**30:.1f} GiB, over the "
+                             f"{budget / 2**30:.1f} GiB this machine can spare; lower batch, size or iters")
     with prec.use(p):
-        for mode in modes:
-            for k in iters:
-                r = measure_step(model, x, y, mode, int(k))
-                rows.append({key: r[key] for key in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
-                            | {"precision": p})
+        rows = [{key: r[key] for key in ("mode", "iters", "saved_bytes", "peak_bytes", "seconds", "nfe")}
+                | {"precision": p} for r in measure(model, x, y, iters, modes)]
     return pd.DataFrame(rows)

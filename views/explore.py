@@ -64,9 +64,9 @@ if precision_why:
 st.caption(f"{entry.name}: {cfg.family} {cfg.arch}, width {cfg.width}, {entry.ck.model.num_params():,} parameters, "
            f"trained at {cfg.layers} {'layers' if entry.ck.model.fixed_depth else 'iterations'}; "
            f"{s.n} {s.task} problems of size {s.size} (seed {s.seed}) on {s.device} in {run_precision}."
-           + (" In bf16 a state's relative change cannot fall far below bf16's resolution (0.4%): residuals level off "
-              "near 1e-2 and few samples count as converged; Precision fp32 shows convergence." if run_precision ==
-              "bf16" and not entry.ck.model.fixed_depth else ""))
+           + (" A bf16 run switches to float32 once its residual nears bf16's resolution (0.4%), so residuals and "
+              "convergence below 2e-2 are float32 numbers." if run_precision == "bf16" and
+              not entry.ck.model.fixed_depth else ""))
 
 b_run, b_stop, prog_col = st.columns([1, 1, 8], vertical_alignment="center")
 run_clicked = b_run.button("Run", type="primary", key="explore_run", help="run again from the first iteration")

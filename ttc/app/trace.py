@@ -16,6 +16,7 @@ import numpy as np
 
 from models import ConfigError, get_family
 from tasks import get_task
+from tasks.difficulty import draw
 from tasks.difficulty import measure as difficulty_measures
 from ttc.app.settings import RunSettings, precision_of, run_settings_of
 from ttc.engine.checkpoint import Checkpoint
@@ -32,10 +33,7 @@ LIVE_FRAME_SECONDS = 0.12  # a live run redraws about 8 times a second (a Stop t
 
 def generate_for(s: RunSettings) -> tuple[np.ndarray, np.ndarray]:
     """The run's problems: n of the size from the seed, at the settings' difficulty when one is set."""
-    task = get_task(s.task)
-    if s.difficulty is None:
-        return task.generate(s.size, s.n, s.seed)
-    return task.generate(s.size, s.n, s.seed, difficulty=s.difficulty)
+    return draw(get_task(s.task), s.size, s.n, s.seed, s.difficulty)
 
 
 def expected_iters(ck: Checkpoint, budget: int) -> int:
@@ -162,7 +160,7 @@ class LiveRun:
         # of them a trace keeps is decided from the first record's sizes (maps_kept), within MAPS_BYTES
         self.maps_kept: int | None = None
         self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
-        self.precision, self.precision_warning = precision_of(ck, s)
+        self.precision = precision_of(ck, s)[0]  # the page shows why, when the asked precision cannot run
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
                               cell_error=self._pos_error is not None, precision=self.precision)

@@ -18,6 +18,7 @@ import torch
 from models import IterativeModel
 from models import precision as prec
 from tasks import Task
+from tasks.difficulty import draw
 
 from .probe import probe
 
@@ -171,9 +172,7 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
     rows = []
     for size in sizes:
         opts = {"variant": variant} if variant else {}
-        if difficulty is not None:
-            opts["difficulty"] = difficulty
-        x, y = task.generate(size, n, seed, **opts)
+        x, y = draw(task, size, n, seed, difficulty, **opts)
         curve = evaluate(model, task, x, y, model.budget(max(budgets)), device=device, batch=batch,
                          settings=settings, early_stop=early_stop, precision=precision)
         for b in ([len(curve.accuracy)] if model.fixed_depth else budgets):

@@ -15,6 +15,7 @@ import numpy as np
 
 from models import IterativeModel
 from tasks import Task
+from tasks.difficulty import draw
 
 from .evaluate import evaluate
 from .limits import MAX_COST, run_cost
@@ -40,10 +41,7 @@ def find_frontier(model: IterativeModel, task: Task, start: int, iters: int, n: 
     scanned: list[tuple[int, float]] = []
 
     def best_at(v: int) -> float:
-        if difficulty_at is None:
-            x, y = task.generate(v, n, seed)
-        else:
-            x, y = task.generate(difficulty_at, n, seed, difficulty=v)
+        x, y = draw(task, v, n, seed) if difficulty_at is None else draw(task, difficulty_at, n, seed, v)
         acc = max(evaluate(model, task, x, y, iters, settings=settings, precision=precision).accuracy)
         scanned.append((v, float(acc)))
         if on_size is not None:

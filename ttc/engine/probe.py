@@ -198,8 +198,7 @@ def _grad_mode(model: IterativeModel):
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
-          maps_for: int = 0, cell_error: bool = False, precision: str | None = None,
-          refine: bool | None = None) -> Iterator[IterRecord]:
+          maps_for: int = 0, cell_error: bool = False, precision: str | None = None) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -212,14 +211,13 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
     precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
     precision (None: the calling thread's, `models.precision.use`); states, residuals and solvers stay float32.
-    2-D problems run channels-last in both. refine (default: when the run tests convergence, i.e. with early_stop
-    or an explicit tol): a bf16 run switches to float32 from the first record whose median relative residual is
-    below models.precision.REFINE_BELOW (2e-2), since a bf16 block's output is rounded to 0.4% and a state's
-    relative change cannot fall much below that (measured on the shipped recursive and memory models: it stalls at
-    6e-3 to 1e-2). So a run that decides by convergence (early stop, analyze's settling and halting rules) sees
-    float32 residuals below 2e-2; a plain bf16 run keeps its speed and its residuals floor near bf16's resolution.
-    A solver family refines inside its own solve in either case (models.precision.Refining). Each record says which
-    precision computed it.
+    2-D problems run channels-last in both. A bf16 run refines: it switches to float32 from the first record whose
+    median relative residual is below models.precision.REFINE_BELOW (2e-2), since a bf16 block's output is rounded
+    to 0.4% and a state's relative change cannot fall much below that (measured on the shipped recursive and memory
+    models: it stalls at 6e-3 to 1e-2). So residuals, convergence and settling below 2e-2 are float32 numbers in
+    either precision; bf16 speeds up the iterations before it (a frontier run that never settles stays in bf16).
+    A solver family refines inside its own solve too (models.precision.Refining). Each record says which precision
+    computed it.
     On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
     `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
@@ -408,17 +406,14 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     # too and are measured there, back to back (a state must not change in place once yielded; none does). With
     # pipelining on (opt-in, see PIPELINE), a batch is prepared on a spare core while the run goes on, and its
     # records are made at the next flush.
-    # a bf16 run's precision, switched to fp32 near the fixed point when it refines (the stream reads it per iteration)
+    # a bf16 run's precision, switched to fp32 near the fixed point (the stream reads it per iteration)
     run_precision = [precision]
     refined_at: int | None = None
     last_k = 0
 
-    if refine is None:
-        refine = early_stop or tol is not None
-
     def refine_near_fixed_point(rec: IterRecord) -> None:
         nonlocal refined_at
-        if not refine or run_precision[0] != "bf16":
+        if run_precision[0] != "bf16":
             return
         r = rec.residuals[np.isfinite(rec.residuals)]
         if r.size and float(np.median(r)) < prec.REFINE_BELOW:

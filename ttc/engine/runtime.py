@@ -30,6 +30,17 @@ class PluginError(ImportError):
     """A module named in TTC_PLUGINS that cannot be imported; the message names it and the reason."""
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; else what platform says): for cards and the bench's record."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def plugin_names(spec: str | None = None) -> list[str]:
     spec = os.environ.get(PLUGINS_ENV, "") if spec is None else spec
     return [n.strip() for n in spec.split(",") if n.strip()]

@@ -28,6 +28,7 @@ from models import precision as prec
 from tasks import get_task
 from ttc.engine.checkpoint import save_checkpoint
 from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
+from ttc.engine.runtime import cpu_name
 
 
 @dataclass
@@ -199,16 +200,6 @@ def accuracy_table(model, cfg: TrainConfig, device, settings=None) -> list[dict]
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
 def interrupted_path(out: str | Path) -> Path:
     """Where an interrupted run's weights go: beside `out`, under a name that says so."""
     out = Path(out)
@@ -248,7 +239,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
-    if get_task(cfg.task).spatial_dims == 2:  # channels-last before the optimizer sees the weights
+    channels_last = get_task(cfg.task).spatial_dims == 2 and prec.CHANNELS_LAST
+    if channels_last:  # 2-D convolutions channels-last, before the optimizer sees the weights
         model = model.to(memory_format=torch.channels_last)
     precision = prec.resolve(cfg.precision, device)  # bf16 autocast in the cores; weights and optimizer stay fp32
     settings = type(model).settings_for_training(asdict(cfg))
@@ -302,7 +294,8 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg, cfg.steps)
             x, y = _batch(cfg, step, rank, device)
-            model, x = prec.layout(model, x)  # 2-D problems channels-last (the weights once, the batch each step)
+            if channels_last:  # the weights were converted once, above; the batch each step
+                x = x.contiguous(memory_format=torch.channels_last)
             with prec.use(precision):
                 loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings))
                 opt.zero_grad(set_to_none=True)
@@ -343,7 +336,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         "interrupted": interrupted,
         "first_loss": first_loss,
         "train_seconds": round(wall, 1),
-        "machine": f"{_cpu_name()} ({platform.machine()}; bf16 units: {prec.cpu_bf16_units() or 'none'}), "
+        "machine": f"{cpu_name()} ({platform.machine()}; bf16 units: {prec.cpu_bf16_units() or 'none'}), "
                    f"{torch.get_num_threads()} threads, "
                    f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
         "world_size": world,

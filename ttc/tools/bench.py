@@ -161,14 +161,7 @@ def _paired(a: Callable[[], object], b: Callable[[], object], repeats: int, dev:
 
 def machine(dev: torch.device) -> dict:
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = runtime.cpu_name()
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except (OSError, AttributeError):

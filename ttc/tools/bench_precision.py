@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from models import get_family
 from models import precision as prec
 from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.probe import probe
-from ttc.tools.bench import SEED, BenchConfig, _batch, _sync, entry, scaled_size, spread, training_size
+from ttc.tools.bench import SEED, BenchConfig, _batch, _timed, entry, scaled_size, spread, training_size
 
 MODES = ("before", "fp32", "bf16")
 
@@ -62,11 +62,7 @@ def _rounds(fns: dict[str, Callable[[], object]], repeats: int, dev: torch.devic
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
-            _sync(dev)
-            t = time.perf_counter()
-            fns[k]()
-            _sync(dev)
-            out[k].append(time.perf_counter() - t)
+            out[k].append(_timed(fns[k], dev)[0])
     return out
 
 
@@ -79,13 +75,7 @@ def matmul_figure(dev: torch.device, quick: bool) -> dict[str, float]:
         a = torch.randn(n, n, generator=gen).to(dev, dtype)
         b = torch.randn(n, n, generator=gen).to(dev, dtype)
         a @ b
-        times = []
-        for _ in range(3 if quick else 7):
-            _sync(dev)
-            t = time.perf_counter()
-            a @ b
-            _sync(dev)
-            times.append(time.perf_counter() - t)
+        times = [_timed(lambda a=a, b=b: a @ b, dev)[0] for _ in range(3 if quick else 7)]
         out[name] = 2 * n ** 3 / statistics.median(times) / 1e9
     return out
 
@@ -172,6 +162,8 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
                      layers=layers, heads=ck.config.heads, norm=ck.config.norm, bias=ck.config.bias,
                      sizes=[size], batch=batch, window=ck.config.window, slots=ck.config.slots)
     steps = 1 if cfg.quick else 3
+    settings = get_family(ck.family).settings_for_training(vars(tc))
+    xs, ys = task.generate(size, batch, SEED)
     fns = {}
     for mode in MODES:
         model = copy.deepcopy(ck.model).to(dev).train()
@@ -179,7 +171,6 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         lm = LossModule(model, tc)
-        xs, ys = task.generate(size, batch, SEED)
         x = task.encode(torch.as_tensor(xs)).to(dev)
         y = torch.as_tensor(ys).long().to(dev)
         if mode != "before" and x.dim() == 4:
@@ -187,7 +178,7 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
 
         def run(model=model, opt=opt, lm=lm, x=x, y=y) -> None:
             for i in range(steps):
-                loss, _ = lm(x, y, _train_step(tc, i, 0, x, type(model).settings_for_training(vars(tc))))
+                loss, _ = lm(x, y, _train_step(tc, i, 0, x, settings))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -21,7 +21,7 @@ from models import precision as prec
 from models.config import check_arch_dims
 from models.solvers import SOLVERS, SolverError
 from tasks import TASKS, TaskError, get_task, load_npz, save_npz
-from tasks.difficulty import check_difficulty
+from tasks.difficulty import check_difficulty, draw
 from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
 from tasks.io import MAX_NPZ_BYTES
@@ -98,14 +98,6 @@ def check_data_bytes(task, size: int, n: int) -> None:
     if n * per > MAX_DATA_BYTES:
         raise UsageError(f"{n} problems of {task.name} size {size} take {n * per} bytes, over the "
                          f"{MAX_DATA_BYTES}-byte limit; at most {MAX_DATA_BYTES // per} problems of this size")
-
-
-def draw(task, size: int, n: int, seed: int, difficulty: int | None = None, **opts):
-    """task.generate, at a chosen difficulty when asked (a task that cannot draw one says so in one line)."""
-    if difficulty is None:
-        return task.generate(size, n, seed, **opts)
-    check_difficulty(task, size, difficulty)
-    return task.generate(size, n, seed, difficulty=difficulty, **opts)
 
 
 def add_difficulty_arg(p) -> None:
@@ -372,9 +364,9 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     check_out(a.out, a.force)
     cfg.family_option_values()
-    if cfg.precision not in prec.PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(prec.PRECISIONS)}, got {cfg.precision[:40]!r}")
-    precision_of(a, None, "cuda" if __import__("torch").cuda.is_available() else "cpu")
+    import torch
+
+    prec.resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu")  # the device train() picks
     check_train(vars(cfg))
     cfg.model_config()  # validates names and ranges before any work
     check_arch_dims(cfg.arch, get_task(cfg.task).spatial_dims, cfg.task)
