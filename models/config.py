@@ -9,7 +9,7 @@ class ConfigError(ValueError):
     """A config that names something unknown or holds a value out of range."""
 
 
-ARCHS = {"conv1d": 1, "conv2d": 2, "transformer": 1}  # arch -> spatial dims it serves
+ARCHS = {"conv1d": 1, "conv2d": 2, "transformer": 1, "relational": 2}  # arch -> spatial dims it serves
 
 
 def check_arch_dims(arch: str, spatial_dims: int, task: str) -> None:
@@ -22,7 +22,7 @@ def check_arch_dims(arch: str, spatial_dims: int, task: str) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     family: str  # a registered family: explicit | recursive | deq | a plugin's
-    arch: str  # conv1d | conv2d | transformer
+    arch: str  # conv1d | conv2d | transformer | relational (row/column/box message passing on grids)
     in_channels: int  # input channels after the task's encoding
     width: int = 64  # latent channels
     depth: int = 2  # residual units inside one block (one iteration / one explicit layer)

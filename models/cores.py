@@ -163,11 +163,70 @@ class TransformerBlock(nn.Module):
         return self.ln_out(h).transpose(1, 2)  # (B, W, L)
 
 
+class RelationalBlock(nn.Module):
+    """Message passing between peers on a grid: every cell reads the mean state of the other cells of its row, of
+    its column and (on a square grid whose side is a square, such as sudoku's 9 x 9) of its box, the relational step
+    of recurrent relational networks (Palm, Paquet and Winther 2018) with the row, column and box as the relations.
+    z' = act(A z + e), then `depth` residual units h <- act(h + B act(C [h, row(h), col(h), box(h)])), all maps per
+    cell (no kernel: a 3 x 3 convolution would see neighbours, not rows and columns). The state travels as
+    (B, W, H, W') channels-last, so the per-cell maps are matrix products over (B * cells, W)."""
+
+    def __init__(self, cfg: ModelConfig, act=F.relu):
+        super().__init__()
+        self.act = act
+        w = cfg.width
+        self.reach = None  # a row and a column in one unit: the whole grid within a block of depth 2
+        self.mix = nn.Linear(w, w, bias=False)
+        self.mix_norm = nn.LayerNorm(w) if cfg.norm else nn.Identity()
+        self.units = nn.ModuleList(
+            nn.ModuleList([nn.Linear(4 * w, 2 * w, bias=cfg.bias), nn.Linear(2 * w, w, bias=cfg.bias),
+                           nn.LayerNorm(w) if cfg.norm else nn.Identity()])
+            for _ in range(cfg.depth)
+        )
+
+    @staticmethod
+    def peers(h: torch.Tensor) -> torch.Tensor:
+        """(B, H, W', C) -> (B, H, W', 4C): each cell's state and the means of the other cells of its row, column
+        and box (zeros where the grid has no boxes)."""
+        _, hh, ww, _ = h.shape
+        row = (h.sum(2, keepdim=True) - h) / max(ww - 1, 1)
+        col = (h.sum(1, keepdim=True) - h) / max(hh - 1, 1)
+        b = math.isqrt(hh)
+        if hh == ww and b * b == hh and b > 1:
+            g = h.unflatten(1, (b, b)).unflatten(3, (b, b))  # (B, bi, i, bj, j, C)
+            box = g.sum((2, 4), keepdim=True).expand_as(g).flatten(3, 4).flatten(1, 2)
+            box = (box - h) / (hh - 1)
+        else:
+            box = torch.zeros_like(h)
+        return torch.cat([h, row, col, box], dim=-1)
+
+    def forward(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        act = self.act
+        with precision.autocast_for(z):
+            zl = z.permute(0, 2, 3, 1)  # (B, H, W', C): a view of the channels-last state
+            el = precision.recalled(self, e, lambda t: t.permute(0, 2, 3, 1))
+            h = act(self.mix_norm(self.mix(zl) + el))
+            for c1, c2, n in self.units:
+                h = act(n(h + c2(act(c1(self.peers(h))))))
+            out = h.permute(0, 3, 1, 2)
+        return precision.back(out, z)
+
+
+def spatial(cfg: ModelConfig) -> tuple[int, int]:
+    """(dims, kernel) of the per-position maps around a block (encoder, readout, an energy's embedding): the
+    relational core maps each cell on its own (a 1 x 1 convolution); the others use the config's kernel."""
+    if cfg.arch == "relational":
+        return 2, 1
+    return (2 if cfg.arch == "conv2d" else 1), cfg.kernel
+
+
 def make_block(cfg: ModelConfig, smooth: bool = False) -> nn.Module:
     """The arch's block; smooth: twice-differentiable activations throughout (the transformer's GELU already is;
     convolutions switch ReLU for SiLU), for families that take gradients of the block at inference."""
     if cfg.arch == "transformer":
         return TransformerBlock(cfg, twice_differentiable=smooth)
+    if cfg.arch == "relational":
+        return RelationalBlock(cfg, act=F.silu if smooth else F.relu)
     return ConvBlock(cfg, dims=1 if cfg.arch == "conv1d" else 2, act=F.silu if smooth else F.relu)
 
 
@@ -176,8 +235,8 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        dims = 2 if cfg.arch == "conv2d" else 1
-        self.conv = _conv(dims, cfg.in_channels, cfg.width, cfg.kernel, cfg.bias)
+        dims, k = spatial(cfg)
+        self.conv = _conv(dims, cfg.in_channels, cfg.width, k, cfg.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with precision.autocast_for(x):
@@ -189,10 +248,10 @@ class Readout(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        dims = 2 if cfg.arch == "conv2d" else 1
+        dims, k = spatial(cfg)
         half = max(cfg.width // 2, 2)
-        self.c1 = _conv(dims, cfg.width, half, cfg.kernel, cfg.bias)
-        self.c2 = _conv(dims, half, cfg.classes, cfg.kernel, cfg.bias)
+        self.c1 = _conv(dims, cfg.width, half, k, cfg.bias)
+        self.c2 = _conv(dims, half, cfg.classes, k, cfg.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         with precision.autocast_for(z):

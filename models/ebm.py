@@ -31,9 +31,10 @@ with `create_graph` so the loss reaches theta through the descent itself, and
          + stationary * mean over cells of relu(inward component of grad_y E(x, y*))^2
 
 The contrastive term shapes the landscape so the true answer y* sits lower than what descent visits (the iterate
-after the first n steps) and than a corrupted answer (a random tenth of its cells flipped), by a margin that grows
-with how wrong they are; the stationarity term makes y* a fixed point of projected descent (its gradient points
-out of the box, or is zero), so descending longer keeps the answer instead of over-descending.
+after the first n steps) and than a corrupted answer (a random tenth of its cells flipped; with more classes, given
+another class), by a margin that grows with how wrong they are; the stationarity term makes y* a fixed point of
+projected descent (its gradient points out of the box, or is zero), so descending longer keeps the answer instead of
+over-descending.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from torch.nn import functional as F
 
 from .base import IterativeModel, IterState, LossFn, NoSettings, StopsAtTolerance, TrainStep, Widget, tensor_bytes
 from .config import ConfigError, ModelConfig
-from .cores import _conv, make_block
+from .cores import _conv, make_block, spatial
 from .registry import register_family
 
 INITS = ("half", "uniform")
@@ -119,10 +120,10 @@ class EBMModel(IterativeModel):
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
-        dims = 2 if cfg.arch == "conv2d" else 1
+        dims, k = spatial(cfg)
         self.answer_channels = 1 if cfg.classes == 2 else cfg.classes
         self.readout = None  # the answer is y itself: no readout head
-        self.embed = _conv(dims, self.answer_channels, cfg.width, cfg.kernel, cfg.bias)
+        self.embed = _conv(dims, self.answer_channels, cfg.width, k, cfg.bias)
         self.block = make_block(cfg, smooth=True)
         self.head = _conv(dims, cfg.width, 1, 1, cfg.bias)
         self._init(seed)
@@ -368,8 +369,16 @@ class EBMModel(IterativeModel):
         """The contrastive and stationarity terms (see the module docstring)."""
         y_true = self.answer(targets)
         cells = y_true[0].numel()
-        flip = torch.rand(y_true.shape, generator=gen, device=y_true.device) < opts["corrupt"]
-        corrupted = torch.where(flip, 1 - y_true, y_true)
+        if self.answer_channels == 1:
+            flip = torch.rand(y_true.shape, generator=gen, device=y_true.device) < opts["corrupt"]
+            corrupted = torch.where(flip, 1 - y_true, y_true)
+        else:  # more classes: a corrupted cell gets another class, drawn uniformly, so the answer stays one-hot
+            cell_shape = (y_true.shape[0], 1, *y_true.shape[2:])
+            flip = torch.rand(cell_shape, generator=gen, device=y_true.device) < opts["corrupt"]
+            shift = torch.randint(1, self.config.classes, cell_shape, generator=gen, device=y_true.device)
+            other = F.one_hot((targets.unsqueeze(1).long() + shift) % self.config.classes,
+                              self.config.classes).squeeze(1).movedim(-1, 1).to(y_true.dtype)
+            corrupted = torch.where(flip, other, y_true)
         negs = torch.cat([visited, corrupted])
         e2 = torch.cat([e, e])
         with torch.enable_grad():

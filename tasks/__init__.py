@@ -8,8 +8,9 @@ from .io import load_npz as load_npz
 from .io import save_npz as save_npz
 from .mazes import Mazes as Mazes
 from .prefix_sums import PrefixSums as PrefixSums
+from .sudoku import Sudoku as Sudoku
 
-TASKS: dict[str, Task] = {t.name: t for t in (PrefixSums(), Addition(), Mazes())}
+TASKS: dict[str, Task] = {t.name: t for t in (PrefixSums(), Addition(), Mazes(), Sudoku())}
 
 _REQUIRED = ("name", "sizes", "in_channels", "spatial_dims", "classes", "default_arch", "train_size",
              "dashboard_size", "axis_label", "generate", "input_shape", "target_shape", "encode", "size_of", "render")

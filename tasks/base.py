@@ -54,6 +54,11 @@ class Task(Protocol):
     # optional: `variants` (tuple of generator names, generate(..., variant=name)) and
     # `cell_mask(encoded) -> (B, *spatial) bool` (cells where the loss counts and a prediction is read), and for
     # a renderer that draws an image, `legend` ((meaning, (r, g, b)), ...): the colours it draws, for the legend
+    # and `check_arrays(inputs, targets, size)`: a task whose values are not bits validates a file's arrays itself
+    # (load_npz then skips the 0/1 check), raising a one-line TaskError
+    # `size_label` (what size counts, for labels: "blank cells"), `size_ladder` (the sizes sweeps offer, when a
+    # geometric ladder does not fit), `shows_confidence` (render takes a per-cell `confidence`; traces keep it), and
+    # `classes` > 2 for answers that are not bits (sudoku: 10, class d = digit d)
 
     def generate(self, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """n problems of the given size from the seed: (inputs uint8, targets uint8)."""

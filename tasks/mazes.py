@@ -1,4 +1,6 @@
-"""Perfect mazes: find the unique path from start to goal.
+"""Mazes: find the path from start to goal. Perfect mazes (one path) from four carving algorithms, and a `loops`
+variant: a dfs maze with a tenth of its inner walls knocked out, so that several paths exist; its target is every
+cell on some shortest start-goal path (unique, unlike "a shortest path": a model is not asked to break ties).
 
 Size s (odd) is the maze's side in grid cells without its border, as in the easy-to-hard literature:
 s = 9 holds 5x5 maze cells. The grid has side s + 2 (a wall border). Maze cell (i, j) sits at grid
@@ -188,8 +190,42 @@ def _dfs(cells: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
     return parent, start, goal
 
 
-# perfect-maze generators; "dfs" (long corridors, few branches) is the default and the data contract's
-GENERATORS = {"dfs": _dfs, "kruskal": _kruskal, "prim": _prim, "wilson": _wilson}
+# perfect-maze generators; "dfs" (long corridors, few branches) is the default and the data contract's; "loops"
+# carves a dfs maze and then opens LOOP_FRACTION x (maze cells) of the walls between two cells
+GENERATORS = {"dfs": _dfs, "kruskal": _kruskal, "prim": _prim, "wilson": _wilson, "loops": _dfs}
+LOOP_FRACTION = 0.1
+
+
+def _open_loops(grid: np.ndarray, cells: int, rng: np.random.Generator) -> None:
+    """Open round(LOOP_FRACTION x cells^2) (at least 1) random walls that separate two neighbouring maze cells."""
+    side = grid.shape[0]
+    walls = [(i, j) for i in range(1, side - 1) for j in range(1, side - 1)
+             if (i % 2) != (j % 2) and not grid[i, j]]
+    k = min(len(walls), max(1, int(round(LOOP_FRACTION * cells * cells))))
+    for w in rng.choice(len(walls), size=k, replace=False) if walls else []:
+        grid[walls[int(w)]] = 1
+
+
+def _grid_distances(grid: np.ndarray, src: tuple[int, int]) -> np.ndarray:
+    """Breadth-first distances over open grid cells from src (-1 where unreachable)."""
+    dist = np.full(grid.shape, -1, dtype=np.int64)
+    dist[src] = 0
+    frontier = [src]
+    while frontier:
+        nxt = []
+        for i, j in frontier:
+            for a, b in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+                if grid[a, b] and dist[a, b] < 0:
+                    dist[a, b] = dist[i, j] + 1
+                    nxt.append((a, b))
+        frontier = nxt
+    return dist
+
+
+def shortest_path_cells(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> np.ndarray:
+    """uint8 map of every open cell on some shortest start-goal path: d(start, c) + d(c, goal) = d(start, goal)."""
+    ds, dg = _grid_distances(grid, start), _grid_distances(grid, goal)
+    return ((ds >= 0) & (dg >= 0) & (ds + dg == ds[goal])).astype(np.uint8)
 
 
 class Mazes:
@@ -299,6 +335,10 @@ class Mazes:
             grid[(gi + gi[parent]) // 2, (gj + gj[parent]) // 2] = 1  # passages (root maps onto itself)
             x[m, 1, gi[start], gj[start]] = 1
             x[m, 2, gi[goal], gj[goal]] = 1
+            if name == "loops":
+                _open_loops(grid, cells, rng)
+                y[m] = shortest_path_cells(grid, (gi[start], gj[start]), (gi[goal], gj[goal]))
+                continue
             c = goal
             path = y[m]
             while True:

@@ -23,8 +23,9 @@ TASK_ARCHS = [
     ("addition", "conv1d"),
     ("addition", "transformer"),
     ("mazes", "conv2d"),
+    ("sudoku", "relational"),
 ]
-SMALL_SIZE = {"prefix_sums": 7, "addition": 6, "mazes": 7}
+SMALL_SIZE = {"prefix_sums": 7, "addition": 6, "mazes": 7, "sudoku": 30}
 TINY = dict(width=8, depth=1, layers=3, heads=2)  # tiny models: fast on 2 shared cores
 
 
@@ -33,7 +34,8 @@ def tiny_model(task: str, family: str, arch: str, seed: int = 0, **over):
     from models import ModelConfig, build_model
     from tasks import get_task
 
-    cfg = ModelConfig(family=family, arch=arch, in_channels=get_task(task).in_channels, **{**TINY, **over})
+    t = get_task(task)
+    cfg = ModelConfig(family=family, arch=arch, in_channels=t.in_channels, classes=t.classes, **{**TINY, **over})
     return build_model(cfg, seed=seed).eval()
 
 

@@ -1,4 +1,4 @@
-"""Tiny random checkpoints for the dashboard tests: one per family on prefix_sums, one maze model.
+"""Tiny random checkpoints for the dashboard tests: one per family on prefix_sums, one maze and one sudoku model.
 
 They are untrained (accuracies near zero) but valid, small and fast: what the app must handle is
 whatever the folder holds.
@@ -17,6 +17,8 @@ TINY = {
     "prefix_sums-deq": dict(family="deq", arch="conv1d", in_channels=1, width=8, depth=1, layers=6, norm=True),
     "prefix_sums-ebm": dict(family="ebm", arch="conv1d", in_channels=1, width=8, depth=1, layers=6),
     "mazes-recursive": dict(family="recursive", arch="conv2d", in_channels=3, width=8, depth=1, layers=6),
+    "sudoku-recursive": dict(family="recursive", arch="relational", in_channels=10, width=8, depth=1, layers=6,
+                             classes=10),
 }
 
 

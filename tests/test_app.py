@@ -83,6 +83,18 @@ def test_changing_the_task_starts_from_its_checkpoint_and_size_without_warnings(
     assert charts(at)["example"]["data"][0]["type"] == "image"  # the inspector draws the maze
 
 
+def test_sudoku_draws_its_grid_with_each_cells_confidence(ckpt_dir):
+    at = app({"task": "sudoku", "checkpoint": "sudoku-recursive", "size": "45", "n": "6", "budget": "4"})
+    assert not at.exception and not at.error
+    assert at.number_input(key="w_size").label.startswith("Blank cells (1..58)")
+    grid = charts(at)["example"]
+    heat = grid["data"][0]
+    assert heat["type"] == "heatmap" and len(heat["z"]) == 9 and len(heat["text"][0]) == 9
+    assert {d.get("name") for d in grid["data"][1:]} <= {"given", "predicted, right", "predicted, wrong"}
+    blanks = [t for row in heat["text"] for t in row if "<span" in t]  # a blank shows its confidence
+    assert len(blanks) == 45
+
+
 def test_a_run_yields_one_point_per_iteration(ckpt_dir):
     at = app(SMALL)
     figs = charts(at)

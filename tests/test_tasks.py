@@ -153,7 +153,7 @@ def test_maze_cell_mask_is_the_open_cells():
 # ---- determinism ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,size", [("prefix_sums", 32), ("addition", 32), ("mazes", 9)])
+@pytest.mark.parametrize("name,size", [("prefix_sums", 32), ("addition", 32), ("mazes", 9), ("sudoku", 40)])
 def test_same_seed_same_data_other_seed_other_data(name, size):
     task = get_task(name)
     x1, y1 = task.generate(size, 20, seed=7)
@@ -163,7 +163,7 @@ def test_same_seed_same_data_other_seed_other_data(name, size):
     assert not np.array_equal(x1, x3) and not np.array_equal(y1, y3)
 
 
-@pytest.mark.parametrize("name,size", [("prefix_sums", 16), ("addition", 16), ("mazes", 7)])
+@pytest.mark.parametrize("name,size", [("prefix_sums", 16), ("addition", 16), ("mazes", 7), ("sudoku", 30)])
 def test_generation_leaves_global_random_state_alone(name, size):
     np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
     get_task(name).generate(size, 5, seed=1)
@@ -173,7 +173,8 @@ def test_generation_leaves_global_random_state_alone(name, size):
 # ---- sizes, counts, seeds ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,lo,hi", [("prefix_sums", 2, 4096), ("addition", 1, 2048), ("mazes", 5, 401)])
+@pytest.mark.parametrize("name,lo,hi", [("prefix_sums", 2, 4096), ("addition", 1, 2048), ("mazes", 5, 401),
+                                        ("sudoku", 1, 58)])
 def test_size_range_is_enforced_and_named(name, lo, hi):
     task = get_task(name)
     assert task.sizes.lo == lo and task.sizes.hi == hi
@@ -199,15 +200,15 @@ def test_count_and_seed_out_of_range_are_refused(n, seed):
 
 
 def test_unknown_task_names_the_known_ones():
-    with pytest.raises(TaskError, match="prefix_sums, addition, mazes"):
+    with pytest.raises(TaskError, match="prefix_sums, addition, mazes, sudoku"):
         get_task("sorting")
-    assert set(TASKS) == {"prefix_sums", "addition", "mazes"}
+    assert set(TASKS) == {"prefix_sums", "addition", "mazes", "sudoku"}
 
 
 # ---- encoding and rendering -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,size", [("prefix_sums", 9), ("addition", 9), ("mazes", 9)])
+@pytest.mark.parametrize("name,size", [("prefix_sums", 9), ("addition", 9), ("mazes", 9), ("sudoku", 9)])
 def test_encoding_matches_the_target_grid(name, size):
     task = get_task(name)
     x, y = task.generate(size, 4, seed=0)
@@ -279,3 +280,77 @@ def test_bare_npy_and_pickled_npz_are_refused(tmp_path):
     )
     with pytest.raises(TaskError, match="without pickles"):
         load_npz(tmp_path / "p.npz")
+
+
+@pytest.mark.parametrize("style", ["hunt", "division"])
+def test_independent_maze_generators_make_perfect_mazes_with_the_bfs_path(style, tmp_path):
+    """scripts/independent_data.py's mazes (algorithms the task does not offer) are perfect, load as task files, and
+    their targets are the start-goal path found here by a breadth-first search of our own."""
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "independent_data", Path(__file__).resolve().parent.parent / "scripts" / "independent_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x, y = mod.mazes(13, 6, random.Random(3), style)
+    path = tmp_path / "m.npz"
+    save_npz(path, "mazes", 13, x, y)
+    assert load_npz(path)[1] == 13
+    cells = 7
+    for m in range(6):
+        grid = x[m, 0].astype(bool)
+        opened = int(grid.sum())
+        assert opened == 2 * cells * cells - 1  # a spanning tree: cells + (cells^2 - 1) passages
+        start = tuple(np.argwhere(x[m, 1])[0])
+        goal = tuple(np.argwhere(x[m, 2])[0])
+        prev = {start: None}
+        queue = deque([start])
+        while queue:
+            c = queue.popleft()
+            for d in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                nb = (c[0] + d[0], c[1] + d[1])
+                if grid[nb] and nb not in prev:
+                    prev[nb] = c
+                    queue.append(nb)
+        assert len(prev) == opened  # connected
+        want = np.zeros_like(grid)
+        c = goal
+        while c is not None:
+            want[c] = True
+            c = prev[c]
+        assert np.array_equal(want, y[m].astype(bool))
+
+
+@pytest.mark.parametrize("size", [5, 9, 17])
+def test_loops_variant_has_several_paths_and_targets_every_shortest_path_cell(size):
+    """A dfs maze with walls opened: more open cells than a perfect maze; the target is exactly the open cells whose
+    distances to start and goal (a breadth-first search written here) add up to the shortest path's length."""
+    mazes = get_task("mazes")
+    x, y = mazes.generate(size, 12, seed=2, variant="loops")
+    cells = (size + 1) // 2
+    assert (x[:, 0].reshape(12, -1).sum(1) > 2 * cells * cells - 1).all()  # no longer a tree
+    again = mazes.generate(size, 12, seed=2, variant="loops")
+    assert np.array_equal(x, again[0]) and np.array_equal(y, again[1])
+
+    def dist(grid, src):
+        d = np.full(grid.shape, -1)
+        d[src] = 0
+        q = deque([src])
+        while q:
+            c = q.popleft()
+            for a, b in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                nb = (c[0] + a, c[1] + b)
+                if grid[nb] and d[nb] < 0:
+                    d[nb] = d[c] + 1
+                    q.append(nb)
+        return d
+
+    for m in range(12):
+        grid = x[m, 0].astype(bool)
+        s, g = tuple(np.argwhere(x[m, 1])[0]), tuple(np.argwhere(x[m, 2])[0])
+        ds, dg = dist(grid, s), dist(grid, g)
+        want = grid & (ds >= 0) & (ds + dg == ds[g])
+        assert np.array_equal(want, y[m].astype(bool))
+    assert y.any(axis=(1, 2)).all()

@@ -148,8 +148,9 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     r = get_task(s.task).sizes
     if "size" in fields:
         _seed_widget("w_size", s.size)
-        sb.number_input(f"Problem size ({r.describe()})", min_value=r.lo, max_value=r.hi, step=2 if r.odd_only else 1,
-                        key="w_size")
+        label = getattr(get_task(s.task), "size_label", "problem size")
+        sb.number_input(f"{label[:1].upper()}{label[1:]} ({r.describe()})", min_value=r.lo, max_value=r.hi,
+                        step=2 if r.odd_only else 1, key="w_size")
     if "n" in fields:
         _seed_widget("w_n", s.n)
         sb.number_input("Problems", min_value=1, max_value=N_MAX, key="w_n")

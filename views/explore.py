@@ -139,7 +139,8 @@ def example(t: Trace, problem: int, k: int):
     conf = float(t.confidence[k - 1, problem])
     title = f"Problem {problem}, iteration {k}: {'right' if ok else 'wrong'}, confidence {conf:.2f}"
     pred = t.preds[k - 1, problem]
-    return plots.example_figure(s.task, t.inputs[problem], t.targets[problem], pred, title)
+    cells = None if t.cell_conf is None else t.cell_conf[k - 1, problem]
+    return plots.example_figure(s.task, t.inputs[problem], t.targets[problem], pred, title, confidence=cells)
 
 
 def draw_live(t: Trace, tag: int, fig) -> None:

@@ -255,12 +255,65 @@ def _legend_swatch(fig: go.Figure, name: str, color: str) -> None:
                                      "line": {"color": "#999999", "width": 1}}))
 
 
+def _grid_figure(task_name: str, rendered: dict, title: str) -> go.Figure:
+    """A digit grid (sudoku): givens dark, predicted cells blue where right and orange where wrong, each with its
+    digit and, when known, the model's confidence in it; the wrong cells' hover names the right digit; thick lines
+    between the boxes."""
+    task = get_task(task_name)
+    colors = dict(getattr(task, "legend", ()))
+    given = np.asarray(rendered["given"], dtype=bool)
+    n = given.shape[0]
+    wrong = np.asarray(rendered["wrong"], dtype=bool) if rendered["wrong"] is not None else np.zeros_like(given)
+    code = np.where(given, 0, np.where(wrong, 2, 1))
+    grid, target = np.asarray(rendered["grid"]), np.asarray(rendered["target"])
+    conf = rendered.get("confidence")
+    text, hover = [], []
+    for i in range(n):
+        row_t, row_h = [], []
+        for j in range(n):
+            c = "" if conf is None or given[i, j] else f"<br><span style='font-size:9px'>{conf[i][j]:.2f}</span>"
+            row_t.append(f"<b>{grid[i, j]}</b>{c}")
+            what = ("given" if given[i, j] else ("wrong, should be " + str(target[i, j]) if wrong[i, j] else "right"))
+            extra = "" if conf is None else f", confidence {conf[i][j]:.2f}"
+            row_h.append(f"row {i + 1}, column {j + 1}: {grid[i, j]} ({what}{extra})")
+        text.append(row_t)
+        hover.append(row_h)
+    names = ("given", "predicted, right", "predicted, wrong")
+    hexes = ["#" + "".join(f"{c:02x}" for c in colors.get(name, (128, 128, 128))) for name in names]
+    steps = []
+    for i, c in enumerate(hexes):
+        steps += [[i / 3, c], [(i + 1) / 3, c]]
+    fig = _base(title, "", "", height=520)
+    fig.add_trace(go.Heatmap(z=code.tolist(), text=text, customdata=hover, zmin=-0.5, zmax=2.5, colorscale=steps,
+                             showscale=False, xgap=1, ygap=1, texttemplate="%{text}",
+                             textfont={"color": "white", "size": 15}, hovertemplate="%{customdata}<extra></extra>",
+                             showlegend=False))
+    b = int(round(np.sqrt(n)))
+    for k in range(0, n + 1, b):  # box borders
+        fig.add_shape(type="line", x0=k - 0.5, x1=k - 0.5, y0=-0.5, y1=n - 0.5, line={"color": "black", "width": 3})
+        fig.add_shape(type="line", y0=k - 0.5, y1=k - 0.5, x0=-0.5, x1=n - 0.5, line={"color": "black", "width": 3})
+    for name, color, i in zip(names, hexes, range(3), strict=True):
+        if (code == i).any():
+            _legend_swatch(fig, name, color)
+    fig.update_xaxes(visible=False, range=[-0.6, n - 0.4])
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1})
+    return fig
+
+
 def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred: np.ndarray | None,
-                   title: str) -> go.Figure:
-    """One problem as the task renders it: bit rows (prediction green where right, red where wrong) or the
-    maze with the predicted path over it (dark blue right, orange wrong); every colour is in the legend. Large
-    problems get a larger figure and keep every cell (no gaps that hide cells); zoom and pan to look closer."""
-    rendered = get_task(task_name).render(inputs, target, pred)
+                   title: str, confidence: np.ndarray | None = None) -> go.Figure:
+    """One problem as the task renders it: bit rows (prediction green where right, red where wrong), the
+    maze with the predicted path over it (dark blue right, orange wrong), or a digit grid with each cell's
+    confidence (sudoku); every colour is in the legend. Large problems get a larger figure and keep every cell
+    (no gaps that hide cells); zoom and pan to look closer."""
+    task = get_task(task_name)
+    if getattr(task, "shows_confidence", False):
+        rendered = task.render(inputs, target, pred, confidence=confidence)
+    else:
+        rendered = task.render(inputs, target, pred)
+    if "grid" in rendered:
+        return _grid_figure(task_name, rendered, title)
     if "image" in rendered:
         side = int(rendered["image"].shape[0])
         fig = _base(title, "", "", height=int(min(900, max(420, 4 * side + 120))))
@@ -510,12 +563,13 @@ def difficulty_figure(t: Trace) -> go.Figure:
     name = next(iter(t.difficulty))
     d = np.asarray(t.difficulty[name])
     at = t.settled_at()
-    fit = difficulty_fit(d, at)
+    ranked = d >= 0  # a negative value is a category, not a length (sudoku's -1: propagation stops, needs search)
+    fit = difficulty_fit(d[ranked], at[ranked])
     bound = f"; limit: {1 / t.reach:.3g} iterations per unit (reach {t.reach} cells per iteration)" if t.reach else \
         "; no distance limit (the model reaches everywhere in one iteration)"
     slope = f"fitted {fit[0]:.3g} iterations per unit" if fit else "too few solved difficulties for a fit"
-    fig = _base(f"Iterations needed against difficulty: {slope}{bound}", f"difficulty ({name})",
-                "iteration settled right", height=340)
+    axis = f"difficulty ({name}" + ("; -1: needs search)" if (~ranked).any() else ")")
+    fig = _base(f"Iterations needed against difficulty: {slope}{bound}", axis, "iteration settled right", height=340)
     solved = at > 0
     color = family_color(t.family)
     fig.add_trace(go.Scatter(x=d[solved].tolist(), y=at[solved].tolist(), mode="markers", name="solved",

@@ -324,7 +324,10 @@ def with_checkpoint(s: RunSettings, entry: Entry) -> RunSettings:
 
 def size_ladder(task: str) -> list[int]:
     """Sizes offered for extrapolation sweeps: roughly geometric steps over the task's range (odd for mazes)."""
-    r = get_task(task).sizes
+    t = get_task(task)
+    if getattr(t, "size_ladder", None):  # a task whose sizes are not a scale (sudoku's blank counts) lists its own
+        return sorted({size_in_range(task, v) for v in t.size_ladder})
+    r = t.sizes
     raw = {int(b * m) for b in (2**i for i in range(13)) for m in (1, 1.5)} | {r.lo, r.hi}
     return sorted({size_in_range(task, v) for v in raw})
 

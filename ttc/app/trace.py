@@ -71,6 +71,7 @@ class Trace:
     pos_error: np.ndarray | None = None  # (K, cells) float16: fraction of all n problems wrong at each output cell
     difficulty: dict[str, np.ndarray] | None = None  # (n,) int per measure of the task (its main one first)
     reach: int | None = None  # cells information moves per iteration in this model (None: no bound)
+    cell_conf: np.ndarray | None = None  # (K, m, *spatial) float16 per-cell confidence (tasks that show it: sudoku)
 
     def __post_init__(self) -> None:
         if self.fixed_depth is None:
@@ -163,10 +164,11 @@ class LiveRun:
         self.precision = precision_of(ck, s)[0]  # the page shows why, when the asked precision cannot run
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
-                              cell_error=self._pos_error is not None, precision=self.precision)
+                              cell_error=self._pos_error is not None, precision=self.precision,
+                              conf_for=self.shown if getattr(task, "shows_confidence", False) else 0)
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
-            "diverged", "correct", "confidence", "preds")}
+            "diverged", "correct", "confidence", "preds", "cell_conf")}
         self._series: dict[str, list] = {}
         self._maps: dict[str, list] = {}
         self.memory_kind = "cpu_tensor_bytes"
@@ -193,6 +195,8 @@ class LiveRun:
             # a copy: a view of the shown problems would keep every problem's predictions alive (and, as records
             # share arrays, those of the iterations made with it), past the bound `shown` was chosen for
             c["preds"].append(r.preds[: self.shown].numpy().copy())
+            if r.cell_conf is not None:
+                c["cell_conf"].append(np.array(r.cell_conf[: self.shown]))
             if self._pos_error is not None:  # the front of the computation: where the batch is still wrong
                 self._pos_error.append(r.cell_error.astype(np.float16))
             for name, v in (r.series or {}).items():
@@ -228,6 +232,7 @@ class LiveRun:
             maps={k: np.stack(v) for k, v in self._maps.items()} if maps else {},
             pos_error=np.stack(self._pos_error) if maps and self._pos_error else None,
             difficulty=self.difficulty, reach=self.ck.model.reach_per_iteration,
+            cell_conf=np.stack(c["cell_conf"]) if c["cell_conf"] else None,
         )
 
 

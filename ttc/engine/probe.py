@@ -82,6 +82,7 @@ class IterRecord:
     series: dict[str, np.ndarray] | None = None  # (B,) the family's extra per-sample series (its extra_series)
     maps: dict[str, np.ndarray] | None = None  # (maps_for, ...) float16 maps of the first samples (extra_maps)
     cell_error: np.ndarray | None = None  # (cells,) float32 fraction of the batch wrong at each output cell
+    cell_conf: np.ndarray | None = None  # (conf_for, *spatial) float16 predicted class's probability per cell
     z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
     precision: str = "fp32"  # what the cores computed this iteration in (a bf16 run refines in fp32, see probe)
 
@@ -131,7 +132,7 @@ def _pack_to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def _cells_on_device(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
-                     cell_error: bool) -> dict[str, torch.Tensor]:
+                     cell_error: bool, conf_for: int = 0) -> dict[str, torch.Tensor]:
     """Per-sample exact match, right cells, mean confidence and predictions, computed where the logits are.
     Two classes: the sign of the logit difference (ties go to class 0, as argmax does) and sigmoid(|difference|),
     the predicted class's probability; more: softmax's argmax and max."""
@@ -149,11 +150,13 @@ def _cells_on_device(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor |
            "preds": pred.to(torch.uint8)}
     if cell_error:
         out["cell_error"] = 1.0 - right.flatten(1).float().mean(dim=0)
+    if conf_for:
+        out["cell_conf"] = conf[:conf_for].to(torch.float16)
     return out
 
 
 def cells_on_host(logits: list[torch.Tensor], y: tuple[np.ndarray, np.ndarray], mask: np.ndarray | None,
-                  cell_error: bool) -> list[dict[str, np.ndarray]]:
+                  cell_error: bool, conf_for: int = 0) -> list[dict[str, np.ndarray]]:
     """_cells_on_device for the CPU logits of several iterations at once: one call per statistic for them all.
     Sums over cells are products with a vector of ones (a BLAS call; numpy's reduction along a short last axis
     costs several times more); counts are exact in float32 to 2^24 cells a problem, a batch's total in float64.
@@ -175,8 +178,10 @@ def cells_on_host(logits: list[torch.Tensor], y: tuple[np.ndarray, np.ndarray], 
         np.abs(d, out=d)  # the predicted class's probability is sigmoid(|d|) = (1 + tanh(|d| / 2)) / 2
         np.tanh(np.multiply(d, np.float32(0.5), out=d), out=d)
         conf = (d @ ones) * np.float32(0.5 / cells) + np.float32(0.5)
+        per_cell = (d[:, :conf_for] * np.float32(0.5) + np.float32(0.5)) if conf_for else None
     else:
         pred, conf = pred_t.numpy(), (conf_t.numpy() @ ones) / np.float32(cells)
+        per_cell = conf_t.numpy()[:, :conf_for] if conf_for else None
         target = y[0]
     if mask is not None:
         pred = pred & mask if pred.dtype == bool else pred * mask
@@ -184,11 +189,16 @@ def cells_on_host(logits: list[torch.Tensor], y: tuple[np.ndarray, np.ndarray], 
     hits = right @ ones
     correct, bits = hits == cells, np.add.reduce(hits, axis=1, dtype=np.float64)
     preds = (pred.view(np.uint8) if pred.dtype == bool else pred.astype(np.uint8)).reshape(K, B, *spatial)
+    out = [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i]} for i in range(K)]
     if cell_error:
         err = np.float32(1) - (np.ones(B, dtype=np.float32) @ right) / np.float32(B)
-        return [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i], "cell_error": err[i]}
-                for i in range(K)]
-    return [{"correct": correct[i], "bits": bits[i], "conf": conf[i], "preds": preds[i]} for i in range(K)]
+        for i in range(K):
+            out[i]["cell_error"] = err[i]
+    if per_cell is not None:
+        per_cell = per_cell.astype(np.float16).reshape(K, -1, *spatial)
+        for i in range(K):
+            out[i]["cell_conf"] = per_cell[i]
+    return out
 
 def _grad_mode(model: IterativeModel):
     """Autograd on for a family whose inference takes gradients (`needs_grad`), inference mode for the others."""
@@ -198,7 +208,8 @@ def _grad_mode(model: IterativeModel):
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
-          maps_for: int = 0, cell_error: bool = False, precision: str | None = None) -> Iterator[IterRecord]:
+          maps_for: int = 0, cell_error: bool = False, precision: str | None = None,
+          conf_for: int = 0) -> Iterator[IterRecord]:
     """Yield one IterRecord per iteration of `model` on the problems.
 
     settings are the family's run settings (None: the model's own). For families without their own residual
@@ -209,6 +220,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     sample is still running. A family that `needs_grad` runs with autograd on, others in inference mode.
     maps_for: copy the family's per-iteration maps (memory read/write weights) of the first that many samples.
     cell_error: also report the fraction of the batch wrong at each output cell (the front of the computation).
+    conf_for: also report each cell's confidence (the predicted class's probability) for the first that many samples
+    (a sudoku grid's inspector shows it).
     precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
     precision (None: the calling thread's, `models.precision.use`); states, residuals and solvers stay float32.
     2-D problems run channels-last in both. A bf16 run refines: it switches to float32 from the first record whose
@@ -296,7 +309,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             preds=torch.from_numpy(h["preds"]), confidence=h["conf"], bit_accuracy=float(np.float32(h["bits"]) / numel),
             series=None if series is None else {k: v.detach().float().cpu().numpy() for k, v in series.items()},
             maps=None if maps is None else {k: v.detach().to(torch.float16).cpu().numpy() for k, v in maps.items()},
-            cell_error=h.get("cell_error"), z=z,
+            cell_error=h.get("cell_error"), cell_conf=h.get("cell_conf"), z=z,
             precision="fp32" if refined_at is not None and k >= refined_at else precision)
 
     # Iterations wait in a batch (host fields, finiteness, what the record needs; on the CPU their logits) until a
@@ -349,7 +362,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             if cuda:  # a scan is cheap on a GPU and rides the same copy
                 fields["finite"] = torch.isfinite(zf).all(dim=1)
         if cuda:  # one copy to the host per iteration
-            fields.update(_cells_on_device(st.logits, y, mask, cell_error))
+            fields.update(_cells_on_device(st.logits, y, mask, cell_error, conf_for))
             h = _to_host(fields)
             if "finite" in h and not h["finite"].all():
                 finite = h["finite"]
@@ -393,7 +406,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         per-cell statistics. Touches nothing the run goes on using, so it may run on the spare core meanwhile."""
         with _grad_mode(model):  # thread-local; the last batch comes after the stream ended
             measure_waiting([item for item in items if item[0] is None])
-        for item, cells in zip(items, cells_on_host(logits, y_host, mask_host, cell_error), strict=True):
+        for item, cells in zip(items, cells_on_host(logits, y_host, mask_host, cell_error, conf_for), strict=True):
             item[0].update(cells)
         return items
 

@@ -117,7 +117,7 @@ class TrainConfig:
         return {**defaults, **given}
 
     def validation_size(self) -> int:
-        return self.val_size or 2 * max(self.sizes)
+        return self.val_size or min(2 * max(self.sizes), get_task(self.task).sizes.hi)
 
     def validation_budget(self) -> int:
         """val_iters, else twice the training iterations (a fixed-depth family: its depth)."""

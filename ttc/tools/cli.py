@@ -521,7 +521,7 @@ def add_measure(sub) -> None:
                         "where: settled_at)")
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=100, help="problems per forward batch")
     p.add_argument("--generator", default=None,
-                   help="problem generator of the task (mazes: dfs, kruskal, prim, wilson; default: the task's)")
+                   help="problem generator of the task (mazes: dfs, kruskal, prim, wilson, loops; default: the task's)")
     add_difficulty_arg(p)
     add_settings_args(p)
     add_precision_arg(p)

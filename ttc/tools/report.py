@@ -88,10 +88,25 @@ class Run:
     note: str = ""
 
 
-def plan_run(ck: Checkpoint, base: int, factor: int, budget_at: Callable[[int], int], cfg: ReportConfig) -> Run:
-    """The largest size up to base x factor whose run (budget_at(size) iterations) fits the cost cap with at
-    least n_min problems, and as many problems (up to n_base) as the cap allows."""
-    want = scaled_size(ck.task, base, factor)
+def report_sizes(task: str, base: int, factors: Sequence[int]) -> dict[int, int]:
+    """factor -> the size run for it: base x factor, or, for a task that lists its own sizes (`size_ladder`: sudoku's
+    blank counts are not a scale), the base and then the ladder's harder sizes in order (the factors then rank the
+    sizes: 2 the next harder one, 4 the one after)."""
+    ladder = getattr(get_task(task), "size_ladder", None)
+    if not ladder:
+        return {f: scaled_size(task, base, f) for f in factors}
+    harder = [s for s in sorted(ladder) if s > base]
+    out = {}
+    for i, f in enumerate(sorted(factors)):
+        out[f] = base if i == 0 else harder[min(i - 1, len(harder) - 1)] if harder else base
+    return out
+
+
+def plan_run(ck: Checkpoint, base: int, factor: int, budget_at: Callable[[int], int], cfg: ReportConfig,
+             size: int | None = None) -> Run:
+    """The largest size up to `size` (default base x factor) whose run (budget_at(size) iterations) fits the cost
+    cap with at least n_min problems, and as many problems (up to n_base) as the cap allows."""
+    want = size or scaled_size(ck.task, base, factor)
     size = want
     while size > base and cfg.n_min * budget_at(size) * iteration_cost(ck, size) > cfg.cost_cap:
         smaller = scaled_size(ck.task, size, 0.8)
@@ -347,22 +362,25 @@ def task_report(task: str, cks: list[Checkpoint], cfg: ReportConfig, device: tor
     cks = sorted(cks, key=lambda c: (c.model.order, c.name))
     base = max(training_size(c) for c in cks)
     factors = sorted(set(cfg.curve_factors) | set(cfg.scaling_factors))
+    sizes = report_sizes(task, base, factors)
     curves: list[Curve] = []
     notes: list[str] = []
     for ck in cks:
         if not _looped(ck):
             for f in cfg.curve_factors:
-                run = plan_run(ck, base, f, lambda size, ck=ck: ck.config.layers, cfg)
+                run = plan_run(ck, base, f, lambda size, ck=ck: ck.config.layers, cfg, sizes[f])
                 say(f"{task}: {ck.name} at size {run.size}, n={run.n}, depth {ck.config.layers}")
                 curves.append(run_curve(ck, run, TEST_SEED, device, ck_precision(ck, cfg, device)))
             continue
         done: list[tuple[int, int]] = []  # (size, iterations to near-best) of the sizes solved so far
         for f in factors:
-            run = plan_run(ck, base, f, lambda size, ck=ck, done=list(done): looped_budget(ck, size, done, cfg), cfg)
+            run = plan_run(ck, base, f, lambda size, ck=ck, done=list(done): looped_budget(ck, size, done, cfg), cfg,
+                           sizes[f])
             ran = [c.size for c in curves if c.checkpoint == ck.name]
             if f > 1 and ran and run.size <= max(ran):  # capped below a size already run: a smaller "4x" misleads
-                notes.append(f"{ck.name}: size {scaled_size(ck.task, base, f)} ({f}x) is over the cost cap even with "
-                             f"{cfg.n_min} problems, and every size that fits was already run; not run")
+                if sizes[f] > max(ran):
+                    notes.append(f"{ck.name}: size {sizes[f]} ({f}x) is over the cost cap even with "
+                                 f"{cfg.n_min} problems, and every size that fits was already run; not run")
                 continue
             say(f"{task}: {ck.name} at size {run.size}, n={run.n}, budget {run.budget}")
             c = run_curve(ck, run, TEST_SEED, device, ck_precision(ck, cfg, device))
@@ -405,6 +423,8 @@ def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.devi
     rows = []
     for ck in sorted(cks, key=lambda c: (c.task, c.model.order, c.name)):
         task = get_task(ck.task)
+        if not ck.model.fixed_depth and not hasattr(task, "difficulty_range") and main_name(task):
+            rows += measured_difficulty_rows(ck, cfg, device, say)
         if ck.model.fixed_depth or not hasattr(task, "difficulty_range"):
             continue
         size = scaled_size(ck.task, training_size(ck), (2 if cfg.quick else 4) ** (1 / task.spatial_dims))
@@ -430,13 +450,47 @@ def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.devi
     return rows
 
 
+def measured_difficulty_rows(ck: Checkpoint, cfg: ReportConfig, device: torch.device,
+                             say: Callable[[str], None]) -> list[dict]:
+    """For a task that measures difficulty but cannot draw problems at one (sudoku: propagation rounds): problems at
+    the training size and the hardest size of its ladder, grouped by their measured difficulty; per group the
+    accuracy at the end and the median iteration from which a solved problem stays right. A value below 1 (sudoku's
+    -1, "needs search") is a group of its own, left out of the fits."""
+    from tasks.difficulty import main_name, measure
+    from ttc.engine.evaluate import evaluate
+
+    task = get_task(ck.task)
+    base = training_size(ck)
+    ladder = sorted(getattr(task, "size_ladder", None) or [base])
+    sizes = sorted({base, ladder[-1] if not cfg.quick else min((s for s in ladder if s > base), default=base)})
+    budget = int(min(cfg.iter_cap, 8 * ck.config.layers))
+    rows = []
+    for size in sizes:
+        n = max(cfg.n_min, int(min(cfg.n_base, cfg.cost_cap // max(1.0, budget * iteration_cost(ck, size)))))
+        say(f"difficulty: {ck.name} at size {size}, n={n}, budget {budget}, grouped by {main_name(task)}")
+        x, y = task.generate(size, n, TEST_SEED + 13)
+        d = measure(task, x, y)[main_name(task)]
+        c = evaluate(ck.model, task, x, y, budget, device=device, settings=ck.model.settings_from_card(ck.card),
+                     precision=ck_precision(ck, cfg, device), early_stop=True)
+        right = np.asarray([k is not None for k in c.solved_at], dtype=bool)  # right at the end, and stays so
+        for v in sorted(set(d.tolist())):
+            pick = np.flatnonzero(d == v)
+            solved = [c.solved_at[i] for i in pick if c.solved_at[i] is not None]
+            rows.append({"checkpoint": ck.name, "task": ck.task, "family": ck.family, "size": size, "n": len(pick),
+                         "budget": budget, "measure": main_name(task), "difficulty": int(v), "measured": True,
+                         "accuracy": float(right[pick].mean()), "solved": len(solved),
+                         "median_iters": float(np.median(solved)) if solved else None,
+                         "reach": ck.model.reach_per_iteration, "bound": None, "ratio_to_bound": None})
+    return rows
+
+
 def difficulty_fits(rows: list[dict]) -> dict[str, dict]:
     """Per checkpoint: the exponent of median iterations against difficulty (log-log least squares over the
     difficulties with at least half the problems solved) and the median ratio of iterations to the limit."""
     out = {}
     for name in dict.fromkeys(r["checkpoint"] for r in rows):
         pts = [r for r in rows if r["checkpoint"] == name and r.get("median_iters") and r.get("n")
-               and r["solved"] >= r["n"] / 2]
+               and r["solved"] >= r["n"] / 2 and r["difficulty"] >= 1]
         exp = None
         if len(pts) >= 2 and len({r["difficulty"] for r in pts}) >= 2:
             exp = float(np.polyfit(np.log([r["difficulty"] for r in pts]), np.log([r["median_iters"] for r in pts]),
@@ -451,6 +505,9 @@ def difficulty_figure(task: str, rows: list[dict]) -> go.Figure:
     """Median iterations to a lasting right answer against difficulty, one line per checkpoint, with each reach's
     physical limit dashed; x marks a difficulty where fewer than half the problems were solved."""
     fig = go.Figure()
+    # measured groups (sudoku) draw one line per checkpoint and size; "needs search" (-1) has no place on the axis
+    rows = [dict(r, checkpoint=f"{r['checkpoint']} @ {r['size']}") if r.get("measured") else r for r in rows
+            if r.get("difficulty", 0) >= 0 or not r.get("measured")]
     for name in dict.fromkeys(r["checkpoint"] for r in rows):
         pts = [r for r in rows if r["checkpoint"] == name and r.get("n")]
         color = get_family(pts[0]["family"]).color if pts else None
@@ -755,7 +812,24 @@ def summary_markdown(res: dict) -> str:
                 lines.append(f"| {name} | {cells} | {k} |")
             lines.append("")
             lines += img(f"{task}-iterations-vs-size")
-    drows = [r for r in res.get("difficulty") or [] if not r.get("skipped")]
+    mrows = [r for r in res.get("difficulty") or [] if r.get("measured")]
+    if mrows:
+        lines += ["## Accuracy against measured difficulty", "",
+                  "For a task whose problems cannot be drawn at a chosen difficulty (sudoku), problems at the "
+                  "training size and the hardest size are grouped by their measured difficulty (sudoku: the rounds "
+                  "of naked and hidden singles that solve the puzzle; -1: propagation stops, the puzzle needs "
+                  "search). Per group: problems, accuracy at the end of the budget, and the median iteration from "
+                  "which a solved problem stays right.", "",
+                  "| checkpoint | size | budget | difficulty: n, accuracy, median iterations |",
+                  "| --- | ---: | ---: | --- |"]
+        for key in dict.fromkeys((r["checkpoint"], r["size"]) for r in mrows):
+            pts = [r for r in mrows if (r["checkpoint"], r["size"]) == key]
+            cells = "; ".join(f"{'search' if r['difficulty'] < 0 else r['difficulty']}: {r['n']}, "
+                              f"{_pct(r['accuracy'])}, "
+                              + (f"{r['median_iters']:g}" if r["median_iters"] is not None else "none") for r in pts)
+            lines.append(f"| {key[0]} | {key[1]} | {pts[0]['budget']} | {cells} |")
+        lines.append("")
+    drows = [r for r in res.get("difficulty") or [] if not r.get("skipped") and not r.get("measured")]
     if drows:
         fits = difficulty_fits(drows)
         lines += ["## Iterations needed against difficulty", "",
