@@ -174,6 +174,24 @@ def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli
     assert (again / "figures" / "prefix_sums-accuracy.html").is_file()
 
 
+def test_report_on_sudoku_runs_its_blank_counts_and_groups_by_propagation_rounds(cli, make_checkpoint, tmp_path,
+                                                                                   one_thread):
+    folder = make_checkpoint("sudoku", "recursive", "relational").parent
+    out = tmp_path / "out"
+    r = cli("report", "--quick", "--checkpoints", folder, "--out", out, "--tasks", "sudoku", "--formats", "html",
+            "--device", "cpu", "--quiet")
+    assert r.rc == 0, r.err
+    res = json.loads((out / "results.json").read_text())
+    (task,) = res["tasks"]
+    assert sorted({c["size"] for c in task["curves"]}) == [45, 48, 52]  # the training size, then its ladder
+    groups = [d for d in res["difficulty"] if d.get("measured")]
+    assert groups and {d["measure"] for d in groups} == {"propagation_rounds"}
+    assert all(0 <= d["accuracy"] <= 1 and d["n"] >= 1 for d in groups)
+    assert sum(d["n"] for d in groups if d["size"] == groups[0]["size"]) >= 8
+    summary = (out / "summary.md").read_text()
+    assert "## sudoku" in summary and "Accuracy against measured difficulty" in summary
+
+
 def test_report_caps_a_costly_size_and_says_so(make_checkpoint):
     from ttc.engine.checkpoint import load_checkpoint
 

@@ -33,7 +33,7 @@ def test_stream_yields_one_state_per_iteration_with_contract_shapes(task, family
     assert [s.k for s in states] == list(range(1, expected + 1))
     for s in states:
         assert s.z.shape == (3, model.state_channels, *spatial)
-        assert s.logits.shape == (3, 2, *spatial)
+        assert s.logits.shape == (3, get_task(task).classes, *spatial)
         assert torch.isfinite(s.logits).all()
     nfes = [s.nfe for s in states]
     assert nfes[0] >= 1 and nfes == sorted(nfes)

@@ -146,6 +146,7 @@ def test_data_and_eval_commands_take_sudoku_and_refuse_a_bad_file(tmp_path, caps
     got = json.loads(capsys.readouterr().out)
     assert got["task"] == "sudoku" and got["n"] == 5 and len(got["accuracy"]) == 2
     assert len(got["difficulty"]) == 5
+    assert 0 <= got["converged_right"] <= got["converged"] <= 5 and got["diverged"] >= 0
     rc = main(["eval", "--checkpoint", str(ck), "--data", str(tmp_path / "bad.npz"), "--iters", "2"])
     err = capsys.readouterr().err
     assert rc != 0 and "sudoku" in err and len(err.strip().splitlines()) == 1

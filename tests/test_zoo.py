@@ -17,6 +17,7 @@ EXPECTED = {
     "addition-explicit", "mazes-recursive", "mazes-deq", "mazes-explicit", "prefix_sums-recursive-transformer",
     "prefix_sums-explicit-transformer", "prefix_sums-memory", "addition-memory", "prefix_sums-ebm", "addition-ebm",
     "mazes-ebm", "addition-recursive-transformer", "prefix_sums-deq-transformer",
+    "sudoku-recursive", "sudoku-deq", "sudoku-ebm", "sudoku-explicit",
 }
 
 

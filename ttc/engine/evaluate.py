@@ -74,6 +74,7 @@ class Curve:
     held_from: int | None = None  # early stop: from this iteration on the accuracy is held, not measured
     series: dict[str, list[float | None]] | None = None  # the family's extra series, mean over finite samples
     solved_at: list[int | None] | None = None  # per problem: the iteration from which it stays right (None: never)
+    converged_right: int = 0  # samples converged at the end with a right answer (a DEQ's certified solutions)
 
     def summary(self) -> Summary:
         return summarize(self.accuracy)
@@ -86,7 +87,8 @@ class Curve:
         """The eval JSON: accuracy, its summary, residual, NFE and each of the family's extra series (a DEQ's
         solver_residual, a memory model's memory_norm ...) as a per-iteration list beside the residual."""
         out = {"accuracy": self.accuracy, **self.summary().to_dict(), "residual": self.residual,
-               "nfe": self.nfe[-1] if self.nfe else 0}
+               "nfe": self.nfe[-1] if self.nfe else 0, "converged": self.converged, "diverged": self.diverged,
+               "converged_right": self.converged_right}
         for name, values in (self.series or {}).items():
             out[name if name not in out else f"series_{name}"] = values
         return out
@@ -105,7 +107,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     measured (the last batch to stop). precision: the cores' compute precision, resolved (fp32 or bf16)."""
     n = len(x)
     merged: list[dict] = []
-    conv = div = 0
+    conv = div = conv_right = 0
     solved_at: list[int | None] = []
     t0 = time.perf_counter()
     held_from = None
@@ -142,6 +144,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
             if on_iter is not None:
                 on_iter(budget - steps)
         conv += int(last.converged.sum())
+        conv_right += int((last.converged & last.correct).sum())
         div += int(last.diverged.sum())
         solved_at += [solved_from(int(w), bool(c), budget) for w, c in zip(last_wrong, last.correct, strict=True)]
     names = sorted({k for m in merged for k in m.get("series", {})})
@@ -151,7 +154,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                  residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
                  nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div,
                  held_from=held_from if held_from is not None and held_from <= budget else None,
-                 series=series or None, solved_at=solved_at)
+                 series=series or None, solved_at=solved_at, converged_right=conv_right)
 
 
 def solved_from(last_wrong: int, right_at_end: bool, budget: int) -> int | None:
