@@ -114,8 +114,10 @@ def _independent_trace(ckpt, task_name: str, x: np.ndarray, y: np.ndarray, iters
         for st in model.stream(task.encode(torch.from_numpy(x)), iters, settings=settings):
             exact = (st.logits.argmax(1) == torch.from_numpy(y).long()).flatten(1).all(1)
             acc.append(exact.float().mean().item())
-            if model.family_name == "ebm":  # its residual: the RMS change of y per cell, from y = 1/2
-                prev = torch.full_like(st.z, 0.5) if z_prev is None else z_prev
+            if model.family_name == "ebm":  # its residual: the RMS change of y per cell, from y = 1/2 (a bit) or
+                # the uniform answer 1/C over C > 2 classes
+                start = 0.5 if st.z.shape[1] == 1 else 1.0 / st.z.shape[1]
+                prev = torch.full_like(st.z, start) if z_prev is None else z_prev
                 rms = (st.z - prev).flatten(1).norm(dim=1) / st.z[0].numel() ** 0.5
                 rms = rms[torch.isfinite(st.residual)]  # a problem that stopped reports NaN from then on
                 res.append(rms.mean().item() if rms.numel() else None)
