@@ -51,18 +51,18 @@ def load_npz(path: str | Path) -> tuple[str, int, np.ndarray, np.ndarray]:
     task = get_task(task_arr.item().decode("utf-8", "replace") if task_arr.dtype.kind == "S" else str(task_arr))
     size = task.sizes.check(task.name, int(size_arr))
     inputs, targets = arrays["inputs"], arrays["targets"]
+    check = getattr(task, "check_arrays", None)  # a task whose values are not bits checks its own (sudoku)
     for key, arr, shape in (("inputs", inputs, task.input_shape(size)), ("targets", targets, task.target_shape(size))):
         if arr.dtype != np.uint8:
             raise TaskError(f"'{key}' must have dtype uint8, got {arr.dtype}")
         if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
             raise TaskError(f"'{key}' must have shape (n, {', '.join(map(str, shape))}) for {task.name} "
                             f"size {size}, got {tuple(arr.shape)}")
-        if arr.size and arr.max() > 1 and not hasattr(task, "check_arrays"):
+        if arr.size and arr.max() > 1 and check is None:
             raise TaskError(f"'{key}' must hold only 0 and 1, found {int(arr.max())}")
     if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
         raise TaskError(f"inputs and targets must hold the same positive count, got {inputs.shape[0]} "
                         f"and {targets.shape[0]}")
-    check = getattr(task, "check_arrays", None)  # a task whose values are not bits checks its own (sudoku)
     if check is not None:
         check(inputs, targets, size)
     return task.name, size, inputs, targets

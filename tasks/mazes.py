@@ -206,25 +206,34 @@ def _open_loops(grid: np.ndarray, cells: int, rng: np.random.Generator) -> None:
         grid[walls[int(w)]] = 1
 
 
-def _grid_distances(grid: np.ndarray, src: tuple[int, int]) -> np.ndarray:
-    """Breadth-first distances over open grid cells from src (-1 where unreachable)."""
-    dist = np.full(grid.shape, -1, dtype=np.int64)
-    dist[src] = 0
-    frontier = [src]
-    while frontier:
-        nxt = []
-        for i, j in frontier:
-            for a, b in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
-                if grid[a, b] and dist[a, b] < 0:
-                    dist[a, b] = dist[i, j] + 1
-                    nxt.append((a, b))
-        frontier = nxt
-    return dist
+def grid_distances(open_: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """(H, W) breadth-first distances (4-neighbour steps over open cells) from the open cells where `sources` is
+    true, -1 where unreachable; one ring of the frontier per step, vectorised over the ring. The wall border keeps
+    the flat neighbours (+-1, +-W) of an open cell inside its row."""
+    w = open_.shape[1]
+    flat_open = open_.reshape(-1).astype(bool)
+    dist = np.full(open_.size, -1, dtype=np.int64)
+    frontier = np.flatnonzero(sources.reshape(-1) & flat_open)
+    dist[frontier] = 0
+    d = 0
+    while frontier.size:
+        nb = np.concatenate([frontier - 1, frontier + 1, frontier - w, frontier + w])
+        nb = nb[(nb >= 0) & (nb < open_.size)]
+        nb = np.unique(nb[flat_open[nb] & (dist[nb] < 0)])
+        d += 1
+        dist[nb] = d
+        frontier = nb
+    return dist.reshape(open_.shape)
 
 
 def shortest_path_cells(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> np.ndarray:
     """uint8 map of every open cell on some shortest start-goal path: d(start, c) + d(c, goal) = d(start, goal)."""
-    ds, dg = _grid_distances(grid, start), _grid_distances(grid, goal)
+    def at(cell: tuple[int, int]) -> np.ndarray:
+        src = np.zeros(grid.shape, dtype=bool)
+        src[cell] = True
+        return src
+
+    ds, dg = grid_distances(grid, at(start)), grid_distances(grid, at(goal))
     return ((ds >= 0) & (dg >= 0) & (ds + dg == ds[goal])).astype(np.uint8)
 
 
@@ -272,25 +281,8 @@ class Mazes:
         open cell from the path, i.e. the height of the tallest dead-end subtree (0 when the path is everything)."""
         inputs, targets = np.asarray(inputs), np.asarray(targets)
         path = targets.reshape(len(targets), -1).sum(axis=1).astype(np.int64)
-        dead = np.zeros(len(targets), dtype=np.int64)
-        for m in range(len(targets)):
-            open_ = inputs[m, 0].astype(bool)
-            w = open_.shape[1]
-            dist = np.full(open_.size, -1, dtype=np.int64)
-            frontier = np.flatnonzero(targets[m].reshape(-1) & open_.reshape(-1))
-            dist[frontier] = 0
-            flat_open = open_.reshape(-1)
-            d = 0
-            while frontier.size:  # multi-source breadth-first search from the path, one ring per step
-                nb = np.concatenate([frontier - 1, frontier + 1, frontier - w, frontier + w])
-                nb = nb[(nb >= 0) & (nb < open_.size)]
-                nb = np.unique(nb[flat_open[nb] & (dist[nb] < 0)])
-                if nb.size == 0:
-                    break
-                d += 1
-                dist[nb] = d
-                frontier = nb
-            dead[m] = d
+        dead = np.array([max(0, int(grid_distances(inputs[m, 0], targets[m].astype(bool)).max()))
+                         for m in range(len(targets))], dtype=np.int64)  # breadth-first from the whole path
         return {"path_length": path, "dead_end": dead}
 
     def generate(self, size: int, n: int, seed: int, variant: str | None = None,

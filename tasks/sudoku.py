@@ -201,9 +201,9 @@ def propagation_rounds(grid) -> int:
             if not g[i] and c[i] and not c[i] & (c[i] - 1):
                 fill[i] = BIT[c[i]]
         for u in UNITS:
-            for d in range(9):
+            for d in range(9):  # a digit placed in the unit is no blank's candidate there: no places
                 places = [i for i in u if not g[i] and c[i] >> d & 1]
-                if len(places) == 1 and not any(g[i] == d + 1 for i in u):
+                if len(places) == 1:
                     fill.setdefault(places[0], d + 1)
         if not fill:
             return NEEDS_SEARCH
@@ -213,11 +213,15 @@ def propagation_rounds(grid) -> int:
     return rounds
 
 
+def valid_grids(grids: np.ndarray) -> np.ndarray:
+    """(n,) bool: every row, column and box of each full 9x9 grid (n, 9, 9) or (n, 81) holds 1..9 once."""
+    g = np.asarray(grids).reshape(-1, 81)[:, np.array(UNITS)]  # (n, 27 units, 9 cells)
+    return (np.sort(g, axis=2) == np.arange(1, 10)).all(axis=(1, 2))
+
+
 def valid_solution(grid: np.ndarray) -> bool:
-    """Every row, column and box of a full 9x9 grid holds 1..9 once."""
-    g = np.asarray(grid).reshape(81)
-    want = np.arange(1, 10)
-    return all(np.array_equal(np.sort(g[u]), want) for u in UNITS)
+    """One full grid is valid (valid_grids for a single grid)."""
+    return bool(valid_grids(np.asarray(grid).reshape(1, 81))[0])
 
 
 class Sudoku:
@@ -285,11 +289,7 @@ class Sudoku:
         clash = (given & (x != y)).any(axis=1)
         if clash.any():
             raise TaskError(f"sudoku: puzzle {int(np.flatnonzero(clash)[0])}'s givens contradict its target")
-        rows = np.sort(y.reshape(-1, 9, 9), axis=2)
-        cols = np.sort(y.reshape(-1, 9, 9).transpose(0, 2, 1), axis=2)
-        boxes = np.sort(y.reshape(-1, 3, 3, 3, 3).transpose(0, 1, 3, 2, 4).reshape(-1, 9, 9), axis=2)
-        want = np.arange(1, 10)
-        bad = ~((rows == want).all(axis=(1, 2)) & (cols == want).all(axis=(1, 2)) & (boxes == want).all(axis=(1, 2)))
+        bad = ~valid_grids(y)
         if bad.any():
             raise TaskError(f"sudoku: target {int(np.flatnonzero(bad)[0])} is not a valid grid (a row, column or box "
                             f"repeats a digit)")

@@ -138,16 +138,22 @@ def test_scaled_sizes_stay_in_range_and_odd_for_mazes():
 
 # --- report --------------------------------------------------------------------------------------------------
 
+def quick_report(cli, folder, out, task: str) -> tuple[dict, dict]:
+    """`report --quick` of one task's checkpoints in folder, html figures: (results.json, its one task entry)."""
+    r = cli("report", "--quick", "--checkpoints", folder, "--out", out, "--tasks", task, "--formats", "html",
+            "--device", "cpu", "--quiet")
+    assert r.rc == 0, r.err
+    res = json.loads((out / "results.json").read_text())
+    (entry,) = res["tasks"]
+    return res, entry
+
+
 def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli, make_checkpoint, tmp_path,
                                                                                one_thread):
     for fam in ("explicit", "recursive", "deq"):
         folder = make_checkpoint("prefix_sums", fam, "conv1d").parent
     out = tmp_path / "out"
-    r = cli("report", "--quick", "--checkpoints", folder, "--out", out, "--tasks", "prefix_sums", "--formats", "html",
-            "--device", "cpu", "--quiet")
-    assert r.rc == 0, r.err
-    res = json.loads((out / "results.json").read_text())
-    (task,) = res["tasks"]
+    res, task = quick_report(cli, folder, out, "prefix_sums")
     assert task["task"] == "prefix_sums"
     fams = {(c["family"], c["factor"]) for c in task["curves"]}
     assert {("explicit", 1), ("explicit", 4), ("recursive", 1), ("recursive", 4), ("deq", 1), ("deq", 4)} <= fams
@@ -178,11 +184,7 @@ def test_report_on_sudoku_runs_its_blank_counts_and_groups_by_propagation_rounds
                                                                                    one_thread):
     folder = make_checkpoint("sudoku", "recursive", "relational").parent
     out = tmp_path / "out"
-    r = cli("report", "--quick", "--checkpoints", folder, "--out", out, "--tasks", "sudoku", "--formats", "html",
-            "--device", "cpu", "--quiet")
-    assert r.rc == 0, r.err
-    res = json.loads((out / "results.json").read_text())
-    (task,) = res["tasks"]
+    res, task = quick_report(cli, folder, out, "sudoku")
     assert sorted({c["size"] for c in task["curves"]}) == [45, 48, 52]  # the training size, then its ladder
     groups = [d for d in res["difficulty"] if d.get("measured")]
     assert groups and {d["measure"] for d in groups} == {"propagation_rounds"}

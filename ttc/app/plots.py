@@ -25,6 +25,20 @@ def lighter(color: str, amount: float = 0.5) -> str:
     return "#" + "".join(f"{int(c + (255 - c) * amount):02x}" for c in (r, g, b))
 
 
+def rgb_hex(rgb: Sequence[int]) -> str:
+    """(r, g, b) 0..255 -> "#rrggbb" (a task's legend colours for plotly)."""
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def discrete_scale(colors: Sequence[str]) -> list[list]:
+    """A plotly colorscale that maps the integer codes 0..len(colors)-1 (with zmin -0.5, zmax len - 0.5) each to
+    one flat colour."""
+    steps: list[list] = []
+    for i, c in enumerate(colors):
+        steps += [[i / len(colors), c], [(i + 1) / len(colors), c]]
+    return steps
+
+
 def family_color(family: str) -> str:
     """The family's own colour (its class says), or purple for a name no one registered."""
     try:
@@ -279,12 +293,10 @@ def _grid_figure(task_name: str, rendered: dict, title: str) -> go.Figure:
         text.append(row_t)
         hover.append(row_h)
     names = ("given", "predicted, right", "predicted, wrong")
-    hexes = ["#" + "".join(f"{c:02x}" for c in colors.get(name, (128, 128, 128))) for name in names]
-    steps = []
-    for i, c in enumerate(hexes):
-        steps += [[i / 3, c], [(i + 1) / 3, c]]
+    hexes = [rgb_hex(colors.get(name, (128, 128, 128))) for name in names]
     fig = _base(title, "", "", height=520)
-    fig.add_trace(go.Heatmap(z=code.tolist(), text=text, customdata=hover, zmin=-0.5, zmax=2.5, colorscale=steps,
+    fig.add_trace(go.Heatmap(z=code.tolist(), text=text, customdata=hover, zmin=-0.5, zmax=2.5,
+                             colorscale=discrete_scale(hexes),
                              showscale=False, xgap=1, ygap=1, texttemplate="%{text}",
                              textfont={"color": "white", "size": 15}, hovertemplate="%{customdata}<extra></extra>",
                              showlegend=False))
@@ -319,7 +331,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
         fig = _base(title, "", "", height=int(min(900, max(420, 4 * side + 120))))
         fig.add_trace(go.Image(z=rendered["image"], hoverinfo="skip"))
         for name, rgb in getattr(get_task(task_name), "legend", ()):  # the renderer's own colours
-            _legend_swatch(fig, name, "#" + "".join(f"{c:02x}" for c in rgb))
+            _legend_swatch(fig, name, rgb_hex(rgb))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False, scaleanchor="x")
         fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1})
@@ -327,11 +339,9 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
     names, codes, texts = _bit_rows(rendered)
     width = len(codes[0])
     fig = _base(title, get_task(task_name).axis_label, "", height=170 + 30 * len(names))
-    steps = []
-    for i, c in enumerate(_BIT_COLORS):
-        steps += [[i / len(_BIT_COLORS), c], [(i + 1) / len(_BIT_COLORS), c]]
     fig.add_trace(go.Heatmap(z=codes[::-1], y=names[::-1], text=texts[::-1], zmin=-0.5, zmax=len(_BIT_COLORS) - 0.5,
-                             colorscale=steps, showscale=False, xgap=1 if width <= 128 else 0, ygap=2,
+                             colorscale=discrete_scale(_BIT_COLORS), showscale=False,
+                             xgap=1 if width <= 128 else 0, ygap=2,
                              hoverinfo="x+y+text", texttemplate="%{text}" if width <= 96 else None,
                              showlegend=False))
     used = {c for row in codes for c in row}

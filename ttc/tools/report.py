@@ -423,9 +423,11 @@ def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.devi
     rows = []
     for ck in sorted(cks, key=lambda c: (c.task, c.model.order, c.name)):
         task = get_task(ck.task)
-        if not ck.model.fixed_depth and not hasattr(task, "difficulty_range") and main_name(task):
-            rows += measured_difficulty_rows(ck, cfg, device, say)
-        if ck.model.fixed_depth or not hasattr(task, "difficulty_range"):
+        if ck.model.fixed_depth:
+            continue
+        if not hasattr(task, "difficulty_range"):  # cannot draw at a difficulty: group by the measured one, if any
+            if main_name(task):
+                rows += measured_difficulty_rows(ck, cfg, device, say)
             continue
         size = scaled_size(ck.task, training_size(ck), (2 if cfg.quick else 4) ** (1 / task.spatial_dims))
         reach = ck.model.reach_per_iteration
