@@ -9,9 +9,11 @@ import os
 import streamlit as st
 import torch
 
+from ttc.app.server_log import quiet_stale_timer_ticks
 from ttc.app.settings import dashboard_threads
 from ttc.engine.runtime import PluginError, load_plugins, tune_allocator
 
+quiet_stale_timer_ticks()  # a stale tick of Explore's first-page timer is not worth a log line (see there)
 tune_allocator()  # freed tensors' memory stays in the process: no page faults every iteration ($TTC_MALLOC=0: off)
 threads = dashboard_threads(os.environ.get("TTC_THREADS"))
 if torch.get_num_threads() != threads:

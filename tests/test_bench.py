@@ -260,8 +260,9 @@ def test_probe_packed_host_copy_round_trips_every_dtype():
 
 
 def test_probe_flags_a_blown_up_recursive_model_as_diverged():
+    from conftest import tiny_model
+
     from tasks import get_task
-    from tests.conftest import tiny_model
     from ttc.engine.probe import probe
 
     model = tiny_model("prefix_sums", "recursive", "conv1d")
@@ -307,8 +308,9 @@ def test_cells_on_host_match_the_device_computation_for_every_iteration_of_a_bat
 @pytest.mark.parametrize("family, tol", [("recursive", 0.05), ("explicit", 0.65), ("deq", 1e-2), ("memory", 0.05),
                                          ("blown-up recursive", 0.05)])
 def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkeypatch, family, tol):
+    from conftest import tiny_model
+
     from tasks import get_task
-    from tests.conftest import tiny_model
     from ttc.engine import probe as probe_mod
 
     model = tiny_model("prefix_sums", family.split()[-1], "conv1d")
@@ -345,8 +347,9 @@ def test_probe_records_do_not_depend_on_how_many_iterations_a_flush_makes(monkey
 
 
 def test_probe_closed_while_its_worker_prepares_a_batch_leaves_the_next_run_intact(monkeypatch):
+    from conftest import tiny_model
+
     from tasks import get_task
-    from tests.conftest import tiny_model
     from ttc.engine import probe as probe_mod
 
     monkeypatch.setattr(probe_mod, "PIPELINE", True)
@@ -381,22 +384,24 @@ def test_the_bench_counts_cpu_time_spent_on_other_threads():
 
 
 def test_probe_elapsed_leaves_out_the_time_its_consumer_held_it(monkeypatch):
+    from conftest import tiny_model
+
     from tasks import get_task
-    from tests.conftest import tiny_model
     from ttc.engine import probe as probe_mod
 
     monkeypatch.setattr(probe_mod, "FLUSH_S", 0.0)  # a record after every iteration
     model = tiny_model("prefix_sums", "recursive", "conv1d")
     task = get_task("prefix_sums")
     x, y = task.generate(9, 4, 4)
-    t0 = time.perf_counter()
+    real, away = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + away[0])  # a clock the consumer moves on
     recs = []
     for r in probe_mod.probe(model, task, x, y, 4):
         recs.append(r)
-        time.sleep(0.1)  # a consumer drawing
-    wall = time.perf_counter() - t0
+        away[0] += 100.0  # a consumer drawing for 100 s (no waiting)
     assert [r.k for r in recs] == [1, 2, 3, 4]
-    assert 0 < recs[0].elapsed <= recs[-1].elapsed <= wall - 0.3  # three sleeps came before the last iteration
+    # three 100 s holds came before the last iteration; none of them is the run's time
+    assert 0 < recs[0].elapsed <= recs[-1].elapsed < 100.0
 
 def test_a_curve_cut_by_its_budget_is_flagged_and_serialises():
     acc = [0.0, 0.1, 0.2, 0.3]

@@ -241,3 +241,50 @@ def test_a_shared_url_reopens_the_same_settings(server, page, browser):
     wait_done(page)
     expect(page.get_by_label("Problem size (2..4096)")).to_have_value("24")
     other.context.close()
+
+
+# Every chart's boxes as the browser laid them out: the svg, the plot area, the legend and the x-axis title.
+CHART_BOXES = """() => {
+  const box = e => { if (!e) return null; const r = e.getBoundingClientRect();
+                     return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height}; };
+  return [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+    title: (gd.layout && gd.layout.title && gd.layout.title.text) || '',
+    svg: box(gd.querySelector('svg.main-svg')), plot: box(gd.querySelector('.nsewdrag')),
+    legend: box(gd.querySelector('g.legend')), xtitle: box(gd.querySelector('.g-xtitle text, .xtitle')),
+    scroll: !!gd.querySelector('g.legend .scrollbar') &&
+            gd.querySelector('g.legend .scrollbar').getBoundingClientRect().height > 0,
+  })).filter(c => c.svg && c.plot);
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+@pytest.mark.parametrize("view", ["Explore", "Compare"])
+def test_charts_keep_their_legends_clear_of_the_axes_at_two_widths(server, browser, width, view):
+    """At 1280 and 1920 px: every legend sits below its chart's x-axis title, inside the figure and without a
+    scroll bar, and every plot keeps a usable height; a full-page screenshot of each goes to artifacts/."""
+    ctx = browser.new_context(viewport={"width": width, "height": 1200})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    try:
+        pg.goto(url(server, "" if view == "Explore" else "compare", **SMALL))
+        if view == "Explore":
+            wait_done(pg)
+            pg.wait_for_function(f"() => ({FIG_POINTS})('Accuracy vs iterations') === 8")
+        else:
+            pg.get_by_text("done.").last.wait_for()
+            pg.wait_for_function(f"() => ({FIG_POINTS})('Accuracy vs iterations') > 0")
+        no_exceptions(pg)
+        charts = pg.evaluate(CHART_BOXES)
+        assert charts, "no chart drawn"
+        for c in charts:
+            where = f"{view} at {width}px, chart {c['title'][:60]!r}"
+            assert c["plot"]["height"] >= 120, where
+            if c["legend"] and c["legend"]["height"] > 0:
+                assert not c["scroll"], f"{where}: the legend scrolls"
+                assert c["legend"]["bottom"] <= c["svg"]["bottom"] + 1, f"{where}: the legend is cut off"
+                if c["xtitle"] and c["xtitle"]["height"] > 0:
+                    assert c["legend"]["top"] >= c["xtitle"]["bottom"] - 1, f"{where}: the legend covers the x title"
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{view.lower()}-{width}px.png"), full_page=True)
+    finally:
+        ctx.close()

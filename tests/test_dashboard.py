@@ -152,12 +152,19 @@ def test_live_snapshots_grow_and_end_equal_to_the_whole_trace(entries):
     np.testing.assert_array_equal(run.trace().preds, whole.preds)
 
 
-def test_time_spent_drawing_between_iterations_is_not_counted_as_compute(entries):
+def test_time_spent_drawing_between_iterations_is_not_counted_as_compute(entries, monkeypatch):
+    """A consumer that holds the run 1000 s after each snapshot (a clock moved forward, no waiting): the run's
+    elapsed time leaves all of it out. No wall-clock bound: the real compute is far below 1000 s."""
     s, e = settings(entries)
+    real, away = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + away[0])
     run = LiveRun(e.ck, s)
+    held = 0
     for _ in run:
-        time.sleep(0.05)  # a slow consumer, as a live chart is
-    assert run.trace().elapsed[-1] < 0.05 * (s.budget - 1)
+        away[0] += 1000.0  # a slow consumer, as a live chart is
+        held += 1
+    assert held >= 2 and run.trace().iters == s.budget
+    assert run.trace().elapsed[-1] < 1000.0
 
 
 
@@ -290,3 +297,30 @@ def test_the_app_opens_on_the_tasks_default_core_not_the_first_file_name(tmp_pat
     ents = [catalog.load_file_entry(s) for s in catalog.file_stamps(tmp_path)]
     assert sorted(e.name for e in ents)[0] != "prefix_sums-recursive"  # the file order would pick another
     assert sanitize({}, ents)[0].checkpoint == "prefix_sums-recursive"
+
+
+def test_the_export_browser_is_stopped_once_no_export_used_it(monkeypatch):
+    """kaleido's Chromium (about 1 GiB) lives only while exports use it: started by the first PNG, stopped once
+    idle. kaleido and plotly's renderer are stood in for, so this runs without a browser."""
+    import kaleido
+    import plotly.io as pio
+
+    calls = []
+    monkeypatch.setattr(export, "static_export_status", lambda: (True, ""))
+    monkeypatch.setattr(export, "find_chromium", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kw: calls.append("start"))
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: calls.append("stop"))
+    monkeypatch.setattr(pio, "to_image", lambda fig, **kw: b"\x89PNG")
+    export.stop_static_server()
+    monkeypatch.setattr(export, "KALEIDO_IDLE_SECONDS", 0.2)
+    fig = plots.accuracy_figure([("m", synthetic([0.1, 0.5]))])
+    assert export.to_image(fig, "png") == b"\x89PNG" and export.static_server_running()
+    assert export.to_image(fig, "png") == b"\x89PNG" and calls == ["start"]  # one browser for both
+    deadline = time.monotonic() + 30  # a state, with a generous deadline: never a timing
+    while export.static_server_running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not export.static_server_running() and calls == ["start", "stop"]
+    export.to_image(fig, "png")  # the next export starts it again
+    assert calls == ["start", "stop", "start"]
+    export.stop_static_server()
+    assert calls[-1] == "stop" and not export.static_server_running()

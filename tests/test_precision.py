@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model
 
 from models import precision as prec
 from tasks import get_task
-from tests.conftest import tiny_model
 from ttc.engine.checkpoint import load_checkpoint
 from ttc.engine.probe import probe
 

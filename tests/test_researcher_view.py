@@ -113,10 +113,14 @@ def test_a_memory_trace_keeps_its_maps_and_series(entries):
     assert t.eval_json()["memory_norm"] == pytest.approx(t.series["memory_norm"].mean(axis=1).tolist(), abs=1e-5)
 
 
-def test_log_axes_write_their_minor_ticks_in_full_and_counts_are_integers(entries):
+def test_log_axes_never_write_bare_digits_or_tiny_exponents_and_counts_are_integers(entries):
     t = trace(entries)
     res = plots.residual_figure([("a", t)]).to_plotly_json()["layout"]
-    assert res["yaxis"]["type"] == "log" and res["yaxis"]["minorloglabels"] == "complete"
+    # residuals: only the powers of ten are labelled (10^-3), never "2" or "5" between them
+    assert res["yaxis"]["type"] == "log" and res["yaxis"]["minorloglabels"] == "none"
+    assert res["yaxis"]["exponentformat"] == "power"
+    # counts (iterations, NFE, sizes): plain numbers (20, 50), never "2x10" with an unreadable superscript
+    assert plots.LOG_AXIS["exponentformat"] == "none" and plots.LOG_AXIS["minorloglabels"] == "complete"
     t.diverged[:] = np.minimum(np.arange(1, t.iters + 1) * 9, 79)  # 79 of 100 diverging, as a user saw
     lay = plots.residual_figure([("a", t)]).to_plotly_json()["layout"]
     assert lay["yaxis2"]["tickformat"] == "d" and float(lay["yaxis2"]["dtick"]).is_integer()
@@ -168,3 +172,51 @@ def test_a_run_whose_samples_all_stopped_says_where(entries):
     assert done_text(t).startswith("Done: 12 iterations")
     t.nfe[5:] = t.nfe[5]  # a solver that stopped every sample at iteration 6
     assert done_text(t).startswith("Done: every sample stopped at iteration 6 of 12 (6 function evaluations")
+
+
+def test_legends_sit_under_the_axis_title_and_bands_have_no_entry_of_their_own(entries):
+    """Five curves with their bands: five legend entries (a band follows its curve's legend group), laid out under
+    the chart in a known number of lines, the figure taller by those lines so the plot keeps its height; fitting
+    twice changes nothing."""
+    t = trace(entries)
+    runs = [(f"run {i}", t) for i in range(5)]
+    fig = plots.accuracy_figure(runs)
+    assert plots.legend_entries(fig) == 5
+    bands = [tr for tr in fig.data if tr.name and "95% interval" in tr.name]
+    assert len(bands) == 10 and all(tr.showlegend is False for tr in bands)
+    assert {tr.legendgroup for tr in bands} == {name for name, _ in runs}
+    height = fig.layout.height
+    plots.fit_legend(fig)
+    lay = fig.layout
+    assert lay.legend.orientation == "h" and lay.legend.yref == "container" and lay.legend.y == 0
+    assert lay.height == height + 5 * plots.LEGEND_ROW_PX + 10 and lay.margin.b > 5 * plots.LEGEND_ROW_PX
+    before = fig.to_plotly_json()["layout"]
+    plots.fit_legend(fig)
+    assert fig.to_plotly_json()["layout"] == before
+    two = plots.fit_legend(plots.accuracy_figure(runs), per_row=2).layout
+    assert two.height == height + 3 * plots.LEGEND_ROW_PX + 10 and two.legend.entrywidth == pytest.approx(0.49)
+
+
+def test_the_training_depth_is_a_legend_entry_not_a_label_on_the_chart(entries):
+    fig = plots.accuracy_figure([("a", trace(entries))])
+    plots.add_budget_line(fig, 30, "trained at 30 iterations")
+    assert not fig.layout.annotations  # nothing written over the curves, nothing stretching the axis
+    assert fig.layout.shapes[0].x0 == 30 and "trained at 30 iterations" in [tr.name for tr in fig.data]
+
+
+def test_a_grid_figure_keeps_its_colour_key_at_the_right(entries):
+    t = trace(entries)
+    fig = plots.example_figure("prefix_sums", t.inputs[0], t.targets[0], t.preds[-1, 0], "x")
+    orientation = fig.layout.legend.orientation
+    plots.fit_legend(fig)
+    assert fig.layout.legend.orientation == orientation
+
+
+def test_csv_and_json_exports_write_float32_numbers_in_their_shortest_form():
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[1, 2, 3], y=np.array([0.01, 0.3, 1 / 3], dtype=np.float32), name="a"))
+    csv = export.to_csv(fig)
+    assert csv.splitlines()[1:] == ["a,1,0.01", "a,2,0.3", "a,3,0.33333334"]
+    assert "0.009999999776482582" not in export.to_json(fig)
+    assert export._plain([0.1, 2.5]) == [0.1, 2.5]  # a float64 number stays as it is

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from tasks import TASKS, get_task
-from ttc.app import catalog, export
+from ttc.app import catalog, export, plots
 from ttc.app.catalog import Entry
 from ttc.app.settings import (
     BUDGET_MAX,
@@ -202,7 +202,9 @@ def family_sidebar(sb, fam, s: RunSettings) -> None:
 # --- charts and exports ---------------------------------------------------------------------------------
 
 def chart(fig, key: str, container=None) -> None:
-    """A plotly chart (for live updates, give each draw its own key)."""
+    """A plotly chart, its legend below it one entry a line (the charts share a row with others, so they are
+    narrow); for live updates, give each draw its own key."""
+    plots.fit_legend(fig)
     (container or st).plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
 
 

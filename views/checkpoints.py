@@ -35,8 +35,13 @@ with zoo:
         st.info(f"No checkpoints in {checkpoint_folder()}/ yet. Train one with python -m ttc train, or upload one "
                 "below.")
     else:
-        # the whole table: every column in view (wide cells wrap in the card below) and every row without scrolling
-        st.dataframe(table, hide_index=True, key="zoo", width="stretch", height=38 + 35 * (len(table) + 1))
+        # every row without scrolling and no empty row under them (35 px a row, the header one of them); the name
+        # stays in view while the table scrolls sideways, and the accuracies get the room to be read
+        columns = {"name": st.column_config.TextColumn(width="medium", pinned=True),
+                   "accuracies (size@iters: acc)": st.column_config.TextColumn(width="large"),
+                   "best val acc": st.column_config.NumberColumn(format="%.3f")}
+        st.dataframe(table, hide_index=True, key="zoo", width="stretch", height=35 * (len(table) + 1) + 3,
+                     column_config=columns)
         st.download_button("Download the table (CSV)", table.to_csv(index=False), "ttc-checkpoints.csv", "text/csv",
                            key="zoo-csv", on_click="ignore")
 

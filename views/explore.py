@@ -129,8 +129,7 @@ def figures(t: Trace) -> dict:
             "memory": plots.memory_figure(runs)}
     if not entry.ck.model.fixed_depth:
         for fig in figs.values():
-            fig.add_vline(x=cfg.layers, line_dash="dot", line_color="#7f7f7f",
-                          annotation_text=f"trained at {cfg.layers}", annotation_position="top left")
+            plots.add_budget_line(fig, cfg.layers, f"trained at {cfg.layers} iterations")
     return figs
 
 

@@ -111,20 +111,20 @@ def card_row(e: Entry) -> dict:
     accs = "; ".join(f"{_number(r['size'])}@{_number(r['iters'])}: {r['accuracy']:.2f}" for r in table[:8]
                      if isinstance(r, dict) and {"size", "iters", "accuracy"} <= set(r)
                      and _number(r["accuracy"]) is not None)
-    return {
+    return {  # what a reader compares first (task, family, accuracies) on the left; provenance to the right
         "name": e.name,
-        "source": e.source,
-        "status": "ok",
         "task": e.ck.task,
         "family": cfg.family,
-        "arch": cfg.arch,
-        "params": e.ck.model.num_params(),
-        "width": cfg.width,
-        "train iters": cfg.layers,
-        "train sizes": ", ".join(str(_number(s)) for s in sizes[:16]),
-        "train seconds": _number(card.get("train_seconds")),
+        "accuracies (size@iters: acc)": accs,
         "best val acc": _number(best_val.get("accuracy")),
         "val size@iters": (f"{_number(best_val['size'])}@{_number(best_val['iters'])}"
                            if {"size", "iters"} <= set(best_val) else ""),
-        "accuracies (size@iters: acc)": accs,
+        "arch": cfg.arch,
+        "train sizes": ", ".join(str(_number(s)) for s in sizes[:16]),
+        "train iters": cfg.layers,
+        "params": e.ck.model.num_params(),
+        "width": cfg.width,
+        "train seconds": _number(card.get("train_seconds")),
+        "source": e.source,
+        "status": "ok",
     }

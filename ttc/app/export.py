@@ -26,12 +26,16 @@ import plotly.graph_objects as go
 
 from models import get_family
 from tasks import save_npz
+from ttc.app.plots import fit_legend
 from ttc.app.trace import Trace, generate_for
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 STATIC_FORMATS = ("png", "svg")
+# kaleido's Chromium (about 1 GiB) is started by the first PNG/SVG export and stopped once no export has used it
+# for this long: a server that exported one figure does not keep a browser for the rest of its life
+KALEIDO_IDLE_SECONDS = float(os.environ.get("TTC_KALEIDO_IDLE_SECONDS", "60"))
 _lock = threading.Lock()
-_server = {"started": False}
+_server = {"started": False, "last_use": 0.0, "timer": None}
 
 
 def find_chromium() -> str | None:
@@ -67,6 +71,38 @@ def _stop_server() -> None:
             _server["started"] = False
 
 
+def _stop_when_idle() -> None:
+    """The idle timer: stop the browser if no export used it for KALEIDO_IDLE_SECONDS, else wait the rest."""
+    with _lock:
+        _server["timer"] = None
+        left = _server["last_use"] + KALEIDO_IDLE_SECONDS - time.monotonic()
+        if left > 0 and _server["started"]:
+            _arm_idle_timer(left)
+            return
+    _stop_server()
+
+
+def _arm_idle_timer(seconds: float) -> None:
+    timer = threading.Timer(seconds, _stop_when_idle)
+    timer.daemon = True
+    _server["timer"] = timer
+    timer.start()
+
+
+def stop_static_server() -> None:
+    """Stop kaleido's browser now (if running) and forget its idle timer."""
+    with _lock:
+        timer, _server["timer"] = _server["timer"], None
+    if timer is not None:
+        timer.cancel()
+    _stop_server()
+
+
+def static_server_running() -> bool:
+    """Whether kaleido's browser is running now (started by an export, not yet stopped as idle)."""
+    return bool(_server["started"])
+
+
 def to_image(fig: go.Figure, fmt: str, scale: float = 2.0) -> bytes:
     """The figure as PNG or SVG bytes, through one long-lived kaleido browser shared by all callers."""
     if fmt not in STATIC_FORMATS:
@@ -83,23 +119,35 @@ def to_image(fig: go.Figure, fmt: str, scale: float = 2.0) -> bytes:
         if not _server["started"]:
             kaleido.start_sync_server(silence_warnings=True)
             _server["started"] = True
-            atexit.register(_stop_server)
-        return pio.to_image(fig, format=fmt, scale=scale if fmt == "png" else 1)
+            if not _server.get("atexit"):
+                atexit.register(_stop_server)
+                _server["atexit"] = True
+        _server["last_use"] = time.monotonic()
+        if _server["timer"] is None:
+            _arm_idle_timer(KALEIDO_IDLE_SECONDS)
+        return pio.to_image(fit_legend(fig), format=fmt, scale=scale if fmt == "png" else 1)
 
 
 def to_html(fig: go.Figure) -> str:
     """A standalone HTML page (plotly.js inlined: it opens offline)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+    return fit_legend(fig).to_html(include_plotlyjs=True, full_html=True)
 
 
 def _plain(v):
-    """Plotly's tuples/arrays as nested lists of plain numbers and strings, NaN as None (strict JSON)."""
+    """Plotly's tuples/arrays as nested lists of plain numbers and strings, NaN as None (strict JSON). A number
+    computed in float32 is written as its shortest float32 form (0.01, not 0.009999999776482582)."""
+    if isinstance(v, np.ndarray) and v.dtype == np.float32:
+        return [_plain(u) for u in v.tolist()] if v.ndim else _plain(v.item())
     if isinstance(v, (list, tuple, np.ndarray)):
         return [_plain(u) for u in v]
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return None
+        f32 = np.float32(v)
+        if float(f32) == v:  # exactly a float32: its shortest decimal is the honest one
+            return float(np.format_float_positional(f32, unique=True))
     return v
 
 

@@ -55,15 +55,52 @@ MODE_STYLES = {"unrolled": ("#d62728", "solid", "circle"), "implicit": ("#2ca02c
 _BIT_COLORS = ("#f2f2f2", "#595959", "#c7e9c0", "#238b45", "#fcbba1", "#cb181d")
 
 Labelled = Sequence[tuple[str, Trace]]
-# log axes label their minor ticks in full (0.5, 20), never as bare digits ("5", "2") that read as other numbers
-LOG_AXIS = {"type": "log", "exponentformat": "power", "minorloglabels": "complete"}
+# Log axes of counts (iterations, sizes, NFE, MiB) write every label as a plain number (20, 50, 200): neither bare
+# minor digits ("2", "5") nor "2x10" with a superscript too small to read. Log axes of small values (residuals)
+# label only the powers of ten (10^-3), which stay readable however many decades the axis spans.
+LOG_AXIS = {"type": "log", "exponentformat": "none", "minorloglabels": "complete"}
+LOG_SMALL = {"type": "log", "exponentformat": "power", "minorloglabels": "none"}
+LEGEND_ROW_PX = 20  # one legend line at the default font
+
+
+def legend_entries(fig: go.Figure) -> int:
+    """How many entries the figure's legend lists (named traces whose showlegend is not False)."""
+    return sum(1 for tr in fig.data if tr.name and tr.showlegend is not False)
+
+
+def fit_legend(fig: go.Figure, per_row: int = 1) -> go.Figure:
+    """Lay the legend out for the width it gets: below the chart, under the x-axis title (never over it), `per_row`
+    entries a line (each a fixed fraction of the width, so the line count is known), and the figure taller by
+    as many lines as the legend needs so the plot keeps its height. Idempotent: the figure's own height is kept
+    in layout.meta the first time. A figure without legend entries is left as it is."""
+    entries = legend_entries(fig)
+    if not entries or fig.layout.showlegend is False or fig.layout.legend.orientation == "v":
+        return fig  # nothing to list, or a legend the figure placed itself (a grid's colour key at its right)
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
+    base_h = meta.setdefault("base_height", fig.layout.height or 320)
+    base_b = meta.setdefault("base_margin_b", fig.layout.margin.b if fig.layout.margin.b is not None else 45)
+    lines = -(-entries // max(1, per_row))
+    extra = LEGEND_ROW_PX * lines + 10
+    fig.update_layout(meta=meta, height=base_h + extra, margin={"b": base_b + extra},
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
+                              "xanchor": "left", "entrywidthmode": "fraction", "entrywidth": 0.98 / max(1, per_row),
+                              "tracegroupgap": 0})
+    return fig
+
+
+def add_budget_line(fig: go.Figure, x: float, label: str) -> None:
+    """A dotted vertical line at x (e.g. the iterations a model was trained at), named in the legend rather than
+    written on the chart: a label on the chart is crossed by the curves and stretches the axis to fit."""
+    fig.add_vline(x=x, line_dash="dot", line_color="#7f7f7f")
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, hoverinfo="skip",
+                             line={"color": "#7f7f7f", "dash": "dot", "width": 1}))
 
 
 def _base(title: str, x: str, y: str, height: int = 320) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title={"text": title, "x": 0.02}, xaxis_title=x, yaxis_title=y, height=height,
                       template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 45},
-                      legend={"orientation": "h", "y": -0.25}, uirevision=title)
+                      uirevision=title)
     return fig
 
 
@@ -113,7 +150,7 @@ def residual_figure(traces: Labelled) -> go.Figure:
         fig.update_layout(yaxis2={"title": {"text": "diverged samples"}, "overlaying": "y", "side": "right",
                                   "rangemode": "tozero", "showgrid": False, "tickformat": "d",
                                   "dtick": count_dtick(most)})
-    fig.update_layout(yaxis=LOG_AXIS)
+    fig.update_layout(yaxis=LOG_SMALL)
     return fig
 
 
@@ -126,7 +163,8 @@ def accuracy_figure(traces: Labelled, x: str = "iteration", bits: bool = False) 
     style = _style(traces)
     for name, t in traces:
         xs = (t.k if x == "iteration" else t.elapsed).tolist()
-        fig.add_trace(go.Scatter(x=xs, y=t.accuracy.tolist(), mode="lines", name=name, line=style[name]))
+        fig.add_trace(go.Scatter(x=xs, y=t.accuracy.tolist(), mode="lines", name=name, line=style[name],
+                                 legendgroup=name))
         if bits:
             fig.add_trace(go.Scatter(x=xs, y=t.bit_accuracy.tolist(), mode="lines",
                                      name=f"{name} ({per_cell(t)})",
@@ -140,22 +178,25 @@ def accuracy_figure(traces: Labelled, x: str = "iteration", bits: bool = False) 
 
 def add_wilson_band(fig: go.Figure, xs: list, accuracy: np.ndarray, n: int, color: str, name: str,
                     row: int | None = None, col: int | None = None) -> None:
-    """The 95% Wilson interval of an exact-match accuracy over n problems, as a shaded band (two traces)."""
+    """The 95% Wilson interval of an exact-match accuracy over n problems, as a shaded band (two traces) in the
+    legend group of its curve (named `name`): no legend entry of its own, and hiding the curve hides its band."""
     if not len(xs):
         return
     lo, hi = wilson(np.asarray(accuracy, dtype=np.float64), n)
     add_band(fig, xs, lo, hi, color, f"{name}: 95% interval (n={n})", _rgba(color, 0.15),
-             upper=f"{name}: 95% interval, upper", **({"row": row, "col": col} if row is not None else {}))
+             upper=f"{name}: 95% interval, upper", group=name, **({"row": row, "col": col} if row is not None else {}))
 
 
 def add_band(fig: go.Figure, xs: list, lo: np.ndarray, hi: np.ndarray, color: str, name: str, fill: str,
-             upper: str | None = None, **where) -> None:
-    """A shaded band between lo and hi: an invisible upper edge (named `upper`) and the lower edge filled up to it,
-    in one legend group; where: row and col of a subplot."""
+             upper: str | None = None, group: str | None = None, **where) -> None:
+    """A shaded band between lo and hi: an invisible upper edge (named `upper`) and the lower edge filled up to it.
+    With `group` (its curve's legend group) the band has no legend entry and follows the curve; without, the band
+    is its own legend entry. where: row and col of a subplot."""
     fig.add_trace(go.Scatter(x=xs, y=hi.tolist(), mode="lines", line={"width": 0, "color": color}, hoverinfo="skip",
-                             showlegend=False, legendgroup=f"band-{name}", name=upper), **where)
+                             showlegend=False, legendgroup=group or f"band-{name}", name=upper), **where)
     fig.add_trace(go.Scatter(x=xs, y=lo.tolist(), mode="lines", line={"width": 0, "color": color}, fill="tonexty",
-                             fillcolor=fill, name=name, legendgroup=f"band-{name}", hoverinfo="skip"), **where)
+                             fillcolor=fill, name=name, legendgroup=group or f"band-{name}", hoverinfo="skip",
+                             showlegend=group is None), **where)
 
 
 def _rgba(color: str, alpha: float) -> str:
@@ -195,14 +236,14 @@ class LiveFigure:
         fig.add_trace(go.Scatter(mode="lines", showlegend=False, line={"color": color}), 1, 2)
         n = t.settings.n
         add_band(fig, [], np.zeros(0), np.zeros(0), color, f"{name}: 95% interval (n={n})", _rgba(color, 0.15),
-                 upper=f"{name}: 95% interval, upper", row=1, col=1)
+                 upper=f"{name}: 95% interval, upper", group=name, row=1, col=1)
         fig.add_trace(go.Scatter(mode="lines", showlegend=False, line={"color": color}), 1, 3)
         # no template: copying one costs more than the rest of the frame, and the app draws in its own theme
-        fig.update_layout(height=340, template=None, margin={"l": 50, "r": 20, "t": 70, "b": 40}, uirevision="live",
-                          legend={"orientation": "h", "y": -0.2})
+        fig.update_layout(height=340, template=None, margin={"l": 50, "r": 20, "t": 70, "b": 40}, uirevision="live")
         fig.update_xaxes(range=[1, max(t.expected, 2)], title_text="iteration")
         fig.update_yaxes(range=[-0.02, 1.02], row=1, col=1)
-        fig.update_yaxes(**LOG_AXIS, row=1, col=2)
+        fig.update_yaxes(**LOG_SMALL, row=1, col=2)
+        fit_legend(fig, per_row=3)
         fig.update_yaxes(rangemode="tozero", row=1, col=3)
         self.figure = fig
         self.update(t)

@@ -31,7 +31,7 @@ from models import ConfigError, get_family
 from models import precision as prec
 from tasks import TASKS, TaskError, get_task
 from ttc.app import export
-from ttc.app.plots import LOG_AXIS, add_wilson_band, family_color, lighter, memory_modes_figure
+from ttc.app.plots import LOG_AXIS, LOG_SMALL, add_wilson_band, family_color, fit_legend, lighter, memory_modes_figure
 from ttc.engine.analyze import ranks
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
@@ -235,9 +235,8 @@ def scaling_fit(curves: list[Curve], min_accuracy: float = 0.5) -> dict | None:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(title={"text": title, "x": 0.02}, xaxis_title=x, yaxis_title=y, template="plotly_white",
-                      height=420, width=760, margin={"l": 60, "r": 20, "t": 50, "b": 45},
-                      legend={"orientation": "v", "x": 1.02, "y": 1})
-    return fig
+                      height=420, width=820, margin={"l": 60, "r": 20, "t": 50, "b": 45})
+    return fit_legend(fig, per_row=2)  # every entry listed under the chart, however many curves
 
 
 def _line(c: Curve) -> dict:
@@ -253,10 +252,11 @@ def accuracy_figure(task: str, curves: list[Curve]) -> go.Figure:
     fig = go.Figure()
     for c in curves:
         fig.add_trace(go.Scatter(x=list(range(1, len(c.accuracy) + 1)), y=c.accuracy, mode="lines",
-                                 name=f"{c.checkpoint} @ {c.size} (n={c.n})", line=_line(c)))
-    for c in curves:  # 95% Wilson bands, after the curves
+                                 name=f"{c.checkpoint} @ {c.size} (n={c.n})", line=_line(c),
+                                 legendgroup=f"{c.checkpoint} @ {c.size} (n={c.n})"))
+    for c in curves:  # 95% Wilson bands, after the curves, each in its curve's legend group
         add_wilson_band(fig, list(range(1, len(c.accuracy) + 1)), np.asarray(c.accuracy), c.n, _line(c)["color"],
-                        f"{c.checkpoint} @ {c.size}")
+                        f"{c.checkpoint} @ {c.size} (n={c.n})")
     fig.update_xaxes(**LOG_AXIS)
     fig.update_yaxes(range=[-0.02, 1.02])
     return _layout(fig, f"{task}: accuracy vs iterations", "iterations (log)", "exact-match accuracy")
@@ -269,7 +269,7 @@ def residual_figure(task: str, curves: list[Curve]) -> go.Figure:
         fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=y, mode="lines",
                                  name=f"{c.checkpoint} @ {c.size}", line=_line(c)))
     fig.update_xaxes(**LOG_AXIS)
-    fig.update_yaxes(**LOG_AXIS)
+    fig.update_yaxes(**LOG_SMALL)
     return _layout(fig, f"{task}: residual ||z_k - z_(k-1)|| / ||z_k|| (DEQ: solver residual)",
                    "iterations (log)", "relative residual (log)")
 
