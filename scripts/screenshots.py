@@ -10,6 +10,7 @@ EBM: prefix_sums-ebm on 128-bit problems (its energy panel and the relaxed answe
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -24,11 +25,23 @@ FIXED = "fixed-points?task=prefix_sums&checkpoint=prefix_sums-deq&size=32&n=100&
 EBM = "task=prefix_sums&checkpoint=prefix_sums-ebm&size=128&n=100&budget=150&seed=0"
 
 
-def main() -> int:
-    out = ROOT / "docs"
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python scripts/screenshots.py",
+        description="Take the README's dashboard screenshots in the system Chromium from `streamlit run app.py` on "
+                    "the shipped checkpoints (a few minutes; it overwrites the PNG files in --out).")
+    p.add_argument("--only", choices=["ebm"], default=None, help="just the EBM screenshot (ebm.png)")
+    p.add_argument("--out", default=str(ROOT / "docs"), help="folder the PNG files are written to (default: docs/)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)  # --help prints and exits here, before any server or file is touched
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     log = Path(tempfile.mkdtemp()) / "streamlit.log"
     env = {"TTC_THREADS": "2", "TTC_AUTO_RUN_SECONDS": "600"}  # the screenshot's runs start without a Run click
-    only_ebm = "--only" in sys.argv and "ebm" in sys.argv
+    only_ebm = a.only == "ebm"
     with streamlit_server(ROOT / "checkpoints", log, env) as (base, _), chromium() as b:
         page = b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
         page.set_default_timeout(180_000)

@@ -88,12 +88,16 @@ def write(path: Path, lines: list[str]) -> None:
     path.write_text("\n".join(text[:at] + lines + text[end:]))
 
 
-def main() -> None:
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
+    p = argparse.ArgumentParser(prog="python scripts/zoo_table.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true",
+                   help="write the full table into docs/zoo.md and the compact one into README.md")
+    a = p.parse_args(argv)
     lines = table()
     print("\n".join(lines))
-    if "--write" in sys.argv[1:]:
+    if a.write:
         write(Path("docs/zoo.md"), lines)
         write(Path("README.md"), compact_table())
 

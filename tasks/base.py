@@ -51,14 +51,8 @@ class Task(Protocol):
     train_size: int  # the size the zoo trains at; benchmarks run there and at 4x
     dashboard_size: int  # the size the dashboard opens at
     axis_label: str  # x-axis label of a rendered 1-D problem ("" for grids)
-    # optional: `variants` (tuple of generator names, generate(..., variant=name)) and
-    # `cell_mask(encoded) -> (B, *spatial) bool` (cells where the loss counts and a prediction is read), and for
-    # a renderer that draws an image, `legend` ((meaning, (r, g, b)), ...): the colours it draws, for the legend
-    # and `check_arrays(inputs, targets, size)`: a task whose values are not bits validates a file's arrays itself
-    # (load_npz then skips the 0/1 check), raising a one-line TaskError
-    # `size_label` (what size counts, for labels: "blank cells"), `size_ladder` (the sizes sweeps offer, when a
-    # geometric ladder does not fit), `shows_confidence` (render takes a per-cell `confidence`; traces keep it), and
-    # `classes` > 2 for answers that are not bits (sudoku: 10, class d = digit d)
+    # `classes` > 2 for answers that are not bits (sudoku: 10, class d = digit d); the optional attributes a task
+    # may declare are in OPTIONAL below, read through `optional(task, name)`
 
     def generate(self, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """n problems of the given size from the seed: (inputs uint8, targets uint8)."""
@@ -83,6 +77,35 @@ class Task(Protocol):
     def render(self, inputs: np.ndarray, target: np.ndarray, pred: np.ndarray | None = None) -> dict:
         """One problem for humans: see each task's docstring for the keys."""
         ...
+
+
+# What a task may declare beyond the protocol, and what it means when it does not: every reader goes through
+# `optional`, so a task (a plugin's too) declares only what it has.
+OPTIONAL: dict[str, object] = {
+    "variants": (),  # generator names, generate(..., variant=name); the first is the default
+    "cell_mask": None,  # cell_mask(encoded) -> (B, *spatial) bool: cells where the loss counts and a prediction is read
+    "legend": (),  # ((meaning, (r, g, b)), ...): the colours a renderer that draws an image uses
+    "check_arrays": None,  # check_arrays(inputs, targets, size): a task whose values are not bits checks a file's
+    # arrays itself (load_npz then skips the 0/1 check), raising a one-line TaskError
+    "size_label": "problem size",  # what size counts, for labels ("blank cells")
+    "size_ladder": None,  # the sizes sweeps offer, when a geometric ladder does not fit
+    "shows_confidence": False,  # render takes a per-cell `confidence`; traces keep it
+    # difficulty (tasks/difficulty.py): the measures' names (the first is the main one), difficulty(inputs,
+    # targets) -> {name: per-problem values}, difficulty_range(size) -> (lo, hi) that generate(...,
+    # difficulty=D) can draw, difficulty_drawable(size): the largest D drawn without strain, difficulty_help
+    "difficulty_names": (),
+    "difficulty": None,
+    "difficulty_range": None,
+    "difficulty_drawable": None,
+    "difficulty_help": "",
+}
+
+
+def optional(task, name: str):
+    """The task's optional attribute `name` (one of OPTIONAL), or its documented default when it has none."""
+    if name not in OPTIONAL:
+        raise KeyError(f"{name!r} is not an optional task attribute; they are: {', '.join(OPTIONAL)}")
+    return getattr(task, name, OPTIONAL[name])
 
 
 def check_count(n: int, hi: int = 100_000) -> int:

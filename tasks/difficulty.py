@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import TaskError
+from .base import TaskError, optional
 
 
 def names(task) -> tuple[str, ...]:
-    return tuple(getattr(task, "difficulty_names", ()) or ())
+    return tuple(optional(task, "difficulty_names") or ())
 
 
 def main_name(task) -> str | None:
@@ -24,7 +24,7 @@ def main_name(task) -> str | None:
 
 def measure(task, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray] | None:
     """Every measure of the task for each problem (None when the task has none)."""
-    fn = getattr(task, "difficulty", None)
+    fn = optional(task, "difficulty")
     if fn is None or not names(task):
         return None
     out = fn(np.asarray(inputs), np.asarray(targets))
@@ -33,7 +33,7 @@ def measure(task, inputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarr
 
 def check_difficulty(task, size: int, difficulty) -> int:
     """A difficulty value the task can draw at this size, else a TaskError saying the accepted range."""
-    lo_hi = getattr(task, "difficulty_range", None)
+    lo_hi = optional(task, "difficulty_range")
     if lo_hi is None or "difficulty" not in _params(task.generate):
         raise TaskError(f"{task.name}: problems cannot be drawn at a chosen difficulty")
     lo, hi = lo_hi(size)
@@ -41,7 +41,7 @@ def check_difficulty(task, size: int, difficulty) -> int:
         raise TaskError(f"{task.name}: difficulty must be an integer, got {difficulty!r}")
     if not lo <= int(difficulty) <= hi:
         raise TaskError(f"{task.name}: difficulty {difficulty} is impossible at size {size}; accepted there: "
-                        f"{lo}..{hi} ({task.difficulty_help})")
+                        f"{lo}..{hi} ({optional(task, 'difficulty_help')})")
     return int(difficulty)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import TaskError
+from .base import TaskError, optional
 
 MAX_NPZ_BYTES = 512 * 1024 * 1024
 
@@ -51,7 +51,7 @@ def load_npz(path: str | Path) -> tuple[str, int, np.ndarray, np.ndarray]:
     task = get_task(task_arr.item().decode("utf-8", "replace") if task_arr.dtype.kind == "S" else str(task_arr))
     size = task.sizes.check(task.name, int(size_arr))
     inputs, targets = arrays["inputs"], arrays["targets"]
-    check = getattr(task, "check_arrays", None)  # a task whose values are not bits checks its own (sudoku)
+    check = optional(task, "check_arrays")  # a task whose values are not bits checks its own (sudoku)
     for key, arr, shape in (("inputs", inputs, task.input_shape(size)), ("targets", targets, task.target_shape(size))):
         if arr.dtype != np.uint8:
             raise TaskError(f"'{key}' must have dtype uint8, got {arr.dtype}")

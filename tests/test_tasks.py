@@ -354,3 +354,21 @@ def test_loops_variant_has_several_paths_and_targets_every_shortest_path_cell(si
         want = grid & (ds >= 0) & (ds + dg == ds[g])
         assert np.array_equal(want, y[m].astype(bool))
     assert y.any(axis=(1, 2)).all()
+
+
+def test_a_tasks_optional_attributes_are_declared_in_one_table():
+    """Every optional attribute a task may declare has one documented default, read through tasks.optional: a
+    task without any (a plugin's) gets the defaults, a shipped one its own, and a name not in the table is an
+    error, not a silent None."""
+    from tasks import get_task, optional
+    from tasks.base import OPTIONAL
+
+    class Bare:
+        name = "bare"
+
+    for name, default in OPTIONAL.items():
+        assert optional(Bare(), name) == default
+    assert optional(get_task("mazes"), "variants")[0] == "dfs" and optional(get_task("sudoku"), "size_ladder")
+    assert optional(get_task("prefix_sums"), "cell_mask") is None
+    with pytest.raises(KeyError, match="not an optional task attribute"):
+        optional(Bare(), "varaints")

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from tasks import TASKS, get_task
+from tasks import TASKS, get_task, optional
 from ttc.app import catalog, export, plots
 from ttc.app.catalog import Entry
 from ttc.app.settings import (
@@ -148,7 +148,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     r = get_task(s.task).sizes
     if "size" in fields:
         _seed_widget("w_size", s.size)
-        label = getattr(get_task(s.task), "size_label", "problem size")
+        label = optional(get_task(s.task), "size_label")
         sb.number_input(f"{label[:1].upper()}{label[1:]} ({r.describe()})", min_value=r.lo, max_value=r.hi,
                         step=2 if r.odd_only else 1, key="w_size")
     if "n" in fields:
@@ -167,7 +167,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
         _seed_widget("w_difficulty", s.difficulty)
         sb.number_input(f"Difficulty ({get_task(s.task).difficulty_names[0]}, {lo}..{hi}; empty: random)",
                         min_value=lo, max_value=hi, value=None, step=1, key="w_difficulty",
-                        placeholder="random", help=get_task(s.task).difficulty_help)
+                        placeholder="random", help=optional(get_task(s.task), "difficulty_help") or None)
     if "precision" in fields:
         _seed_widget("w_precision", s.precision)
         sb.selectbox("Precision", list(PRECISIONS), key="w_precision",

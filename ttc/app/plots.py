@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from models import ConfigError, get_family
-from tasks import TaskError, get_task
+from tasks import TaskError, get_task, optional
 from ttc.app.trace import Trace
 from ttc.engine.evaluate import wilson
 
@@ -315,7 +315,7 @@ def _grid_figure(task_name: str, rendered: dict, title: str) -> go.Figure:
     digit and, when known, the model's confidence in it; the wrong cells' hover names the right digit; thick lines
     between the boxes."""
     task = get_task(task_name)
-    colors = dict(getattr(task, "legend", ()))
+    colors = dict(optional(task, "legend"))
     given = np.asarray(rendered["given"], dtype=bool)
     n = given.shape[0]
     wrong = np.asarray(rendered["wrong"], dtype=bool) if rendered["wrong"] is not None else np.zeros_like(given)
@@ -361,7 +361,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
     confidence (sudoku); every colour is in the legend. Large problems get a larger figure and keep every cell
     (no gaps that hide cells); zoom and pan to look closer."""
     task = get_task(task_name)
-    if getattr(task, "shows_confidence", False):
+    if optional(task, "shows_confidence"):
         rendered = task.render(inputs, target, pred, confidence=confidence)
     else:
         rendered = task.render(inputs, target, pred)
@@ -371,7 +371,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
         side = int(rendered["image"].shape[0])
         fig = _base(title, "", "", height=int(min(900, max(420, 4 * side + 120))))
         fig.add_trace(go.Image(z=rendered["image"], hoverinfo="skip"))
-        for name, rgb in getattr(get_task(task_name), "legend", ()):  # the renderer's own colours
+        for name, rgb in optional(get_task(task_name), "legend"):  # the renderer's own colours
             _legend_swatch(fig, name, rgb_hex(rgb))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False, scaleanchor="x")

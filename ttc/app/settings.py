@@ -19,7 +19,7 @@ from models.deq import DAMPING_NAMES, TOLS, damping_param  # noqa: F401 (the pag
 from models.precision import PRECISIONS, PrecisionError
 from models.precision import describe as describe_precision  # noqa: F401 (the sidebar's help)
 from models.precision import resolve as resolve_precision
-from tasks import TASKS, get_task
+from tasks import TASKS, get_task, optional
 from ttc.app.catalog import Entry
 from ttc.engine.limits import LIVE_BUDGET_MAX, LIVE_ITER_COST, live_max_n, run_cost
 from ttc.engine.runtime import default_threads
@@ -262,7 +262,7 @@ def sanitize(raw: Mapping[str, object], entries: Sequence[Entry], device: str = 
     raw_d = raw.get("difficulty")
     if raw_d not in (None, ""):
         v = _to_int(raw_d)
-        rng = getattr(get_task(task), "difficulty_range", None)
+        rng = optional(get_task(task), "difficulty_range")
         if rng is None:
             warn.append(f"{task} problems cannot be drawn at a chosen difficulty; drawing them at random")
         elif v is None:
@@ -325,7 +325,7 @@ def with_checkpoint(s: RunSettings, entry: Entry) -> RunSettings:
 def size_ladder(task: str) -> list[int]:
     """Sizes offered for extrapolation sweeps: roughly geometric steps over the task's range (odd for mazes)."""
     t = get_task(task)
-    if getattr(t, "size_ladder", None):  # a task whose sizes are not a scale (sudoku's blank counts) lists its own
+    if optional(t, "size_ladder"):  # a task whose sizes are not a scale (sudoku's blank counts) lists its own
         return sorted({size_in_range(task, v) for v in t.size_ladder})
     r = t.sizes
     raw = {int(b * m) for b in (2**i for i in range(13)) for m in (1, 1.5)} | {r.lo, r.hi}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models import ConfigError, get_family
-from tasks import get_task
+from tasks import get_task, optional
 from tasks.difficulty import draw
 from tasks.difficulty import measure as difficulty_measures
 from ttc.app.settings import RunSettings, precision_of, run_settings_of
@@ -165,7 +165,7 @@ class LiveRun:
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
                               cell_error=self._pos_error is not None, precision=self.precision,
-                              conf_for=self.shown if getattr(task, "shows_confidence", False) else 0)
+                              conf_for=self.shown if optional(task, "shows_confidence") else 0)
         self._cols: dict[str, list] = {k: [] for k in (
             "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
             "diverged", "correct", "confidence", "preds", "cell_conf")}

@@ -21,7 +21,7 @@ import torch
 from models import IterativeModel
 from models import precision as prec
 from models.base import tensor_bytes
-from tasks import Task
+from tasks import Task, optional
 
 MAX_ITERS = 5000
 # On the CPU a run's records are made in batches: those of the iterations computed in FLUSH_S seconds (at most
@@ -260,7 +260,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     model, x = prec.layout(model, x)
     y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
     B = x.shape[0]
-    mask_fn = getattr(task, "cell_mask", None)
+    mask_fn = optional(task, "cell_mask")
     mask = mask_fn(x) if mask_fn is not None else None  # cells a prediction is read at (mazes: open cells)
     cuda = dev.type == "cuda"
     if cuda:

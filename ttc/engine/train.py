@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from models import ModelConfig, TrainStep, build_model, get_family
 from models import precision as prec
-from tasks import get_task
+from tasks import get_task, optional
 from ttc.engine.checkpoint import save_checkpoint
 from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
 from ttc.engine.runtime import cpu_name
@@ -133,7 +133,7 @@ class LossModule(nn.Module):
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
-        self.mask_fn = getattr(get_task(cfg.task), "cell_mask", None) if cfg.masked_loss else None
+        self.mask_fn = optional(get_task(cfg.task), "cell_mask") if cfg.masked_loss else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
         mask = self.mask_fn(x) if self.mask_fn is not None else None
@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
             best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done,
                     "state": copy.deepcopy(model.state_dict())}
 
-    mask_fn = getattr(get_task(cfg.task), "cell_mask", None)
+    mask_fn = optional(get_task(cfg.task), "cell_mask")
     t0 = time.perf_counter()
     seen, step, done, interrupted, first_loss, lv = 0, 0, 0, False, None, math.nan
     try:

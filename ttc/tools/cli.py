@@ -20,7 +20,7 @@ from models import ConfigError
 from models import precision as prec
 from models.config import check_arch_dims
 from models.solvers import SOLVERS, SolverError
-from tasks import TASKS, TaskError, get_task, load_npz, save_npz
+from tasks import TASKS, TaskError, get_task, load_npz, optional, save_npz
 from tasks.difficulty import check_difficulty, draw
 from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
@@ -103,7 +103,8 @@ def check_data_bytes(task, size: int, n: int) -> None:
 def add_difficulty_arg(p) -> None:
     p.add_argument("--difficulty", type=_int_in("--difficulty", 0, 10**6), default=None,
                    help="draw problems at this difficulty: " + "; ".join(
-                       f"{t.name}: {t.difficulty_help}" for t in TASKS.values() if getattr(t, "difficulty_help", "")))
+                       f"{t.name}: {optional(t, 'difficulty_help')}" for t in TASKS.values()
+                       if optional(t, "difficulty_help")))
 
 
 def add_data(sub) -> None:
@@ -377,7 +378,7 @@ def cmd_train(a) -> int:
     check_train_cost(get_task(cfg.task), cfg.sizes, cfg.batch, cfg.layers, cfg.width,
                      cfg.validation_size(), cfg.validation_budget(), cfg.val_n)
     variants = [v for v in cfg.variants.split(",") if v]
-    known = getattr(get_task(cfg.task), "variants", ())
+    known = optional(get_task(cfg.task), "variants")
     bad = [v for v in variants if v not in known]
     if bad:
         raise UsageError(f"--variants {bad} unknown for task {cfg.task}; known: {', '.join(known) or 'none'}")
@@ -540,7 +541,7 @@ def cmd_measure(a) -> int:
         task.sizes.check(task.name, s)
     for s in a.sizes:
         check_cost(run_cost(task, s, a.n, max(a.iters), ck.config.width), "--n, --sizes or --iters")
-    known = getattr(task, "variants", ())
+    known = optional(task, "variants")
     if a.generator is not None and a.generator not in known:
         raise UsageError(f"--generator {a.generator[:40]!r} unknown for task {task.name}; known: "
                          f"{', '.join(known) or 'none'}")

@@ -29,7 +29,7 @@ import torch
 
 from models import ConfigError, get_family
 from models import precision as prec
-from tasks import TASKS, TaskError, get_task
+from tasks import TASKS, TaskError, get_task, optional
 from ttc.app import export
 from ttc.app.plots import LOG_AXIS, LOG_SMALL, add_wilson_band, family_color, fit_legend, lighter, memory_modes_figure
 from ttc.engine.analyze import ranks
@@ -92,7 +92,7 @@ def report_sizes(task: str, base: int, factors: Sequence[int]) -> dict[int, int]
     """factor -> the size run for it: base x factor, or, for a task that lists its own sizes (`size_ladder`: sudoku's
     blank counts are not a scale), the base and then the ladder's harder sizes in order (the factors then rank the
     sizes: 2 the next harder one, 4 the one after)."""
-    ladder = getattr(get_task(task), "size_ladder", None)
+    ladder = optional(get_task(task), "size_ladder")
     if not ladder:
         return {f: scaled_size(task, base, f) for f in factors}
     harder = [s for s in sorted(ladder) if s > base]
@@ -404,7 +404,7 @@ def difficulty_ladder(task, size: int, points: int) -> list[int]:
     """`points` difficulties spread over what the task can draw at this size, up to what it draws without strain
     (a task may say so: `difficulty_drawable(size)`, mazes the paths a dfs maze usually has)."""
     lo, hi = task.difficulty_range(size)
-    drawable = getattr(task, "difficulty_drawable", None)
+    drawable = optional(task, "difficulty_drawable")
     if drawable is not None:
         hi = max(lo + 1, min(hi, drawable(size)))
     lo = max(lo, 1)
@@ -463,7 +463,7 @@ def measured_difficulty_rows(ck: Checkpoint, cfg: ReportConfig, device: torch.de
 
     task = get_task(ck.task)
     base = training_size(ck)
-    ladder = sorted(getattr(task, "size_ladder", None) or [base])
+    ladder = sorted(optional(task, "size_ladder") or [base])
     sizes = sorted({base, ladder[-1] if not cfg.quick else min((s for s in ladder if s > base), default=base)})
     budget = int(min(cfg.iter_cap, 8 * ck.config.layers))
     rows = []
