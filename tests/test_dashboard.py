@@ -305,13 +305,13 @@ def test_the_export_browser_is_stopped_once_no_export_used_it(monkeypatch):
     import kaleido
     import plotly.io as pio
 
+    export.stop_static_server()  # a real browser an earlier test started is really stopped
     calls = []
     monkeypatch.setattr(export, "static_export_status", lambda: (True, ""))
     monkeypatch.setattr(export, "find_chromium", lambda: "/usr/bin/chromium")
     monkeypatch.setattr(kaleido, "start_sync_server", lambda **kw: calls.append("start"))
     monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: calls.append("stop"))
     monkeypatch.setattr(pio, "to_image", lambda fig, **kw: b"\x89PNG")
-    export.stop_static_server()
     monkeypatch.setattr(export, "KALEIDO_IDLE_SECONDS", 0.2)
     fig = plots.accuracy_figure([("m", synthetic([0.1, 0.5]))])
     assert export.to_image(fig, "png") == b"\x89PNG" and export.static_server_running()

@@ -569,6 +569,7 @@ def test_the_app_shows_diverged_samples_and_draws_every_chart(ckpt_dir):
     assert [d["name"] for d in residual["data"]] == [
         "prefix_sums-recursive-wild",
         "prefix_sums-recursive-wild: diverged samples",
+        "trained at 6 iterations",  # the training depth's dotted line, named in the legend
     ]
     assert residual["data"][1]["y"][-1] == 12
     assert len(specs["final-accuracy"]["data"][0]["x"]) == 300

@@ -204,12 +204,23 @@ def test_the_training_depth_is_a_legend_entry_not_a_label_on_the_chart(entries):
     assert fig.layout.shapes[0].x0 == 30 and "trained at 30 iterations" in [tr.name for tr in fig.data]
 
 
-def test_a_grid_figure_keeps_its_colour_key_at_the_right(entries):
+def test_a_figure_keeps_the_legend_layout_it_chose(entries):
+    """A maze image keeps its colour key at its right; bit rows keep three swatches a line when the dashboard or an
+    export fits the legend again."""
+    import numpy as np
+
+    from tasks import get_task
+
+    x, y = get_task("mazes").generate(7, 1, 0)
+    maze = plots.example_figure("mazes", x[0], y[0], y[0], "maze")
+    plots.fit_legend(maze)
+    assert maze.layout.legend.orientation == "v"
     t = trace(entries)
-    fig = plots.example_figure("prefix_sums", t.inputs[0], t.targets[0], t.preds[-1, 0], "x")
-    orientation = fig.layout.legend.orientation
-    plots.fit_legend(fig)
-    assert fig.layout.legend.orientation == orientation
+    bits = plots.example_figure("prefix_sums", t.inputs[0], t.targets[0], t.preds[-1, 0], "x")
+    height = bits.layout.height
+    plots.fit_legend(bits)
+    assert bits.layout.legend.entrywidth == pytest.approx(0.98 / 3) and bits.layout.height == height
+    assert np.isfinite(height)
 
 
 def test_csv_and_json_exports_write_float32_numbers_in_their_shortest_form():

@@ -145,8 +145,8 @@ def _plain(v):
     if isinstance(v, float):
         if not np.isfinite(v):
             return None
-        f32 = np.float32(v)
-        if float(f32) == v:  # exactly a float32: its shortest decimal is the honest one
+        f32 = np.float32(v) if abs(v) < 3e38 else None  # beyond float32's range it cannot have been one
+        if f32 is not None and float(f32) == v:  # exactly a float32: its shortest decimal is the honest one
             return float(np.format_float_positional(f32, unique=True))
     return v
 

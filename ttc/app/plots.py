@@ -68,22 +68,25 @@ def legend_entries(fig: go.Figure) -> int:
     return sum(1 for tr in fig.data if tr.name and tr.showlegend is not False)
 
 
-def fit_legend(fig: go.Figure, per_row: int = 1) -> go.Figure:
+def fit_legend(fig: go.Figure, per_row: int | None = None) -> go.Figure:
     """Lay the legend out for the width it gets: below the chart, under the x-axis title (never over it), `per_row`
     entries a line (each a fixed fraction of the width, so the line count is known), and the figure taller by
-    as many lines as the legend needs so the plot keeps its height. Idempotent: the figure's own height is kept
-    in layout.meta the first time. A figure without legend entries is left as it is."""
+    as many lines as the legend needs so the plot keeps its height. Idempotent: the figure's own height and
+    entries a line (per_row, default 1) are kept in layout.meta the first time, so a later call without per_row
+    (the dashboard's, an export's) keeps what the figure chose. A figure without legend entries is left as it is."""
     entries = legend_entries(fig)
     if not entries or fig.layout.showlegend is False or fig.layout.legend.orientation == "v":
         return fig  # nothing to list, or a legend the figure placed itself (a grid's colour key at its right)
     meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
     base_h = meta.setdefault("base_height", fig.layout.height or 320)
     base_b = meta.setdefault("base_margin_b", fig.layout.margin.b if fig.layout.margin.b is not None else 45)
-    lines = -(-entries // max(1, per_row))
+    per_row = max(1, int(per_row or meta.get("legend_per_row") or 1))
+    meta["legend_per_row"] = per_row
+    lines = -(-entries // per_row)
     extra = LEGEND_ROW_PX * lines + 10
     fig.update_layout(meta=meta, height=base_h + extra, margin={"b": base_b + extra},
                       legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
-                              "xanchor": "left", "entrywidthmode": "fraction", "entrywidth": 0.98 / max(1, per_row),
+                              "xanchor": "left", "entrywidthmode": "fraction", "entrywidth": 0.98 / per_row,
                               "tracegroupgap": 0})
     return fig
 
@@ -391,7 +394,7 @@ def example_figure(task_name: str, inputs: np.ndarray, target: np.ndarray, pred:
             _legend_swatch(fig, label, color)
     fig.update_xaxes(showgrid=False)
     fig.update_yaxes(showgrid=False)
-    return fig
+    return fit_legend(fig, per_row=3)  # the colour key under the rows, three swatches a line
 
 
 def heatmap_figure(name: str, sizes: Sequence[int], rows: Sequence[np.ndarray | None], budget: int) -> go.Figure:
