@@ -29,12 +29,13 @@ from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
 from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
 from ttc.engine.probe import resolve_device
+from ttc.engine.runtime import project_root
 
 
 def _folder() -> Path:
     import os
 
-    return Path(os.environ.get("TTC_CHECKPOINTS") or Path(__file__).resolve().parents[1] / "checkpoints")
+    return Path(os.environ.get("TTC_CHECKPOINTS") or project_root() / "checkpoints")
 
 
 def load(name_or_path: str | Path | Checkpoint) -> Checkpoint:

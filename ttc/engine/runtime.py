@@ -30,6 +30,16 @@ class PluginError(ImportError):
     """A module named in TTC_PLUGINS that cannot be imported; the message names it and the reason."""
 
 
+def project_root():
+    """The folder this copy of TTC Lab runs from: the one holding the `ttc` package, app.py and checkpoints/ (the
+    one place that knows where the package sits in it)."""
+    from pathlib import Path
+
+    import ttc
+
+    return Path(ttc.__file__).resolve().parent.parent
+
+
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo on Linux; else what platform says): for cards and the bench's record."""
     try:

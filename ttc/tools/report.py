@@ -38,8 +38,7 @@ from ttc.engine.evaluate import summarize
 from ttc.engine.limits import REPORT_RUN_COST, REPORT_RUN_COST_QUICK, run_cost
 from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
 from ttc.engine.probe import MAX_ITERS, probe, resolve_device
-from ttc.engine.zoo import TEST_SEED
-from ttc.tools.bench import DEQCase, deq_cases, load_zoo, machine, scaled_size, training_size
+from ttc.engine.zoo import TEST_SEED, DEQCase, deq_cases, load_zoo, machine, scaled_size, training_size
 
 FORMATS = ("png", "svg", "html")
 _DASH = {1: "solid", 2: "dot", 4: "dash", 8: "dashdot", 16: "longdash"}

@@ -23,7 +23,8 @@ from models import precision as prec
 from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.probe import probe
-from ttc.tools.bench import SEED, BenchConfig, _batch, _timed, entry, scaled_size, spread, training_size
+from ttc.engine.zoo import scaled_size, training_size
+from ttc.tools.bench.common import SEED, BenchConfig, _batch, _timed, entry, spread
 
 MODES = ("before", "fp32", "bf16")
 
