@@ -218,6 +218,70 @@ def check_out(out: str | Path | None, force: bool) -> None:
                               f"replace it, or --out a new path")
 
 
+def _process_group() -> tuple[int, int, torch.device]:
+    """(world size, rank, device) of this process; under torchrun, the process group joined."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, rank, device
+
+
+def _warm_start(cfg: TrainConfig, mcfg, model) -> dict | None:
+    """With --init: the start checkpoint's weights loaded into `model` (refused unless they fit), and what its card
+    says about it; else None."""
+    if not cfg.init:
+        return None
+    from ttc.engine.checkpoint import load_checkpoint
+
+    start = load_checkpoint(cfg.init)
+    # the same core; the training iteration count (layers) may differ: a looped family's weights do not depend
+    # on it, and an explicit one's do (its weights then do not fit, below)
+    same = {**start.config.to_dict(), "family": mcfg.family, "layers": mcfg.layers} == mcfg.to_dict()
+    theirs, ours = start.model.state_dict(), model.state_dict()
+    # every weight of the start must fit; weights only the new family has (a memory model's memory from a
+    # recursive core) keep their seeded initialisation
+    fits = set(theirs) <= set(ours) and all(theirs[k].shape == ours[k].shape for k in theirs)
+    if not same or not fits or start.task != cfg.task:
+        raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
+                         f"this run needs {cfg.task}/{mcfg.to_dict()} (another family only with the same "
+                         f"weights or more: a DEQ or a memory model from a recursive model of the same core)")
+    model.load_state_dict({**ours, **theirs})
+    init_card = {**start.card, "new_weights": sorted(set(ours) - set(theirs))}
+    return init_card
+
+
+def _card(cfg: TrainConfig, command: str, done: int, interrupted: bool, first_loss, wall: float,
+          device: torch.device, world: int, precision: str, best_val: dict, history: list[dict],
+          init_card: dict | None) -> dict:
+    """The model card of a training run (before its accuracy table)."""
+    card = {
+        "command": command,
+        "train_config": asdict(cfg),
+        "seed": cfg.seed,
+        "train_sizes": list(cfg.sizes),
+        "steps_run": done,
+        "interrupted": interrupted,
+        "first_loss": first_loss,
+        "train_seconds": round(wall, 1),
+        "machine": f"{cpu_name()} ({platform.machine()}; bf16 units: {prec.cpu_bf16_units() or 'none'}), "
+                   f"{torch.get_num_threads()} threads, "
+                   f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
+        "world_size": world,
+        "torch": torch.__version__,
+        "precision": precision,
+        "family_options": cfg.family_option_values(),
+        "best_val": best_val,
+        "history": history,
+    }
+    if init_card is not None:
+        keep = ("command", "family", "steps_run", "train_seconds", "best_val", "init_card", "new_weights")
+        card["init_card"] = {k: init_card.get(k) for k in keep}
+    return card
+
+
 def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], None] | None = None,
           command: str = "", force: bool = False) -> dict:
     """Train, keep the best validated weights, write the checkpoint and card; return the card.
@@ -231,12 +295,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # denormal weights/moments late in training slow CPU kernels many-fold
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    world, rank, device = _process_group()
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
     channels_last = get_task(cfg.task).spatial_dims == 2 and prec.CHANNELS_LAST
@@ -244,24 +303,7 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         model = model.to(memory_format=torch.channels_last)
     precision = prec.resolve(cfg.precision, device)  # bf16 autocast in the cores; weights and optimizer stay fp32
     settings = type(model).settings_for_training(asdict(cfg))
-    init_card = None
-    if cfg.init:
-        from ttc.engine.checkpoint import load_checkpoint
-
-        start = load_checkpoint(cfg.init)
-        # the same core; the training iteration count (layers) may differ: a looped family's weights do not depend
-        # on it, and an explicit one's do (its weights then do not fit, below)
-        same = {**start.config.to_dict(), "family": mcfg.family, "layers": mcfg.layers} == mcfg.to_dict()
-        theirs, ours = start.model.state_dict(), model.state_dict()
-        # every weight of the start must fit; weights only the new family has (a memory model's memory from a
-        # recursive core) keep their seeded initialisation
-        fits = set(theirs) <= set(ours) and all(theirs[k].shape == ours[k].shape for k in theirs)
-        if not same or not fits or start.task != cfg.task:
-            raise ValueError(f"--init checkpoint {cfg.init} has task/config {start.task}/{start.config.to_dict()}, "
-                             f"this run needs {cfg.task}/{mcfg.to_dict()} (another family only with the same "
-                             f"weights or more: a DEQ or a memory model from a recursive model of the same core)")
-        model.load_state_dict({**ours, **theirs})
-        init_card = {**start.card, "new_weights": sorted(set(ours) - set(theirs))}
+    init_card = _warm_start(cfg, mcfg, model)
     model.train()
     step_mod = LossModule(model, cfg)
     if world > 1:
@@ -327,29 +369,9 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
         best["state"] = copy.deepcopy(model.state_dict())
     model.load_state_dict(best["state"])
     model.eval()
-    card = {
-        "command": command,
-        "train_config": asdict(cfg),
-        "seed": cfg.seed,
-        "train_sizes": list(cfg.sizes),
-        "steps_run": done,
-        "interrupted": interrupted,
-        "first_loss": first_loss,
-        "train_seconds": round(wall, 1),
-        "machine": f"{cpu_name()} ({platform.machine()}; bf16 units: {prec.cpu_bf16_units() or 'none'}), "
-                   f"{torch.get_num_threads()} threads, "
-                   f"{'cuda ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
-        "world_size": world,
-        "torch": torch.__version__,
-        "precision": precision,
-        "family_options": cfg.family_option_values(),
-        "best_val": {"size": val_size, "iters": val_iters, "accuracy": best["acc"], "best_iter": best["iter"],
-                     "step": best["step"], "n": cfg.val_n},
-        "history": history,
-    }
-    if init_card is not None:
-        keep = ("command", "family", "steps_run", "train_seconds", "best_val", "init_card", "new_weights")
-        card["init_card"] = {k: init_card.get(k) for k in keep}
+    card = _card(cfg, command, done, interrupted, first_loss, wall, device, world, precision,
+                 {"size": val_size, "iters": val_iters, "accuracy": best["acc"], "best_iter": best["iter"],
+                  "step": best["step"], "n": cfg.val_n}, history, init_card)
     if rank == 0:
         if cfg.eval_sizes and not interrupted:
             emit({"event": "eval_table"})
