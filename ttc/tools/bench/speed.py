@@ -76,5 +76,6 @@ def bench_stop(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
                  frame_gap_seconds=spread(gaps), longest_gap_seconds=spread(worst),
                  setup={"checkpoint": ck.name, "task": ck.task, "size": size, "n": n, "budget": budget,
                         "device": dev.type},
-                 note="a browser adds the rerun's round trip; tests/test_browser.py prints the click-to-message time")
+                 note="a browser adds the rerun's round trip; tests/browser/test_browser.py prints the "
+                      "click-to-message time")
 

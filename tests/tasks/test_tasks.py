@@ -291,7 +291,7 @@ def test_independent_maze_generators_make_perfect_mazes_with_the_bfs_path(style,
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "independent_data", Path(__file__).resolve().parent.parent / "scripts" / "independent_data.py")
+        "independent_data", Path(__file__).resolve().parents[2] / "scripts" / "independent_data.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     x, y = mod.mazes(13, 6, random.Random(3), style)

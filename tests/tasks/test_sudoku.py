@@ -16,7 +16,7 @@ from tasks import TaskError, get_task, load_npz, save_npz
 from tasks import sudoku as S
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Norvig's "hardest" example (a puzzle single-digit propagation cannot finish) and a published easy puzzle
 HARD = "4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......"

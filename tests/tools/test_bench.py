@@ -21,7 +21,7 @@ import torch
 
 from ttc.tools import bench, report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def check_entries(result: dict) -> None:

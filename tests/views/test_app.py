@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from tests.dashboard_checkpoints import make_checkpoints
 from ttc.engine.memory import MODES
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ("views/explore.py", "views/compare.py", "views/memory.py", "views/checkpoints.py")
 SMALL = {"size": "16", "n": "12", "budget": "8"}  # quick runs on the tiny checkpoints
 
