@@ -4,6 +4,7 @@ Public extension API: `register_family` (a family is an `IterativeModel` subclas
 `models.solvers.register_solver`, `models.implicit.register_backward`.
 """
 
+from .base import UNROLLED as UNROLLED
 from .base import IterativeModel as IterativeModel
 from .base import IterState as IterState
 from .base import NoSettings as NoSettings

@@ -118,6 +118,9 @@ def tensor_bytes(*ts: torch.Tensor | None) -> int:
     return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
+UNROLLED = "unrolled"  # the memory mode that backpropagates through every iteration: the baseline of comparisons
+
+
 class IterativeModel(nn.Module):
     """Shared parts: the input encoder, the readout head and the contract's entry points.
 
@@ -137,9 +140,17 @@ class IterativeModel(nn.Module):
     Settings: ClassVar[type] = NoSettings  # run settings, a frozen dataclass with from_options/updated
     extra_series: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.series it reports
     extra_maps: ClassVar[tuple[str, ...]] = ()  # names of per-iteration IterState.maps it reports (heat maps)
+    series_labels: ClassVar[dict[str, str]] = {}  # axis label of each extra series (default: its name, spaced)
+    # the inspector's views of its maps: (figure kind, the maps it draws in the kind's order, what it shows); the
+    # kinds are ttc.app.plots.MAP_FIGURES ("answer_frames": one map, (B, C, *spatial) per iteration, forming;
+    # "slot_weights": two maps, (B, positions, slots) per iteration, e.g. read and write weights)
+    map_views: ClassVar[tuple[tuple[str, tuple[str, ...], str], ...]] = ()
     breadth_series: ClassVar[str | None] = None  # the series that ranks starts in breadth (None: final residual)
     memory_modes: ClassVar[tuple[str, ...]] = ()  # training-memory modes `memory_loss` runs (python -m ttc memory)
     memory_caption: ClassVar[str] = ""  # one sentence saying what its memory modes do (the Memory page)
+    # how each memory mode is drawn wherever modes are compared: mode -> (colour, dash, marker); UNROLLED, when a
+    # family declares it, is the baseline the others are measured against (backprop through every iteration)
+    memory_mode_styles: ClassVar[dict[str, tuple[str, str, str]]] = {}
     train_options: ClassVar[tuple[str, ...]] = ()  # TrainConfig fields its training_loss reads from TrainStep.extras
     # a family's own training options with their defaults, beyond TrainConfig's fields: `python -m ttc train
     # --family-options '{"name": value}'` sets them (unknown names and other types are refused), the loss reads them

@@ -91,7 +91,11 @@ class DEQModel(IterativeModel):
     has_solver = True
     Settings = DEQSettings
     extra_series = ("solver_residual",)
+    series_labels = {"solver_residual": "solver residual"}
     memory_modes = ("unrolled", "implicit", "jfb")
+    # implicit and jfb often coincide: a dash and a marker tell them apart
+    memory_mode_styles = {"unrolled": ("#d62728", "solid", "circle"), "implicit": ("#2ca02c", "dash", "square"),
+                          "jfb": ("#1f77b4", "dot", "x")}
     memory_caption = ("Unrolled backprop records exactly that many solver steps; implicit and JFB solve up to that "
                       "many steps without a graph.")
 

@@ -116,6 +116,8 @@ class EBMModel(IterativeModel):
     extra_series = ("energy", "grad_norm")
     breadth_series = "energy"
     extra_maps = ("answer",)  # y itself (B, Y, *spatial) per iteration: the inspector shows it forming
+    series_labels = {"energy": "energy E(x, y)", "grad_norm": "||grad_y E||"}
+    map_views = (("answer_frames", ("answer",), "The relaxed answer y"),)
     train_options = ("contrast", "margin", "stationary", "corrupt", "uniform_start")
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
@@ -344,6 +346,7 @@ class EBMModel(IterativeModel):
         return visited, out
 
     memory_modes = ("unrolled", "last")
+    memory_mode_styles = {"unrolled": ("#d62728", "solid", "circle"), "last": ("#2ca02c", "dash", "diamond")}
     memory_caption = ("Unrolled trains through every descent step (each a differentiable gradient of the energy, so "
                       "double backprop); last runs all but the last step without a graph.")
 

@@ -62,6 +62,9 @@ class MemoryModel(IterativeModel):
     color = "#8c564b"
     extra_series = ("memory_norm", "read_entropy", "write_entropy")
     extra_maps = ("read", "write")  # (B, positions, slots) per iteration, for the inspector's heat map
+    series_labels = {"memory_norm": "mean slot norm ||M_s||", "read_entropy": "read entropy over slots (nats)",
+                     "write_entropy": "write entropy over slots (nats)"}
+    map_views = (("slot_weights", ("read", "write"), "Memory read/write weights"),)
 
     @property
     def reach_per_iteration(self) -> int | None:

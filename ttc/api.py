@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import UNROLLED
 from models import precision as prec
 from tasks import get_task
 from tasks.difficulty import draw
@@ -227,7 +228,7 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     y = torch.as_tensor(ys).long().to(dev)
     model = ck.model.to(dev)
     p = _precision(ck, precision, device)
-    if "unrolled" in modes:  # as the CLI does: a step that would not fit in memory is refused before it starts
+    if UNROLLED in modes:  # as the CLI does: a step that would not fit in memory is refused before it starts
         need, budget = unrolled_bytes_estimate(model, x, y, max(iters)), memory_budget(dev)
         if need > budget:
             raise ValueError(f"unrolled at {max(iters)} iterations would save about {need / 2**30:.1f} GiB, over the "

@@ -206,15 +206,10 @@ def inspector(t: Trace, key) -> None:
     with right:
         chart_with_export(plots.confidence_figure(t, problem, k), f"{s.checkpoint}-confidence{problem}",
                           key="confidence")
-    family_maps = []  # (figure, file stem, element key, what it shows) for the family's per-iteration maps
-    if "answer" in t.maps:  # an energy-based model: the relaxed answer y forming under descent
-        family_maps.append((plots.answer_figure, f"answer{problem}", "answer_map", "The relaxed answer y"))
-    if "read" in t.maps and "write" in t.maps:  # a memory model: where each position reads and writes
-        family_maps.append((plots.memory_access_figure, f"memory{problem}-iter{k}", "memory_access",
-                            "Memory read/write weights"))
-    for figure, stem, fig_key, what in family_maps:
+    for figure, names, what, stem in plots.map_views(t):  # the family's views of its per-iteration maps
         if problem < t.maps_shown:
-            chart_with_export(figure(t, problem, k), f"{s.checkpoint}-{stem}", key=fig_key)
+            chart_with_export(figure(t, problem, k, names), f"{s.checkpoint}-{stem}{problem}-iter{k}",
+                              key=f"map-{stem}")
         else:
             st.caption(f"{what}: kept for the first {t.maps_shown} problem(s) of this run (the bound on a trace's "
                        "stored maps); choose one of those to see it.")

@@ -5,6 +5,7 @@ the allocator's peak too, with the ratios."""
 import pandas as pd
 import streamlit as st
 
+from models import UNROLLED
 from ttc.app import memory_sweep as ms
 from ttc.app import plots
 from views._common import chart, chart_with_export, entries, settings_sidebar
@@ -83,13 +84,13 @@ st.caption(f"One training step (forward, loss, backward) of {name} on {batch} {s
 
 args = (ck_entry.version, s.size, batch, s.seed)
 jobs = [(m, k) for m in modes for k in iters]
-if "unrolled" in modes:
+if UNROLLED in modes:
     limit = unrolled_limit(*args, tuple(iters), s.device, ck_entry.ck)
     too_big = [k for k in iters if limit is None or k > limit]
     if too_big:
         st.warning(f"Unrolled backprop at {', '.join(map(str, too_big))} iterations would need more memory than this "
                    "machine can spare; those points are left out.")
-        jobs = [(m, k) for m, k in jobs if not (m == "unrolled" and k in too_big)]
+        jobs = [(m, k) for m, k in jobs if not (m == UNROLLED and k in too_big)]
 
 progress = st.progress(0.0)
 saved_ph, peak_ph = st.empty(), st.empty()

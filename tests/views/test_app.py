@@ -326,12 +326,12 @@ def test_an_energy_based_run_shows_its_energy_and_the_answer_forming(ckpt_dir):
     energy = figs["series-energy"]
     assert energy["data"][-1]["name"].endswith(": mean") and len(energy["data"][-1]["y"]) == 8
     assert "series-grad_norm" in figs
-    answer = figs["answer_map"]["data"][0]
+    answer = figs["map-answer"]["data"][0]
     assert answer["type"] == "heatmap" and len(answer["z"]) == 8 and len(answer["z"][0]) == 16  # iterations x cells
     assert all(0.0 <= v <= 1.0 for row in answer["z"] for v in row)
     assert at.query_params["step"] == "0.5" and float(at.query_params["momentum"]) == 0.0
     at.slider(key="insp_k").set_value(3).run()
-    shapes = charts(at)["answer_map"]["layout"]["shapes"]
+    shapes = charts(at)["map-answer"]["layout"]["shapes"]
     assert shapes and shapes[0]["y0"] == 3  # the scrubbed iteration is marked
 
 

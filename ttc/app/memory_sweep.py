@@ -8,6 +8,7 @@ import copy
 
 import torch
 
+from models import UNROLLED
 from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
@@ -51,11 +52,11 @@ def ratio_notes(rows: list[dict], key: str = "saved_bytes") -> list[str]:
     step keeps than each other mode measured (a DEQ's implicit and JFB, an EBM's last-step descent)."""
     by = {(r["mode"], r["iters"]): r[key] for r in rows if r.get(key) is not None}
     notes = []
-    for k in sorted({it for mode, it in by if mode == "unrolled"}):
+    for k in sorted({it for mode, it in by if mode == UNROLLED}):
         parts = [f"unrolled keeps {_mib(by['unrolled', k])}"]
-        for other in dict.fromkeys(m for m, _ in by if m != "unrolled"):
+        for other in dict.fromkeys(m for m, _ in by if m != UNROLLED):
             if (other, k) in by:
-                ratio = by["unrolled", k] / by[other, k] if by[other, k] else float("inf")
+                ratio = by[UNROLLED, k] / by[other, k] if by[other, k] else float("inf")
                 parts.append(f"{other} {_mib(by[other, k])} ({ratio:,.1f}x less)")
         notes.append(f"{k} iterations: " + ", ".join(parts) + ".")
     return notes

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from models import ConfigError, get_family
+from models import ConfigError, families, get_family
 from tasks import TaskError, get_task, optional
 from ttc.app.trace import Trace
 from ttc.engine.evaluate import wilson
@@ -48,9 +48,23 @@ def family_color(family: str) -> str:
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 MEMORY_LABELS = {"cuda_allocated": "GPU memory allocated (torch.cuda)",
                  "cpu_tensor_bytes": "tensor bytes held by the run (CPU)"}
-MODE_STYLES = {"unrolled": ("#d62728", "solid", "circle"), "implicit": ("#2ca02c", "dash", "square"),
-               "jfb": ("#1f77b4", "dot", "x"), "last": ("#2ca02c", "dash", "diamond")}
-# colour, dash, marker: implicit and jfb often coincide; "last" is an EBM's last-step-only descent
+
+
+def mode_style(mode: str) -> tuple[str, str, str]:
+    """(colour, dash, marker) of a memory mode, as the family that declares it draws it (grey if none does)."""
+    for fam in families():
+        if mode in fam.memory_mode_styles:
+            return fam.memory_mode_styles[mode]
+    return ("#7f7f7f", "solid", "circle")
+
+
+def series_label(family: str, series: str) -> str:
+    """The axis label the family gives one of its extra series (its name, spaced, if none)."""
+    try:
+        labels = get_family(family).series_labels
+    except ConfigError:
+        labels = {}
+    return labels.get(series, series.replace("_", " "))
 # inspector cell codes: plain 0/1 bits, then prediction bits right (0/1) and wrong (0/1)
 _BIT_COLORS = ("#f2f2f2", "#595959", "#c7e9c0", "#238b45", "#fcbba1", "#cb181d")
 
@@ -419,7 +433,7 @@ def memory_modes_figure(rows: Sequence[dict], key: str = "saved_bytes") -> go.Fi
     fig = _base(f"Training memory: {label}", "iterations (log)", f"MiB (log): {label}")
     for mode in dict.fromkeys(r["mode"] for r in rows):
         pts = sorted((r["iters"], r[key]) for r in rows if r["mode"] == mode and r.get(key) is not None)
-        color, dash, symbol = MODE_STYLES.get(mode, ("#9467bd", "solid", "circle"))
+        color, dash, symbol = mode_style(mode)
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[max(p[1], 1) / 2**20 for p in pts], mode="lines+markers",
                                  name=mode, line={"color": color, "dash": dash}, marker={"symbol": symbol, "size": 9}))
     fig.update_xaxes(**LOG_AXIS)
@@ -427,17 +441,12 @@ def memory_modes_figure(rows: Sequence[dict], key: str = "saved_bytes") -> go.Fi
     return fig
 
 
-SERIES_LABELS = {"energy": "energy E(x, y)", "grad_norm": "||grad_y E||",
-                 "solver_residual": "solver residual", "memory_norm": "mean slot norm ||M_s||",
-                 "read_entropy": "read entropy over slots (nats)", "write_entropy": "write entropy over slots (nats)"}
-
-
 def series_figure(name: str, t: Trace, series: str) -> go.Figure:
     """One of the family's extra per-iteration series (a memory model's slot norms, an EBM's energy): the mean
     over the finite samples with the band from the 10th to the 90th percentile."""
     v = t.series[series].astype(np.float64)
     v = np.where(np.isfinite(v), v, np.nan)
-    label = SERIES_LABELS.get(series, series.replace("_", " "))
+    label = series_label(t.family, series)
     fig = _base(f"{label} per iteration", "iteration", label, height=280)
     k = t.k.tolist()
     color = family_color(t.family)
@@ -455,13 +464,14 @@ def series_figure(name: str, t: Trace, series: str) -> go.Figure:
     return fig
 
 
-def memory_access_figure(t: Trace, problem: int, k: int) -> go.Figure:
-    """A memory model's read and write weights at iteration k for one problem: positions (x) against slots (y),
-    each position's weights over the slots summing to 1; beside them each slot's content norm."""
-    read = t.maps["read"][k - 1, problem].astype(np.float32).T  # (S, P)
-    write = t.maps["write"][k - 1, problem].astype(np.float32).T
+def memory_access_figure(t: Trace, problem: int, k: int, maps: tuple[str, str] = ("read", "write")) -> go.Figure:
+    """Two maps of weights over slots at iteration k for one problem (a memory model's read and write weights):
+    positions (x) against slots (y), each position's weights over the slots summing to 1."""
+    read = t.maps[maps[0]][k - 1, problem].astype(np.float32).T  # (S, P)
+    write = t.maps[maps[1]][k - 1, problem].astype(np.float32).T
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                        subplot_titles=(f"Read weights, iteration {k}", f"Write weights, iteration {k}"))
+                        subplot_titles=(f"{maps[0].capitalize()} weights, iteration {k}",
+                                        f"{maps[1].capitalize()} weights, iteration {k}"))
     slots = [f"slot {s}" for s in range(read.shape[0])]
     positions = list(range(read.shape[1]))
     for col, w in ((1, read), (2, write)):
@@ -474,11 +484,11 @@ def memory_access_figure(t: Trace, problem: int, k: int) -> go.Figure:
     return fig
 
 
-def answer_figure(t: Trace, problem: int, k: int) -> go.Figure:
+def answer_figure(t: Trace, problem: int, k: int, maps: tuple[str] = ("answer",)) -> go.Figure:
     """An energy-based model's relaxed answer y for one problem: on strings, output cell (x) against iteration (y)
     with iteration k marked, so the values are seen forming; on grids, y at iteration k. The first class channel
     is shown for two-class tasks (y = probability of a 1), the argmax's probability otherwise."""
-    a = t.maps["answer"][:, problem].astype(np.float32)  # (K, Y, *spatial)
+    a = t.maps[maps[0]][:, problem].astype(np.float32)  # (K, Y, *spatial)
     a = a[:, 0] if a.shape[1] == 1 else a.max(axis=1)
     scale = [[0, "#f7fbff"], [0.5, "#6baed6"], [1, "#08306b"]]
     bar = {"title": {"text": "y"}}
@@ -660,3 +670,17 @@ def accuracy_by_difficulty_figure(rows: Sequence[tuple[str, str, np.ndarray, np.
         fig.add_trace(go.Scatter(x=xs, y=acc.tolist(), mode="lines+markers", name=name, line={"color": color}))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return fig
+
+
+# the inspector's figure kinds a family's map_views name: kind -> figure(trace, problem, iteration, maps)
+MAP_FIGURES = {"answer_frames": answer_figure, "slot_weights": memory_access_figure}
+
+
+def map_views(t: Trace) -> list[tuple[object, tuple[str, ...], str, str]]:
+    """The family's views of the maps this trace kept: (figure function, its maps, what it shows, a file stem)."""
+    try:
+        declared = get_family(t.family).map_views
+    except ConfigError:
+        return []
+    return [(MAP_FIGURES[kind], tuple(names), what, "-".join(names)) for kind, names, what in declared
+            if kind in MAP_FIGURES and all(n in t.maps for n in names)]

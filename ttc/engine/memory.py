@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
-from models import DEQModel, IterativeModel
+from models import UNROLLED, DEQModel, IterativeModel
 
 MODES = DEQModel.memory_modes  # a DEQ's backward modes; all_modes() has every family's
 
@@ -146,10 +146,10 @@ def measure_step(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, mode: 
 def unrolled_bytes_estimate(model: IterativeModel, x: torch.Tensor, y: torch.Tensor, iters: int,
                             method: str | None = None) -> int:
     """Saved bytes an unrolled step at `iters` would take, extrapolated linearly from 8 and 16 steps."""
-    if "unrolled" not in model.memory_modes:
+    if UNROLLED not in model.memory_modes:
         return 0
-    a = measure_step(model, x, y, "unrolled", 8, method)["saved_bytes"]
-    b = measure_step(model, x, y, "unrolled", 16, method)["saved_bytes"]
+    a = measure_step(model, x, y, UNROLLED, 8, method)["saved_bytes"]
+    b = measure_step(model, x, y, UNROLLED, 16, method)["saved_bytes"]
     return int(b + max(0, b - a) / 8 * max(0, iters - 16))
 
 

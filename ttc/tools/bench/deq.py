@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from models import solvers
+from models import UNROLLED, solvers
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.memory import measure_step
 from ttc.engine.zoo import DEQCase, training_size
@@ -109,7 +109,7 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
     size = min(case.size, 32)
     for r in range(cfg.memory_repeats):
         *_, x, y = _batch(case.task, size, cfg.memory_batch, SEED + r, dev)
-        for mode, k in (("implicit", 10), ("implicit", 1000), ("implicit", 100), ("unrolled", 100)):
+        for mode, k in (("implicit", 10), ("implicit", 1000), ("implicit", 100), (UNROLLED, 100)):
             rows.setdefault((mode, k), []).append(measure_step(model, x, y, mode, k, tol=0.0))
     setup = {"model": case.name, "task": case.task, "size": size, "batch": cfg.memory_batch, "device": dev.type,
              "forward_tol": 0.0, "backward_max_iter": 30}
@@ -127,7 +127,7 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
               saved_bytes=saved("saved_bytes"), random_model=case.random, setup=setup),
         entry("memory", f"unrolled vs implicit at 100 iterations: {case.name}",
               "bytes saved for backward by unrolled backprop through 100 solver steps / by implicit "
-              "differentiation at 100", ratio(("unrolled", 100), ("implicit", 100), "saved_bytes"), aim=">= 20",
+              "differentiation at 100", ratio((UNROLLED, 100), ("implicit", 100), "saved_bytes"), aim=">= 20",
               saved_bytes=saved("saved_bytes"), random_model=case.random, setup=setup),
     ]
     if dev.type == "cuda":
@@ -138,7 +138,7 @@ def bench_memory(case: DEQCase, cfg: BenchConfig, dev: torch.device) -> list[dic
                   peak_bytes=saved("peak_bytes"), random_model=case.random, setup=setup),
             entry("memory", f"unrolled vs implicit CUDA peak at 100: {case.name}",
                   "CUDA peak allocated above baseline, unrolled / implicit at 100 iterations",
-                  ratio(("unrolled", 100), ("implicit", 100), "peak_bytes"), aim=">= 20",
+                  ratio((UNROLLED, 100), ("implicit", 100), "peak_bytes"), aim=">= 20",
                   peak_bytes=saved("peak_bytes"), random_model=case.random, setup=setup),
         ]
     return out
@@ -148,14 +148,14 @@ def bench_descent_memory(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) ->
     """Training memory of a family whose memory modes include unrolled but no solver (an EBM): bytes saved when
     training through all of T descent steps / through the last step only, at T = its training steps."""
     model = copy.deepcopy(ck.model).to(dev)
-    others = [m for m in model.memory_modes if m != "unrolled"]
+    others = [m for m in model.memory_modes if m != UNROLLED]
     size = min(training_size(ck), 32)
     k = ck.config.layers
     ratios, rows = [], []
     for r in range(cfg.memory_repeats):
         *_, x, y = _batch(ck.task, size, cfg.memory_batch, SEED + r, dev)
-        un, other = measure_step(model, x, y, "unrolled", k), measure_step(model, x, y, others[0], k)
-        rows.append({"unrolled": un["saved_bytes"], others[0]: other["saved_bytes"]})
+        un, other = measure_step(model, x, y, UNROLLED, k), measure_step(model, x, y, others[0], k)
+        rows.append({UNROLLED: un["saved_bytes"], others[0]: other["saved_bytes"]})
         if other["saved_bytes"]:
             ratios.append(un["saved_bytes"] / other["saved_bytes"])
     return entry("memory", f"unrolled vs {others[0]} at {k} steps: {ck.name}",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from models import UNROLLED
 from models import precision as prec
 from ttc.engine.probe import resolve_device
 from ttc.engine.zoo import deq_cases, load_zoo, machine
@@ -61,7 +62,7 @@ def run_bench(quick: bool = False, folder: str | Path = "checkpoints", device: s
         if "memory" in groups:
             step(f"memory {case.name}", lambda case=case: bench_memory(case, cfg, dev))
     if "memory" in groups:  # families with memory modes but no solver (EBMs): unrolled vs their cheaper mode
-        descent = [ck for ck in by_family if "unrolled" in ck.model.memory_modes and not ck.model.has_solver
+        descent = [ck for ck in by_family if UNROLLED in ck.model.memory_modes and not ck.model.has_solver
                    and len(ck.model.memory_modes) > 1]
         for ck in _limit(descent, cfg):
             step(f"memory {ck.name}", lambda ck=ck: bench_descent_memory(ck, cfg, dev))

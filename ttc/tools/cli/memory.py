@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from models import UNROLLED
 from models import precision as prec
 from models.solvers import SOLVERS
 from tasks import get_task
@@ -77,7 +78,7 @@ def cmd_memory(a) -> int:
     xs, ys = task.generate(size, a.batch, a.seed)
     x = task.encode(torch.as_tensor(xs)).to(dev)
     y = torch.as_tensor(ys).long().to(dev)
-    if "unrolled" in a.modes:
+    if UNROLLED in a.modes:
         need, budget = unrolled_bytes_estimate(model, x, y, max(a.iters), a.solver), memory_budget(dev)
         if need > budget:
             raise UsageError(f"unrolled at {max(a.iters)} iterations would save about {need / 2**30:.1f} GiB, over "

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from models import UNROLLED
 from tasks import TaskError, get_task, optional
 from ttc.engine.analyze import ranks
 from ttc.engine.checkpoint import Checkpoint
@@ -31,9 +32,9 @@ def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple
     x, y = task.encode(torch.as_tensor(xs)).to(device), torch.as_tensor(ys).long().to(device)
     rows, notes = [], []
     budget = memory_budget(device)
-    for mode in ("unrolled", "implicit", "jfb"):
+    for mode in model.memory_modes:
         for k in cfg.memory_iters:
-            if mode == "unrolled" and unrolled_bytes_estimate(model, x, y, k) > budget / 4:
+            if mode == UNROLLED and unrolled_bytes_estimate(model, x, y, k) > budget / 4:
                 notes.append(f"unrolled at {k} iterations skipped: it would not fit this machine's memory")
                 continue
             r = measure_step(model, x, y, mode, k, tol=0.0)
