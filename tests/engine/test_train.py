@@ -193,3 +193,15 @@ def test_a_family_declares_its_own_training_options(tmp_path, monkeypatch):
     for bad, needle in bads:
         with pytest.raises(ValueError, match=re.escape(needle)):
             train(TrainConfig(task="prefix_sums", family="weighted_test", family_options=bad, **TINY), out=None)
+
+
+def test_the_default_validation_size_is_one_the_task_accepts():
+    """Twice the largest training size, inside the task's range: a maze trained at 7 validates at 15 (odd sizes
+    only; 14 was refused after the whole training), sudoku at its top of 58 blanks."""
+    from ttc.engine.train import TrainConfig
+
+    assert TrainConfig(task="mazes", family="recursive", arch="conv2d", sizes=[7]).validation_size() == 15
+    assert TrainConfig(task="mazes", family="recursive", arch="conv2d", sizes=[401]).validation_size() == 401
+    assert TrainConfig(task="sudoku", family="recursive", arch="relational", sizes=[45]).validation_size() == 58
+    assert TrainConfig(task="prefix_sums", family="recursive", sizes=[16]).validation_size() == 32
+    assert TrainConfig(task="mazes", family="recursive", arch="conv2d", sizes=[7], val_size=9).validation_size() == 9
