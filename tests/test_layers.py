@@ -75,3 +75,56 @@ def test_the_name_check_catches_a_comparison():
     assert NAME_COMPARISON.search('if ck.family == "deq":')
     assert NAME_COMPARISON.search("x = 'conv2d' if task == 'mazes' else 'conv1d'")
     assert not NAME_COMPARISON.search("if ck.model.has_solver:")
+
+
+# Outside models/, no code names a shipped family's own vocabulary as a string: its name, the series, maps and
+# memory modes it declares (figures, tables and pages ask the family class). "memory" is also a common word (a
+# bench group, a page, a CLI command) and is left out. What is still allowed, and why:
+VOCABULARY_ALLOWED = {
+    ("ttc/engine/train.py", "recursive"): "TrainConfig's default family for `python -m ttc train`",
+    ("ttc/engine/train.py", "implicit"): "TrainConfig's DEQ backward field (TrainConfig's family fields: issue 25)",
+    ("ttc/engine/train.py", "grad_norm"): "the training step event's gradient norm, not the EBM's series",
+}
+
+
+def _family_vocabulary() -> set[str]:
+    from models import families
+
+    words = set()
+    for fam in families():
+        words |= {fam.family_name, *fam.extra_series, *fam.extra_maps, *fam.memory_modes}
+    return words - {"memory"}
+
+
+def _string_literals(path) -> list[tuple[int, str]]:
+    """(line, value) of every string constant in the file that is not a docstring."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def _vocabulary_hits(paths, words) -> list[str]:
+    hits = []
+    for path in paths:
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
+        for line, value in _string_literals(path):
+            if value in words and (rel, value) not in VOCABULARY_ALLOWED:
+                hits.append(f"{rel}:{line}: {value!r}")
+    return hits
+
+
+def test_no_family_vocabulary_outside_models():
+    files = [ROOT / "app.py", *(ROOT / "ttc").rglob("*.py"), *(ROOT / "views").rglob("*.py")]
+    hits = _vocabulary_hits(files, _family_vocabulary())
+    assert not hits, hits
+
+
+def test_the_vocabulary_check_catches_a_series_a_map_and_a_mode(tmp_path):
+    f = tmp_path / "page.py"
+    f.write_text('"""a docstring may say energy"""\nx = t.series["energy"]\ny = t.maps["read"]\n'
+                 'z = MODE_STYLES["jfb"]\nw = {"group": "memory"}\n')
+    assert _vocabulary_hits([f], _family_vocabulary()) == ["page.py:2: 'energy'", "page.py:3: 'read'",
+                                                           "page.py:4: 'jfb'"]

@@ -106,7 +106,7 @@ def test_a_memory_trace_keeps_its_maps_and_series(entries):
     assert set(t.series) == {"memory_norm", "read_entropy", "write_entropy"}
     assert t.series["memory_norm"].shape == (9, 12)
     assert t.maps["read"].shape == (9, t.maps_shown, 16, 3) and t.maps_shown >= 1
-    fig = plots.memory_access_figure(t, 0, 9).to_plotly_json()
+    fig = plots.memory_access_figure(t, 0, 9, ("read", "write")).to_plotly_json()
     assert np.allclose(np.asarray(fig["data"][0]["z"]).sum(axis=0), 1.0, atol=1e-2)  # weights over slots
     series = plots.series_figure("m", t, "memory_norm").to_plotly_json()
     assert np.allclose(series["data"][2]["y"], t.series["memory_norm"].mean(axis=1), atol=1e-5)

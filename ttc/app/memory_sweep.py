@@ -53,7 +53,7 @@ def ratio_notes(rows: list[dict], key: str = "saved_bytes") -> list[str]:
     by = {(r["mode"], r["iters"]): r[key] for r in rows if r.get(key) is not None}
     notes = []
     for k in sorted({it for mode, it in by if mode == UNROLLED}):
-        parts = [f"unrolled keeps {_mib(by['unrolled', k])}"]
+        parts = [f"unrolled keeps {_mib(by[UNROLLED, k])}"]
         for other in dict.fromkeys(m for m, _ in by if m != UNROLLED):
             if (other, k) in by:
                 ratio = by[UNROLLED, k] / by[other, k] if by[other, k] else float("inf")

@@ -464,7 +464,7 @@ def series_figure(name: str, t: Trace, series: str) -> go.Figure:
     return fig
 
 
-def memory_access_figure(t: Trace, problem: int, k: int, maps: tuple[str, str] = ("read", "write")) -> go.Figure:
+def memory_access_figure(t: Trace, problem: int, k: int, maps: tuple[str, str]) -> go.Figure:
     """Two maps of weights over slots at iteration k for one problem (a memory model's read and write weights):
     positions (x) against slots (y), each position's weights over the slots summing to 1."""
     read = t.maps[maps[0]][k - 1, problem].astype(np.float32).T  # (S, P)
@@ -484,7 +484,7 @@ def memory_access_figure(t: Trace, problem: int, k: int, maps: tuple[str, str] =
     return fig
 
 
-def answer_figure(t: Trace, problem: int, k: int, maps: tuple[str] = ("answer",)) -> go.Figure:
+def answer_figure(t: Trace, problem: int, k: int, maps: tuple[str]) -> go.Figure:
     """An energy-based model's relaxed answer y for one problem: on strings, output cell (x) against iteration (y)
     with iteration k marked, so the values are seen forming; on grids, y at iteration k. The first class channel
     is shown for two-class tasks (y = probability of a 1), the argmax's probability otherwise."""

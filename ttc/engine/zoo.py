@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from models import IterativeModel, ModelConfig, build_model
+from models import IterativeModel, ModelConfig, build_model, families
 from tasks import get_task
 from ttc.engine import runtime
 from ttc.engine.checkpoint import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
@@ -65,8 +65,8 @@ def write_analysis(path: str, result: dict, command: str) -> dict:
     return card
 
 
-RANDOM_DEQ = {"task": "prefix_sums", "family": "deq", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30,
-              "norm": True}  # the zoo's prefix-sums DEQ shape
+# the zoo's prefix-sums DEQ shape, for a stand-in of the first family with a solver
+RANDOM_DEQ = {"task": "prefix_sums", "arch": "conv1d", "width": 64, "depth": 2, "layers": 30, "norm": True}
 
 
 
@@ -132,6 +132,7 @@ def deq_cases(cks: list[Checkpoint], uses: str = "the DEQ measurements (solvers,
     if cases:
         return cases, []
     spec = dict(RANDOM_DEQ)
+    spec["family"] = next(f.family_name for f in families() if f.has_solver)
     task = get_task(spec.pop("task"))
     model = build_model(ModelConfig(in_channels=task.in_channels, **spec), seed=0)
     name = "random-prefix_sums-deq"
