@@ -205,3 +205,16 @@ def test_the_default_validation_size_is_one_the_task_accepts():
     assert TrainConfig(task="sudoku", family="recursive", arch="relational", sizes=[45]).validation_size() == 58
     assert TrainConfig(task="prefix_sums", family="recursive", sizes=[16]).validation_size() == 32
     assert TrainConfig(task="mazes", family="recursive", arch="conv2d", sizes=[7], val_size=9).validation_size() == 9
+
+
+def test_training_leaves_no_process_state_behind(tmp_path):
+    """Flushing denormals to zero is for the training loop only: after train() a subnormal float is representable
+    again (a later test's float strategy once refused to run)."""
+    import sys
+
+    from ttc.engine.train import TrainConfig, train
+
+    train(TrainConfig(task="prefix_sums", family="recursive", width=4, depth=1, layers=2, sizes=[4], batch=2,
+                      steps=1, val_every=1, val_n=2), out=str(tmp_path / "t.safetensors"))
+    tiny = sys.float_info.min / 2  # a subnormal double
+    assert tiny > 0 and torch.tensor(tiny, dtype=torch.float64).item() > 0

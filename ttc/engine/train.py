@@ -294,13 +294,23 @@ def train(cfg: TrainConfig, out: str | None = None, on_event: Callable[[dict], N
 
     An existing `out` is refused before any work unless `force`. The checkpoint is written to a temporary file
     and renamed into place, so `out` is either the old file or the whole new one. An interrupted run (Ctrl-C)
-    never writes `out`: its weights go beside it (`interrupted_path`), its card saying `interrupted: true`."""
+    never writes `out`: its weights go beside it (`interrupted_path`), its card saying `interrupted: true`.
+    Denormal floats are flushed to zero while it trains (denormal weights and moments late in training slow the
+    CPU's kernels many-fold) and not after: the setting is the whole process's (it once made a later test's
+    float strategy refuse to run)."""
     check_out(out, force)
     cfg.family_option_values()  # refuses unknown or ill-typed options before any work
+    torch.set_flush_denormal(True)
+    try:
+        return _train(cfg, out, on_event, command)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] | None, command: str) -> dict:
     emit = on_event or (lambda ev: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # denormal weights/moments late in training slow CPU kernels many-fold
     world, rank, device = _process_group()
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
