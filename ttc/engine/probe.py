@@ -205,6 +205,177 @@ def _grad_mode(model: IterativeModel):
     return contextlib.nullcontext() if model.needs_grad else torch.inference_mode()
 
 
+@dataclass
+class _Waiting:
+    """One iteration waiting for its record until a flush: what the stream gave, and what is known of it so far."""
+
+    k: int
+    nfe: int
+    memory: int  # bytes (see IterRecord.memory_kind)
+    elapsed: float  # seconds the run had computed when the iteration ended
+    series: dict | None
+    maps: dict | None
+    z: torch.Tensor | None  # the state, kept only with keep_state
+    state: object  # the stream's IterState (its logits, its own residual)
+    zf: torch.Tensor | None  # the state flattened per sample (None: the family reports its own residual)
+    prev: torch.Tensor | None  # the previous iteration's zf
+    host: dict | None = None  # host fields: residual parts or the family's own residual, per-cell statistics
+    finite: np.ndarray | None = None  # (B,) bool where a state is finite (None: all are)
+    settled: tuple | None = None  # (residuals, running residuals, converged, diverged) once settled
+
+
+class _Books:
+    """A run's per-sample bookkeeping on the host: residuals, convergence and divergence, the per-cell statistics,
+    and the records made from them. On the CPU the iterations of a flush are measured and settled together."""
+
+    def __init__(self, y: torch.Tensor, mask: torch.Tensor | None, cuda: bool, tol: float, precision: str,
+                 cell_error: bool, conf_for: int, fixed_bytes: int):
+        self.y, self.mask, self.cuda, self.tol = y, mask, cuda, tol
+        self.precision, self.cell_error, self.conf_for, self.fixed_bytes = precision, cell_error, conf_for, fixed_bytes
+        self.B = y.shape[0]
+        self.conv = np.zeros(self.B, dtype=bool)
+        self.div = np.zeros(self.B, dtype=bool)
+        self.numel = np.float32(y.numel())
+        self.eps = np.float32(1e-12)
+        self.diff_buf: torch.Tensor | None = None  # z - z_prev is formed here: one buffer a run
+        self.refined_at: int | None = None  # the first iteration a bf16 run computed in float32
+        if not cuda:  # the per-cell statistics run in numpy on views of the logits (cells_on_host)
+            y_host = y.flatten(1).numpy()
+            self.y_host = (y_host, y_host.astype(bool))
+            self.mask_host = None if mask is None else mask.flatten(1).numpy()
+
+    def settle(self, h: dict, finite: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Advance convergence and divergence by one iteration's host fields; (residuals, the running ones')."""
+        if "res" in h:  # the family's own residual and stops
+            res_np, self.conv, self.div = h["res"], h["conv"], h["div"]
+            return res_np, res_np[np.isfinite(res_np)]
+        zn_np, num = h["zn"], h["num"]
+        stopped = self.conv | self.div
+        if finite is None and float(np.add.reduce(num)) < math.inf:  # the common case needs no error state
+            res_np = num / (zn_np + self.eps)
+            res_np[stopped] = np.nan
+        else:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                raw = num / (zn_np + self.eps)
+            if finite is not None:
+                self.div = self.div | ~finite
+                self.conv = self.conv & ~self.div  # one that blows up after it converged counts as diverged only
+                stopped = self.conv | self.div
+            res_np = np.where(stopped, np.float32(np.nan), raw).astype(np.float32, copy=False)
+        self.conv = self.conv | (res_np < self.tol)  # NaN compares False, without a warning
+        return res_np, res_np[~stopped]
+
+    def settle_now(self, w: _Waiting) -> tuple:
+        """settle() for one iteration, with the states it leaves: (residuals, running ones', converged, diverged)."""
+        return (*self.settle(w.host, w.finite), self.conv, self.div)
+
+    def settle_all(self, items: list[_Waiting]) -> list[tuple]:
+        """settle() for every iteration of a batch, in order; the common case (finite norms, no own residual) in
+        one pass over the batch. Returns (residuals, the running ones', converged, diverged) per iteration."""
+        hs = [w.host for w in items]
+        if "res" in hs[0] or any(w.finite is not None for w in items):
+            return [self.settle_now(w) for w in items]
+        zn_k, num_k = np.stack([h["zn"] for h in hs]), np.stack([h["num"] for h in hs])
+        if not float(np.add.reduce(num_k, axis=None)) < math.inf:
+            return [self.settle_now(w) for w in items]
+        res_k = num_k / (zn_k + self.eps)
+        stopped0 = self.conv | self.div
+        # a sample running at the batch's start has converged by iteration i once its residual fell below tol at
+        # i or before; each iteration's residual is NaN for the samples stopped before it (as settle() does)
+        reached = np.logical_or.accumulate((res_k < self.tol) & ~stopped0, axis=0)
+        before = np.empty_like(reached)
+        before[0] = stopped0
+        before[1:] = stopped0 | reached[:-1]
+        res_k[before] = np.nan
+        conv_k = self.conv | reached
+        self.conv = conv_k[-1]
+        return [(res_k[i], res_k[i][~before[i]], conv_k[i], self.div) for i in range(len(hs))]
+
+    def _diff_norm(self, zf: torch.Tensor, prev: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.diff_buf is None or self.diff_buf.shape != zf.shape or self.diff_buf.dtype != zf.dtype:
+            self.diff_buf = torch.empty_like(zf)
+        return torch.linalg.vector_norm(torch.sub(zf, prev, out=self.diff_buf), dim=1, out=out)
+
+    def measure(self, st, zf: torch.Tensor | None, prev: torch.Tensor | None) -> tuple[dict, np.ndarray | None]:
+        """One iteration's host fields (its residual's parts or the family's own residual, convergence and
+        divergence; on a GPU also the per-cell statistics) and finiteness (None: every sample's state is finite)."""
+        finite = None
+        if zf is None:
+            fields = {"res": st.residual.float(), "conv": st.converged, "div": st.diverged}
+        else:
+            zn = torch.linalg.vector_norm(zf, dim=1)
+            fields = {"zn": zn, "num": zn if prev is None else self._diff_norm(zf, prev)}
+            if self.cuda:  # a scan is cheap on a GPU and rides the same copy
+                fields["finite"] = torch.isfinite(zf).all(dim=1)
+        if self.cuda:  # one copy to the host per iteration
+            fields.update(_cells_on_device(st.logits, self.y, self.mask, self.cell_error, self.conf_for))
+            h = _to_host(fields)
+            if "finite" in h and not h["finite"].all():
+                finite = h["finite"]
+        else:
+            h = _to_host(fields)
+            # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
+            # not, the full scan tells a non-finite entry from finite entries whose norm overflowed
+            if "zn" in h and not float(np.add.reduce(h["zn"])) < math.inf:
+                finite = _finite_rows(zf, zn).numpy()
+        return h, finite
+
+    def measure_waiting(self, items: list[_Waiting]) -> None:
+        """measure() for the iterations that waited for a flush, in order. The norms of their states and of their
+        changes go into one (2, iterations, B) tensor that reaches the host in one call."""
+        for w in items:
+            if w.zf is None:  # the family's own residual
+                w.host, w.finite = self.measure(w.state, w.zf, w.prev)
+        items = [w for w in items if w.zf is not None]
+        if not items:
+            return
+        norms = torch.empty(2, len(items), items[0].zf.shape[0], dtype=items[0].zf.dtype)
+        for i, w in enumerate(items):
+            torch.linalg.vector_norm(w.zf, dim=1, out=norms[0, i])
+            if w.prev is None:
+                norms[1, i] = norms[0, i]
+            else:
+                self._diff_norm(w.zf, w.prev, out=norms[1, i])
+        zn, num = norms.numpy()
+        finite_all = float(np.add.reduce(zn, axis=None)) < math.inf  # as in measure(): one check for the batch
+        for i, w in enumerate(items):
+            w.host = {"zn": zn[i], "num": num[i]}
+            if not finite_all and not float(np.add.reduce(zn[i])) < math.inf:
+                w.finite = _finite_rows(w.zf, norms[0, i]).numpy()
+
+    def prepare(self, model: IterativeModel, items: list[_Waiting], logits: list[torch.Tensor]) -> list[_Waiting]:
+        """On the CPU, what a batch's records need beyond its iterations: the norms of the states that waited, the
+        per-cell statistics. Touches nothing the run goes on using, so it may run on the spare core meanwhile."""
+        with _grad_mode(model):  # thread-local; the last batch comes after the stream ended
+            self.measure_waiting([w for w in items if w.host is None])
+        cells = cells_on_host(logits, self.y_host, self.mask_host, self.cell_error, self.conf_for)
+        for w, c in zip(items, cells, strict=True):
+            w.host.update(c)
+        return items
+
+    def record(self, w: _Waiting, settled: tuple) -> IterRecord:
+        res_np, finite_res, conv, div = settled
+        h = w.host
+        correct = h["correct"]
+        return IterRecord(
+            k=w.k, accuracy=float(np.float32(np.count_nonzero(correct)) / np.float32(self.B)), correct=correct,
+            residual=float(np.add.reduce(finite_res) / np.float32(finite_res.size)) if finite_res.size else math.nan,
+            residuals=res_np, nfe=w.nfe, elapsed=w.elapsed, memory_bytes=int(w.memory),
+            memory_kind="cuda_allocated" if self.cuda else "cpu_tensor_bytes", converged=conv, diverged=div,
+            preds=torch.from_numpy(h["preds"]), confidence=h["conf"],
+            bit_accuracy=float(np.float32(h["bits"]) / self.numel),
+            series=None if w.series is None else {k: v.detach().float().cpu().numpy() for k, v in w.series.items()},
+            maps=None if w.maps is None else {k: v.detach().to(torch.float16).cpu().numpy()
+                                              for k, v in w.maps.items()},
+            cell_error=h.get("cell_error"), cell_conf=h.get("cell_conf"), z=w.z,
+            precision="fp32" if self.refined_at is not None and w.k >= self.refined_at else self.precision)
+
+    def records(self, items: list[_Waiting]) -> Iterator[IterRecord]:
+        states = self.settle_all(items) if items[0].settled is None else [w.settled for w in items]
+        for w, settled in zip(items, states, strict=True):
+            yield self.record(w, settled)
+
+
 def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.ndarray, iters: int,
           device: str | torch.device | None = "cpu", early_stop: bool = False, tol: float | None = None,
           settings=None, z0: torch.Tensor | None = None, keep_state: bool = False,
@@ -241,17 +412,7 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     if tol is not None:
         settings = settings.with_stop_tolerance(tol)  # a family that stops by its own tolerance takes it
     tol = 1e-4 if tol is None else tol
-    # move and switch mode only when needed: .to() and .eval() walk every module (30 blocks in an explicit model),
-    # which cost about a tenth of a short run's time and changed a shared model needlessly; even finding the first
-    # parameter walks them all, so the device is read off the readout head every family has
-    readout = getattr(model, "readout", None)
-    first = next(readout.parameters(), None) if isinstance(readout, torch.nn.Module) else None
-    if first is None:
-        first = next(model.parameters(), None)
-    if first is not None and first.device != dev:
-        model = model.to(dev)
-    if model.training:
-        model = model.eval()
+    model = _on(model, dev)
     if precision is None:
         precision = prec.current()
     if precision not in ("fp32", "bf16"):
@@ -259,185 +420,29 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
     model, x = prec.layout(model, x)
     y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
-    B = x.shape[0]
     mask_fn = optional(task, "cell_mask")
     mask = mask_fn(x) if mask_fn is not None else None  # cells a prediction is read at (mazes: open cells)
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.synchronize(dev)
-    else:  # the per-cell statistics run in numpy on views of the logits (cells_on_host)
-        y_host = y.flatten(1).numpy()
-        y_host = (y_host, y_host.astype(bool))
-        mask_host = None if mask is None else mask.flatten(1).numpy()
-        fixed_bytes = tensor_bytes(x, y)
-    z_prev = None
-    # per-sample bookkeeping (residual, convergence, divergence, accuracy) runs on the host on (B,) arrays
-    conv = np.zeros(B, dtype=bool)
-    div = np.zeros(B, dtype=bool)
-    numel = np.float32(y.numel())
-    eps = np.float32(1e-12)
-
-    def settle(h: dict, finite: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Advance convergence and divergence by one iteration's host fields; (residuals, the running ones')."""
-        nonlocal conv, div
-        if "res" in h:  # the family's own residual and stops
-            res_np, conv, div = h["res"], h["conv"], h["div"]
-            return res_np, res_np[np.isfinite(res_np)]
-        zn_np, num = h["zn"], h["num"]
-        stopped = conv | div
-        if finite is None and float(np.add.reduce(num)) < math.inf:  # the common case needs no error state
-            res_np = num / (zn_np + eps)
-            res_np[stopped] = np.nan
-        else:
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                raw = num / (zn_np + eps)
-            if finite is not None:
-                div = div | ~finite
-                conv = conv & ~div  # one that blows up after it converged counts as diverged, never as both
-                stopped = conv | div
-            res_np = np.where(stopped, np.float32(np.nan), raw).astype(np.float32, copy=False)
-        conv = conv | (res_np < tol)  # NaN compares False, without a warning
-        return res_np, res_np[~stopped]
-
-    def record(h, k, nfe, mem, elapsed, series, maps, z, res_np, finite_res, conv, div) -> IterRecord:
-        correct = h["correct"]
-        return IterRecord(
-            k=k, accuracy=float(np.float32(np.count_nonzero(correct)) / np.float32(B)), correct=correct,
-            residual=float(np.add.reduce(finite_res) / np.float32(finite_res.size)) if finite_res.size else math.nan,
-            residuals=res_np, nfe=nfe, elapsed=elapsed, memory_bytes=int(mem),
-            memory_kind="cuda_allocated" if cuda else "cpu_tensor_bytes", converged=conv, diverged=div,
-            preds=torch.from_numpy(h["preds"]), confidence=h["conf"], bit_accuracy=float(np.float32(h["bits"]) / numel),
-            series=None if series is None else {k: v.detach().float().cpu().numpy() for k, v in series.items()},
-            maps=None if maps is None else {k: v.detach().to(torch.float16).cpu().numpy() for k, v in maps.items()},
-            cell_error=h.get("cell_error"), cell_conf=h.get("cell_conf"), z=z,
-            precision="fp32" if refined_at is not None and k >= refined_at else precision)
-
-    # Iterations wait in a batch (host fields, finiteness, what the record needs; on the CPU their logits) until a
-    # flush makes their records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S).
-    batch: list[list] = []
+    books = _Books(y, mask, cuda, tol, precision, cell_error, conf_for, 0 if cuda else tensor_bytes(x, y))
+    # Iterations wait in a batch (what their records need; on the CPU their logits) until a flush makes their
+    # records; without early_stop, the convergence bookkeeping waits with them (see FLUSH_S). Without early stop,
+    # the run needs nothing from an iteration on the CPU until the flush: its states wait too and are measured
+    # there, back to back (a state must not change in place once yielded; none does). With pipelining on
+    # (opt-in, see PIPELINE), a batch is prepared on a spare core while the run goes on, and its records are made
+    # at the next flush.
+    batch: list[_Waiting] = []
     batch_logits: list[torch.Tensor] = []
     batch_bytes = 0
-
-    def settle_all(items: list[list]) -> list[tuple]:
-        """settle() for every iteration of a batch, in order; the common case (finite norms, no own residual) in
-        one pass over the batch. Returns (residuals, the running ones', converged, diverged) per iteration."""
-        nonlocal conv
-        hs = [item[0] for item in items]
-        if "res" in hs[0] or any(item[1] is not None for item in items):
-            return [(*settle(item[0], item[1]), conv, div) for item in items]
-        zn_k, num_k = np.stack([h["zn"] for h in hs]), np.stack([h["num"] for h in hs])
-        if not float(np.add.reduce(num_k, axis=None)) < math.inf:
-            return [(*settle(item[0], item[1]), conv, div) for item in items]
-        res_k = num_k / (zn_k + eps)
-        stopped0 = conv | div
-        # a sample running at the batch's start has converged by iteration i once its residual fell below tol at
-        # i or before; each iteration's residual is NaN for the samples stopped before it (as settle() does)
-        reached = np.logical_or.accumulate((res_k < tol) & ~stopped0, axis=0)
-        before = np.empty_like(reached)
-        before[0] = stopped0
-        before[1:] = stopped0 | reached[:-1]
-        res_k[before] = np.nan
-        conv_k = conv | reached
-        conv = conv_k[-1]
-        return [(res_k[i], res_k[i][~before[i]], conv_k[i], div) for i in range(len(hs))]
-
-    diff_buf = None  # z - z_prev is formed here: one buffer a run rather than an allocation an iteration
-
-    def measure(st, zf: torch.Tensor | None, prev: torch.Tensor | None) -> tuple[dict, np.ndarray | None]:
-        """One iteration's host fields (its residual's parts or the family's own residual, convergence and
-        divergence; on a GPU also the per-cell statistics) and finiteness (None: every sample's state is finite)."""
-        nonlocal diff_buf
-        finite = None
-        if zf is None:
-            fields = {"res": st.residual.float(), "conv": st.converged, "div": st.diverged}
-        else:
-            zn = torch.linalg.vector_norm(zf, dim=1)
-            if prev is None:
-                num = zn
-            else:
-                if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
-                    diff_buf = torch.empty_like(zf)
-                num = torch.linalg.vector_norm(torch.sub(zf, prev, out=diff_buf), dim=1)
-            fields = {"zn": zn, "num": num}
-            if cuda:  # a scan is cheap on a GPU and rides the same copy
-                fields["finite"] = torch.isfinite(zf).all(dim=1)
-        if cuda:  # one copy to the host per iteration
-            fields.update(_cells_on_device(st.logits, y, mask, cell_error, conf_for))
-            h = _to_host(fields)
-            if "finite" in h and not h["finite"].all():
-                finite = h["finite"]
-        else:
-            h = _to_host(fields)
-            # NaN and inf propagate into a norm, so a finite sum of the norms proves finite states; when it is
-            # not, the full scan tells a non-finite entry from finite entries whose norm overflowed
-            if "zn" in h and not float(np.add.reduce(h["zn"])) < math.inf:
-                finite = _finite_rows(zf, zn).numpy()
-        return h, finite
-
-    def measure_waiting(items: list[list]) -> None:
-        """measure() for the iterations that waited for a flush, in order. The norms of their states and of their
-        changes go into one (2, iterations, B) tensor that reaches the host in one call."""
-        nonlocal diff_buf
-        own = [item for item in items if item[-2] is None]  # the family's own residual
-        for item in own:
-            item[0], item[1] = measure(*item[-3:])
-        items = [item for item in items if item[-2] is not None]
-        if not items:
-            return
-        zf0 = items[0][-2]
-        norms = torch.empty(2, len(items), zf0.shape[0], dtype=zf0.dtype)
-        for i, (*_, zf, prev) in enumerate(items):
-            torch.linalg.vector_norm(zf, dim=1, out=norms[0, i])
-            if prev is None:
-                norms[1, i] = norms[0, i]
-            else:
-                if diff_buf is None or diff_buf.shape != zf.shape or diff_buf.dtype != zf.dtype:
-                    diff_buf = torch.empty_like(zf)
-                torch.linalg.vector_norm(torch.sub(zf, prev, out=diff_buf), dim=1, out=norms[1, i])
-        zn, num = norms.numpy()
-        finite_all = float(np.add.reduce(zn, axis=None)) < math.inf  # as in measure(): one check for the batch
-        for i, item in enumerate(items):
-            item[0] = {"zn": zn[i], "num": num[i]}
-            if not finite_all and not float(np.add.reduce(zn[i])) < math.inf:
-                item[1] = _finite_rows(item[-2], norms[0, i]).numpy()
-
-    def prepare(items: list[list], logits: list[torch.Tensor]) -> list[list]:
-        """On the CPU, what a batch's records need beyond its iterations: the norms of the states that waited, the
-        per-cell statistics. Touches nothing the run goes on using, so it may run on the spare core meanwhile."""
-        with _grad_mode(model):  # thread-local; the last batch comes after the stream ended
-            measure_waiting([item for item in items if item[0] is None])
-        for item, cells in zip(items, cells_on_host(logits, y_host, mask_host, cell_error, conf_for), strict=True):
-            item[0].update(cells)
-        return items
-
-    def records(items: list[list]) -> Iterator[IterRecord]:
-        states = settle_all(items) if items[0][2] is None else [item[2] for item in items]
-        for (h, _, _, *rest), settled in zip(items, states, strict=True):
-            yield record(h, *rest[:7], *settled)
-
-    # Without early stop, the run needs nothing from an iteration on the CPU until the flush: its states wait
-    # too and are measured there, back to back (a state must not change in place once yielded; none does). With
-    # pipelining on (opt-in, see PIPELINE), a batch is prepared on a spare core while the run goes on, and its
-    # records are made at the next flush.
-    # a bf16 run's precision, switched to fp32 near the fixed point (the stream reads it per iteration)
-    run_precision = [precision]
-    refined_at: int | None = None
-    last_k = 0
-
-    def refine_near_fixed_point(rec: IterRecord) -> None:
-        nonlocal refined_at
-        if run_precision[0] != "bf16":
-            return
-        r = rec.residuals[np.isfinite(rec.residuals)]
-        if r.size and float(np.median(r)) < prec.REFINE_BELOW:
-            run_precision[0] = "fp32"
-            refined_at = last_k + 1
-
+    run_precision = [precision]  # a bf16 run's precision, switched to fp32 near the fixed point (read per iteration)
     defer = not cuda and not early_stop
     worker = _spare_core() if defer else None
     in_flight = None  # the batch being prepared on the spare core
     spent, resumed = 0.0, time.perf_counter()  # seconds the run computed; when it last took over from its consumer
     flushed = resumed
+    z_prev = None
+    last_k = 0
     with _grad_mode(model):
         stream = model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings)
         for st in prec.scoped(stream, lambda: run_precision[0]):
@@ -451,21 +456,21 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                     zf = zf.detach()
             # the memory figure: on a GPU the allocator's count (no synchronisation), on the CPU the run's tensors
             mem = torch.cuda.memory_allocated(dev) if cuda else (
-                fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes))
-            h = finite = settled = None
-            if not defer:
-                h, finite = measure(st, zf, z_prev)
-                # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
-                settled = (*settle(h, finite), conv, div) if early_stop or cuda else None
+                books.fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes))
             maps = {k: v[:maps_for] for k, v in st.maps.items()} if maps_for > 0 and st.maps else None
-            batch.append([h, finite, settled, st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps,
-                          z if keep_state else None, st, zf, z_prev])
+            w = _Waiting(st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps, z if keep_state else None,
+                         st, zf, z_prev)
+            if not defer:
+                w.host, w.finite = books.measure(st, zf, z_prev)
+                # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
+                w.settled = books.settle_now(w) if early_stop or cuda else None
+            batch.append(w)
             if zf is not None:
                 z_prev = zf
             if not cuda:
                 batch_logits.append(logits)
                 batch_bytes += logits.nbytes + (z.nbytes if defer else 0)
-            done = early_stop and bool((conv | div).all())
+            done = early_stop and bool((books.conv | books.div).all())
             if (cuda or done or len(batch) >= FLUSH_MAX or batch_bytes >= FLUSH_BYTES
                     or time.perf_counter() - flushed >= FLUSH_S):
                 items, logits_of = batch, batch_logits
@@ -474,12 +479,12 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                     ready = items
                 elif worker is not None:
                     ready = None if in_flight is None else in_flight
-                    in_flight = worker.submit(prepare, items, logits_of)
+                    in_flight = worker.submit(books.prepare, model, items, logits_of)
                     ready = None if ready is None else ready.result()
                 else:
-                    ready = prepare(items, logits_of)
-                for rec in records(ready) if ready else ():
-                    refine_near_fixed_point(rec)
+                    ready = books.prepare(model, items, logits_of)
+                for rec in books.records(ready) if ready else ():
+                    _refine_near_fixed_point(books, rec, run_precision, last_k)
                     spent += time.perf_counter() - resumed
                     yield rec
                     resumed = time.perf_counter()
@@ -488,6 +493,31 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
                 return
     # the stream ended: the batch on the spare core, then the last one
     if in_flight is not None:
-        yield from records(in_flight.result())
+        yield from books.records(in_flight.result())
     if batch:
-        yield from records(batch if cuda else prepare(batch, batch_logits))
+        yield from books.records(batch if cuda else books.prepare(model, batch, batch_logits))
+
+
+def _on(model: IterativeModel, dev: torch.device) -> IterativeModel:
+    """The model on `dev` in eval mode, moved and switched only when needed: .to() and .eval() walk every module
+    (30 blocks in an explicit model), which cost about a tenth of a short run's time and changed a shared model
+    needlessly; even finding the first parameter walks them all, so the device is read off the readout head
+    every family has."""
+    readout = getattr(model, "readout", None)
+    first = next(readout.parameters(), None) if isinstance(readout, torch.nn.Module) else None
+    if first is None:
+        first = next(model.parameters(), None)
+    if first is not None and first.device != dev:
+        model = model.to(dev)
+    return model.eval() if model.training else model
+
+
+def _refine_near_fixed_point(books: _Books, rec: IterRecord, run_precision: list[str], last_k: int) -> None:
+    """A bf16 run switches to float32 from the next iteration once the record's median residual is below
+    models.precision.REFINE_BELOW (see probe)."""
+    if run_precision[0] != "bf16":
+        return
+    r = rec.residuals[np.isfinite(rec.residuals)]
+    if r.size and float(np.median(r)) < prec.REFINE_BELOW:
+        run_precision[0] = "fp32"
+        books.refined_at = last_k + 1
