@@ -162,7 +162,7 @@ def settings_sidebar(fields: tuple[str, ...]) -> tuple[RunSettings, Entry | None
     if "seed" in fields:
         _seed_widget("w_seed", s.seed)
         sb.number_input("Seed", min_value=0, max_value=SEED_MAX, key="w_seed")
-    if "difficulty" in fields and hasattr(get_task(s.task), "difficulty_range"):
+    if "difficulty" in fields and optional(get_task(s.task), "difficulty_range") is not None:
         lo, hi = get_task(s.task).difficulty_range(s.size)
         _seed_widget("w_difficulty", s.difficulty)
         sb.number_input(f"Difficulty ({get_task(s.task).difficulty_names[0]}, {lo}..{hi}; empty: random)",

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from models import Widget, families
-from models.deq import DAMPING_NAMES, TOLS, damping_param  # noqa: F401 (the pages' names for the DEQ widgets)
 from models.precision import PRECISIONS, PrecisionError
 from models.precision import describe as describe_precision  # noqa: F401 (the sidebar's help)
 from models.precision import resolve as resolve_precision
@@ -27,7 +26,6 @@ from ttc.engine.runtime import default_threads
 N_MAX = 1000  # problems per dashboard run
 BUDGET_MAX = LIVE_BUDGET_MAX  # iteration budget of the slider (the CLI goes to probe.MAX_ITERS)
 SEED_MAX = 2**31 - 1
-DAMPING_RANGE = (0.05, 1.0)  # the DEQ damping widget's range (models.deq declares the widget)
 # one iteration over the whole batch must stay well under a second on a laptop CPU:
 # problems x output cells x width^2 (the CLI's cost measure, per iteration)
 ITER_COST_MAX = LIVE_ITER_COST  # see ttc.engine.limits

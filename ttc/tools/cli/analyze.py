@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 
-from tasks import get_task
+from tasks import get_task, optional
 from tasks.difficulty import draw
 from ttc.engine.checkpoint import load_checkpoint
 from ttc.engine.limits import MAX_COST, check_cost, run_cost
@@ -89,7 +89,7 @@ def cmd_analyze(a) -> int:
         from ttc.engine.frontier import find_frontier
 
         knob = "difficulty" if a.size is not None else "size"
-        if knob == "difficulty" and not hasattr(task, "difficulty_range"):
+        if knob == "difficulty" and optional(task, "difficulty_range") is None:
             raise UsageError(f"{task.name} problems cannot be drawn at a difficulty; drop --size to scan sizes")
         say = _progress(a.quiet)
         frontier = find_frontier(ck.model, task, 1 if knob == "difficulty" else size, a.iters, n=a.n, seed=a.seed,

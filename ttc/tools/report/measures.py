@@ -73,7 +73,7 @@ def difficulty_rows(cks: list[Checkpoint], cfg: ReportConfig, device: torch.devi
         task = get_task(ck.task)
         if ck.model.fixed_depth:
             continue
-        if not hasattr(task, "difficulty_range"):  # cannot draw at a difficulty: group by the measured one, if any
+        if optional(task, "difficulty_range") is None:  # cannot draw at a difficulty: group by the measured one, if any
             if main_name(task):
                 rows += measured_difficulty_rows(ck, cfg, device, say)
             continue
