@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from . import solvers
+from .registry import Registry
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,18 +75,16 @@ def _unrolled(f: Fn, z0: torch.Tensor, solver_args: dict, backward: dict, info: 
     return z
 
 
-BACKWARD_MODES: dict[str, Callable[..., torch.Tensor]] = {"implicit": _implicit, "jfb": _jfb, "unrolled": _unrolled}
+BACKWARD_MODES: Registry = Registry("backward mode", solvers.SolverError, "modes",
+                                    entries={"implicit": _implicit, "jfb": _jfb, "unrolled": _unrolled})
 
 
 def get_backward(name: str) -> Callable[..., torch.Tensor]:
-    try:
-        return BACKWARD_MODES[name]
-    except (KeyError, TypeError):
-        raise solvers.SolverError(f"unknown backward mode {name!r}; known modes: {', '.join(BACKWARD_MODES)}") from None
+    return BACKWARD_MODES.lookup(name)
 
 
 def register_backward(name: str, fn: Callable[..., torch.Tensor]) -> None:
-    BACKWARD_MODES[name] = fn
+    BACKWARD_MODES.register(name, fn)
 
 
 def deq_forward(f: Fn, z0: torch.Tensor, grad: str = "implicit", method: str = "anderson", tol: float = 1e-4,

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .registry import Registry
+
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -292,23 +294,20 @@ class Counted:
         return self.f(z)
 
 
-SOLVERS: dict[str, Callable[..., Iterator[SolverStep]]] = {
+SOLVERS: Registry = Registry("solver", SolverError, entries={
     "fixed_point": _fixed_point,
     "anderson": _anderson,
     "broyden": _broyden,
-}
+})
 _COMMON = ("f", "z0", "tol", "max_iter", "stop_mode")
 
 
 def register_solver(name: str, fn: Callable[..., Iterator[SolverStep]]) -> None:
-    SOLVERS[name] = fn
+    SOLVERS.register(name, fn)
 
 
 def get_solver(name: str) -> Callable[..., Iterator[SolverStep]]:
-    try:
-        return SOLVERS[name]
-    except (KeyError, TypeError):
-        raise SolverError(f"unknown solver {name!r}; known solvers: {', '.join(SOLVERS)}") from None
+    return SOLVERS.lookup(name)
 
 
 def solver_options(name: str) -> dict:

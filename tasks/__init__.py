@@ -1,5 +1,7 @@
 """Algorithmic tasks that grow harder with size, and .npz I/O for their problems."""
 
+from models.registry import Registry  # a leaf module: the one registry helper (tasks import nothing else of models)
+
 from .addition import Addition as Addition
 from .base import SizeRange as SizeRange
 from .base import Task as Task
@@ -11,7 +13,8 @@ from .mazes import Mazes as Mazes
 from .prefix_sums import PrefixSums as PrefixSums
 from .sudoku import Sudoku as Sudoku
 
-TASKS: dict[str, Task] = {t.name: t for t in (PrefixSums(), Addition(), Mazes(), Sudoku())}
+TASKS: Registry = Registry("task", TaskError,
+                           entries={t.name: t for t in (PrefixSums(), Addition(), Mazes(), Sudoku())})
 
 _REQUIRED = ("name", "sizes", "in_channels", "spatial_dims", "classes", "default_arch", "train_size",
              "dashboard_size", "axis_label", "generate", "input_shape", "target_shape", "encode", "size_of", "render")
@@ -26,13 +29,10 @@ def register_task(task: Task) -> Task:
         raise TaskError(f"task {getattr(obj, 'name', obj)!r} lacks {missing} of the Task protocol")
     if not isinstance(obj.name, str) or not obj.name.isidentifier():
         raise TaskError(f"a task name must be an identifier, got {obj.name!r}")
-    TASKS[obj.name] = obj
+    TASKS.register(obj.name, obj)
     return task
 
 
 def get_task(name: str) -> Task:
     """The task registered under name; an unknown name raises with the known ones."""
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+    return TASKS.lookup(name)
