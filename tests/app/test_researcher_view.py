@@ -189,12 +189,14 @@ def test_legends_sit_under_the_axis_title_and_bands_have_no_entry_of_their_own(e
     plots.fit_legend(fig)
     lay = fig.layout
     assert lay.legend.orientation == "h" and lay.legend.yref == "container" and lay.legend.y == 0
-    assert lay.height == height + 5 * plots.LEGEND_ROW_PX + 10 and lay.margin.b > 5 * plots.LEGEND_ROW_PX
+    assert lay.height == height + 5 * plots.LEGEND_ROW_PX + plots.LEGEND_PAD_PX
+    assert lay.margin.b > 5 * plots.LEGEND_ROW_PX
     before = fig.to_plotly_json()["layout"]
     plots.fit_legend(fig)
     assert fig.to_plotly_json()["layout"] == before
     two = plots.fit_legend(plots.accuracy_figure(runs), per_row=2).layout
-    assert two.height == height + 3 * plots.LEGEND_ROW_PX + 10 and two.legend.entrywidth == pytest.approx(0.49)
+    assert two.height == height + 3 * plots.LEGEND_ROW_PX + plots.LEGEND_PAD_PX
+    assert two.legend.entrywidth == pytest.approx(0.49)
 
 
 def test_the_training_depth_is_a_legend_entry_not_a_label_on_the_chart(entries):

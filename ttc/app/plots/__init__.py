@@ -29,6 +29,7 @@ from ttc.app.plots.family import memory_access_figure as memory_access_figure
 from ttc.app.plots.family import series_figure as series_figure
 from ttc.app.plots.problems import confidence_figure as confidence_figure
 from ttc.app.plots.problems import example_figure as example_figure
+from ttc.app.plots.style import LEGEND_PAD_PX as LEGEND_PAD_PX
 from ttc.app.plots.style import LEGEND_ROW_PX as LEGEND_ROW_PX
 from ttc.app.plots.style import LOG_AXIS as LOG_AXIS
 from ttc.app.plots.style import LOG_SMALL as LOG_SMALL

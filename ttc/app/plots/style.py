@@ -72,7 +72,8 @@ LOG_AXIS = {"type": "log", "exponentformat": "none", "minorloglabels": "complete
 LOG_SMALL = {"type": "log", "exponentformat": "power", "minorloglabels": "none"}
 
 
-LEGEND_ROW_PX = 20  # one legend line at the default font
+LEGEND_ROW_PX = 22  # one legend line at the default font (about 19 px), with room to spare
+LEGEND_PAD_PX = 16  # the legend box's own padding, and a gap below the x-axis title
 
 
 def legend_entries(fig: go.Figure) -> int:
@@ -95,7 +96,7 @@ def fit_legend(fig: go.Figure, per_row: int | None = None) -> go.Figure:
     per_row = max(1, int(per_row or meta.get("legend_per_row") or 1))
     meta["legend_per_row"] = per_row
     lines = -(-entries // per_row)
-    extra = LEGEND_ROW_PX * lines + 10
+    extra = LEGEND_ROW_PX * lines + LEGEND_PAD_PX
     fig.update_layout(meta=meta, height=base_h + extra, margin={"b": base_b + extra},
                       legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
                               "xanchor": "left", "entrywidthmode": "fraction", "entrywidth": 0.98 / per_row,
