@@ -440,3 +440,27 @@ def test_probe_refuses_a_budget_out_of_range(iters):
     x, y = task.generate(8, 1, seed=0)
     with pytest.raises(ValueError, match="1..5000"):
         next(probe(tiny_model("prefix_sums", "recursive", "conv1d"), task, x, y, iters))
+
+
+def test_a_familys_own_training_option_is_a_train_flag(cli, tmp_path, monkeypatch):
+    """A family's own training option (a plugin's too) is a `train` flag, listed in --help with its family and
+    default, and reaches the card; on another family it is refused in one line."""
+    from models import RecursiveModel, registry
+
+    class Tempered(RecursiveModel):
+        order = 99
+        train_option_defaults = {"temperature": 0.5}
+
+    monkeypatch.setitem(registry._FAMILIES, "tempered_test", Tempered)
+    Tempered.family_name = "tempered_test"
+    r = cli("train", "--help")
+    assert r.rc == 0 and "--temperature" in r.out and "tempered_test" in r.out
+    out = tmp_path / "t.safetensors"
+    r = cli("train", "--family", "tempered_test", "--temperature", "2.5", "--width", 4, "--depth", 1, "--layers", 2,
+            "--sizes", 4, "--batch", 2, "--steps", 1, "--val-every", 1, "--val-n", 2, "--quiet", "--out", out)
+    assert r.rc == 0, r.err
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["family_options"] == {"temperature": 2.5}
+    r = cli("train", "--family", "recursive", "--temperature", "2", "--out", tmp_path / "u.safetensors")
+    assert r.rc == 2 and r.err.startswith("error: --temperature is not an option of family recursive")
+    assert not (tmp_path / "u.safetensors").exists()

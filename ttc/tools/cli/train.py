@@ -47,10 +47,53 @@ def add_train(sub) -> None:
         else:
             shown = repr(val) if isinstance(val, str) and val else (val if val != "" else "none")
             p.add_argument(flag, type=type(val), default=val, help=f"{what} (default: {shown})")
+    add_family_option_flags(p, set(vars(d)))
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors); an existing one is refused")
     p.add_argument("--force", action="store_true", help="replace an existing --out (never needed for a new path)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
+
+
+FAMILY_FLAG = "family_option__"  # argparse dest prefix of a flag a family's own training option declares
+
+
+def add_family_option_flags(p, taken: set[str]) -> None:
+    """A flag for every registered family's own training option (its train_option_defaults, a plugin's too), its
+    help naming the family and its default; no central list. A name TrainConfig already has is left to
+    --family-options."""
+    from models import families
+
+    seen: dict[str, str] = {}
+    for fam in families():
+        for name, default in fam.train_option_defaults.items():
+            if name in taken or name in seen:
+                seen.setdefault(name, fam.family_name)
+                continue
+            seen[name] = fam.family_name
+            kind = _bool if isinstance(default, bool) else type(default)
+            p.add_argument("--" + name.replace("_", "-"), dest=FAMILY_FLAG + name, type=kind, default=None,
+                           help=f"family {fam.family_name}'s own training option (default: {default!r}); the same as "
+                                f"--family-options '{{\"{name}\": ...}}'")
+
+
+def family_options_from_flags(a, family: str) -> str:
+    """--family-options with the family's own flags merged in (a flag wins over the same name in the JSON); a flag
+    of an option the chosen family does not have is a UsageError naming the family's options."""
+    from models import get_family
+
+    given = {k[len(FAMILY_FLAG):]: v for k, v in vars(a).items() if k.startswith(FAMILY_FLAG) and v is not None}
+    if not given:
+        return a.family_options
+    own = get_family(family).train_option_defaults
+    foreign = sorted(set(given) - set(own))
+    if foreign:
+        raise UsageError(f"--{foreign[0].replace('_', '-')} is not an option of family {family}; its own options: "
+                         f"{', '.join(sorted(own)) or 'none'}")
+    try:
+        base = json.loads(a.family_options) if a.family_options.strip() else {}
+    except ValueError:
+        return a.family_options  # TrainConfig refuses it with its own message
+    return json.dumps({**base, **given}) if isinstance(base, dict) else a.family_options
 
 
 def cmd_train(a) -> int:
@@ -58,6 +101,7 @@ def cmd_train(a) -> int:
 
     from ttc.engine.train import TrainConfig, check_out, train
 
+    a.family_options = family_options_from_flags(a, a.family)
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     check_out(a.out, a.force)
     cfg.family_option_values()
