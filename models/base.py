@@ -97,7 +97,7 @@ class TrainStep:
     jac_reg: float = 0.0  # Jacobian-penalty weight (families with a fixed point)
     settings: Any = None  # the family's run settings for training (None: the model's)
     generator: torch.Generator | None = None  # this step's randomness (Hutchinson probes, noise)
-    extras: dict = field(default_factory=dict)  # the family's train_options by name, and "targets" (B, *spatial)
+    extras: dict = field(default_factory=dict)  # the family's own training options by name, "targets" (B, *spatial)
 
 
 @dataclass
@@ -151,11 +151,13 @@ class IterativeModel(nn.Module):
     # how each memory mode is drawn wherever modes are compared: mode -> (colour, dash, marker); UNROLLED, when a
     # family declares it, is the baseline the others are measured against (backprop through every iteration)
     memory_mode_styles: ClassVar[dict[str, tuple[str, str, str]]] = {}
-    train_options: ClassVar[tuple[str, ...]] = ()  # TrainConfig fields its training_loss reads from TrainStep.extras
     # a family's own training options with their defaults, beyond TrainConfig's fields: `python -m ttc train
     # --family-options '{"name": value}'` sets them (unknown names and other types are refused), the loss reads them
     # from TrainStep.extras, the card records them
     train_option_defaults: ClassVar[dict[str, Any]] = {}
+    # their accepted ranges, name -> (lo, hi, open_low): a value outside is refused before training, in one line
+    # naming its flag (open_low: lo itself is refused too)
+    train_option_ranges: ClassVar[dict[str, tuple[float, float, bool]]] = {}
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__()

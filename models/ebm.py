@@ -118,7 +118,15 @@ class EBMModel(IterativeModel):
     extra_maps = ("answer",)  # y itself (B, Y, *spatial) per iteration: the inspector shows it forming
     series_labels = {"energy": "energy E(x, y)", "grad_norm": "||grad_y E||"}
     map_views = (("answer_frames", ("answer",), "The relaxed answer y"),)
-    train_options = ("contrast", "margin", "stationary", "corrupt", "uniform_start")
+    # its own training options (flags of `python -m ttc train`; TrainStep.extras in its loss): the descent step
+    # eta in training (and the card's recommended descent), the contrastive term's weight and margin per wrong
+    # cell, the weight of the term making the true answer a fixed point of projected descent, the fraction of cells
+    # changed in the corrupted negatives, the fraction of problems descending from a uniform random answer
+    train_option_defaults = {"step_size": 1.0, "contrast": 0.1, "margin": 1.0, "stationary": 1.0, "corrupt": 0.1,
+                             "uniform_start": 0.25}
+    train_option_ranges = {"step_size": (0.0, 100.0, True), "contrast": (0.0, 1e3, False), "margin": (0.0, 1e3, False),
+                           "stationary": (0.0, 1e3, False), "corrupt": (0.0, 1.0, False),
+                           "uniform_start": (0.0, 1.0, False)}
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -146,7 +154,7 @@ class EBMModel(IterativeModel):
 
     @classmethod
     def settings_for_training(cls, options: dict[str, Any]) -> EBMSettings:
-        """Descent with TrainConfig's step_size, no noise; training runs its drawn step counts (no tol stop)."""
+        """Descent with its training option step_size, no noise; training runs its drawn step counts (no tol stop)."""
         return EBMSettings(step=float(options.get("step_size", 1.0)), tol=0.0)
 
     def settings_from_card(self, card: dict) -> EBMSettings:
@@ -155,7 +163,8 @@ class EBMModel(IterativeModel):
         rec = card.get("descent")
         if not isinstance(rec, dict):
             tc = card.get("train_config") if isinstance(card.get("train_config"), dict) else {}
-            rec = {"step": tc.get("step_size")}
+            own = card.get("family_options") if isinstance(card.get("family_options"), dict) else {}
+            rec = {"step": own.get("step_size", tc.get("step_size"))}  # cards before the option moved: train_config
         out = EBMSettings()
         if isinstance(rec, dict):
             for name in ("step", "momentum", "tol"):
@@ -310,7 +319,7 @@ class EBMModel(IterativeModel):
     # -- training -----------------------------------------------------------------------------------------------
     def training_loss(self, x: torch.Tensor, loss_fn: LossFn, step: TrainStep) -> tuple[torch.Tensor, torch.Tensor]:
         s = _noiseless(step.settings if isinstance(step.settings, EBMSettings) else self.settings)
-        opts = {**self.TRAIN_DEFAULTS, **{k: step.extras[k] for k in self.train_options if k in step.extras}}
+        opts = {**self.TRAIN_DEFAULTS, **{k: step.extras[k] for k in self.TRAIN_DEFAULTS if k in step.extras}}
         gen = step.generator
         e = self.encoder(x)
         u0 = self.initial_coords(e, None, s)
@@ -364,8 +373,7 @@ class EBMModel(IterativeModel):
         _, points = self._descend(e, u0, s, free, graded)
         return loss_fn(self.logits_of(points[-1].u)), {"nfe": iters + 1 + (mode != "unrolled"), "method": "descent"}
 
-    TRAIN_DEFAULTS: dict[str, float] = {"contrast": 0.1, "margin": 1.0, "stationary": 1.0, "corrupt": 0.1,
-                                        "uniform_start": 0.25}
+    TRAIN_DEFAULTS: dict[str, float] = {k: v for k, v in train_option_defaults.items() if k != "step_size"}
 
     def landscape_loss(self, e: torch.Tensor, targets: torch.Tensor, visited: torch.Tensor, opts: dict,
                        gen: torch.Generator | None) -> torch.Tensor:

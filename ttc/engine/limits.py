@@ -50,14 +50,8 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "eval_n": (1, 100_000),
     "eval_seed": (0, 2**63 - 1),
     "threads": (0, 256),
-    "step_size": (0, 100),
-    "contrast": (0, 1e3),
-    "margin": (0, 1e3),
-    "stationary": (0, 1e3),
-    "corrupt": (0, 1),
-    "uniform_start": (0, 1),
 }
-TRAIN_OPEN = {"lr", "tol", "step_size"}  # ranges open at the low end: 0 itself is refused
+TRAIN_OPEN = {"lr", "tol"}  # ranges open at the low end: 0 itself is refused
 
 
 class CostError(ValueError):

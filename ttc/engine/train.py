@@ -72,12 +72,6 @@ class TrainConfig:
     init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
-    step_size: float = 1.0  # EBM: descent step eta (training and the card's recommended descent)
-    contrast: float = 0.1  # EBM: weight of the contrastive term (true answer below visited and corrupted ones)
-    margin: float = 1.0  # EBM: contrastive margin per wrong cell
-    stationary: float = 1.0  # EBM: weight of the term making the true answer a fixed point of projected descent
-    corrupt: float = 0.1  # EBM: fraction of cells flipped in the corrupted negatives
-    uniform_start: float = 0.25  # EBM: fraction of training problems descending from a uniform random answer
     family_options: str = ""  # the family's own training options as a JSON object (its train_option_defaults)
     precision: str = "auto"  # compute precision: auto (bf16 where the device is fast at it), fp32, bf16
     init: str = ""  # warm start from this checkpoint's weights (same core; another family may add weights)
@@ -109,11 +103,18 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"--family-options: unknown {unknown} for family {self.family}; its options: "
                              f"{', '.join(sorted(defaults)) or 'none'}")
+        ranges = get_family(self.family).train_option_ranges
         for k, v in given.items():
             d = defaults[k]
             ok = isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool))
             if not ok or isinstance(v, bool) != isinstance(d, bool):
                 raise ValueError(f"--family-options: {k} takes a {type(d).__name__} like its default {d!r}, got {v!r}")
+            if k in ranges:
+                lo, hi, open_low = ranges[k]
+                if not (math.isfinite(v) and lo <= v <= hi and (v > lo or not open_low)):
+                    lo_, hi_ = (int(x) if float(x).is_integer() else x for x in (lo, hi))
+                    rng = f"({lo_}, {hi_}]" if open_low else f"{lo_}..{hi_}"
+                    raise ValueError(f"--{k.replace('_', '-')} must be in {rng}, got {v!r}")
         return {**defaults, **given}
 
     def validation_size(self) -> int:
@@ -181,8 +182,7 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
     if cfg.init_noise > 0:
         shape = (x.shape[0], cfg.width, *x.shape[2:])
         z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
-    extras = {name: getattr(cfg, name) for name in get_family(cfg.family).train_options}
-    extras.update(cfg.family_option_values())
+    extras = cfg.family_option_values()
     return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, jac_reg=cfg.jac_reg, settings=settings,
                      generator=gen, extras=extras)
 
@@ -318,7 +318,7 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
     if channels_last:  # 2-D convolutions channels-last, before the optimizer sees the weights
         model = model.to(memory_format=torch.channels_last)
     precision = prec.resolve(cfg.precision, device)  # bf16 autocast in the cores; weights and optimizer stay fp32
-    settings = type(model).settings_for_training(asdict(cfg))
+    settings = type(model).settings_for_training({**asdict(cfg), **cfg.family_option_values()})
     init_card = _warm_start(cfg, mcfg, model)
     model.train()
     step_mod = LossModule(model, cfg)

@@ -163,7 +163,7 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
                      layers=layers, heads=ck.config.heads, norm=ck.config.norm, bias=ck.config.bias,
                      sizes=[size], batch=batch, window=ck.config.window, slots=ck.config.slots)
     steps = 1 if cfg.quick else 3
-    settings = get_family(ck.family).settings_for_training(vars(tc))
+    settings = get_family(ck.family).settings_for_training({**vars(tc), **tc.family_option_values()})
     xs, ys = task.generate(size, batch, SEED)
     fns = {}
     for mode in MODES:
