@@ -94,7 +94,6 @@ class TrainStep:
     k: int  # then iterations with gradient
     alpha: float  # progressive-loss weight (0: loss at full depth only, 1: progressive only)
     z0: torch.Tensor | None = None  # initial state (None: zeros)
-    jac_reg: float = 0.0  # Jacobian-penalty weight (families with a fixed point)
     settings: Any = None  # the family's run settings for training (None: the model's)
     generator: torch.Generator | None = None  # this step's randomness (Hutchinson probes, noise)
     extras: dict = field(default_factory=dict)  # the family's own training options by name, "targets" (B, *spatial)

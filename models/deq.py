@@ -98,6 +98,10 @@ class DEQModel(IterativeModel):
                           "jfb": ("#1f77b4", "dot", "x")}
     memory_caption = ("Unrolled backprop records exactly that many solver steps; implicit and JFB solve up to that "
                       "many steps without a graph.")
+    # its own training options (flags of `python -m ttc train`): the forward solver, its tolerance, the backward
+    # mode, and the weight of the Jacobian penalty (Bai et al. 2021; 0: none)
+    train_option_defaults = {"solver": "anderson", "tol": 1e-4, "grad": "implicit", "jac_reg": 0.0}
+    train_option_ranges = {"tol": (0.0, 1.0, True), "jac_reg": (0.0, 1e6, False)}
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -137,7 +141,7 @@ class DEQModel(IterativeModel):
 
     @classmethod
     def settings_for_training(cls, options: dict[str, Any]) -> DEQSettings:
-        """TrainConfig's solver, tol and grad (backward mode)."""
+        """Its training options solver, tol and grad (backward mode)."""
         return DEQSettings(method=options.get("solver", "anderson"), tol=options.get("tol", 1e-4),
                            backward=options.get("grad", "implicit"))
 
@@ -147,7 +151,8 @@ class DEQModel(IterativeModel):
         rec = card.get("solver")
         if not isinstance(rec, dict):
             tc = card.get("train_config") if isinstance(card.get("train_config"), dict) else {}
-            rec = {"method": tc.get("solver"), "tol": tc.get("tol")}
+            own = card.get("family_options") if isinstance(card.get("family_options"), dict) else {}
+            rec = {"method": own.get("solver", tc.get("solver")), "tol": own.get("tol", tc.get("tol"))}
         out = DEQSettings()
         method, tol = rec.get("method"), rec.get("tol")
         if isinstance(method, str) and method in solvers.SOLVERS:
@@ -222,7 +227,8 @@ class DEQModel(IterativeModel):
         z, _, f = self.equilibrium(x, step.layers, step.settings)
         logits = self.readout(z)
         loss = loss_fn(logits)
-        if step.jac_reg > 0:
+        jac_reg = float(step.extras.get("jac_reg", 0.0))
+        if jac_reg > 0:
             gen = step.generator or torch.Generator(device=z.device).manual_seed(0)
-            loss = loss + step.jac_reg * jacobian_penalty(f, z, gen)
+            loss = loss + jac_reg * jacobian_penalty(f, z, gen)
         return loss, logits

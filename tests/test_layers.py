@@ -89,7 +89,6 @@ def test_the_name_check_catches_a_comparison():
 # bench group, a page, a CLI command) and is left out. What is still allowed, and why:
 VOCABULARY_ALLOWED = {
     ("ttc/engine/train.py", "recursive"): "TrainConfig's default family for `python -m ttc train`",
-    ("ttc/engine/train.py", "implicit"): "TrainConfig's DEQ backward field (TrainConfig's family fields: issue 25)",
     ("ttc/engine/train.py", "grad_norm"): "the training step event's gradient norm, not the EBM's series",
 }
 

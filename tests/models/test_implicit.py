@@ -131,7 +131,7 @@ def test_deq_training_loss_takes_its_settings_as_an_argument_and_leaves_the_mode
         s = DEQSettings(method="anderson", tol=1e-4, backward=grad)
         model.zero_grad()
         plain, _ = model.training_loss(x, ce, TrainStep(layers=6, n=0, k=6, alpha=0, settings=s))
-        reg, _ = model.training_loss(x, ce, TrainStep(layers=6, n=0, k=6, alpha=0, settings=s, jac_reg=0.5,
+        reg, _ = model.training_loss(x, ce, TrainStep(layers=6, n=0, k=6, alpha=0, settings=s, extras={"jac_reg": 0.5},
                                                       generator=torch.Generator().manual_seed(0)))
         assert reg.requires_grad and float(reg) > float(plain)  # the Hutchinson term is positive
         reg.backward()

@@ -45,13 +45,11 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "val_iters": (0, 5000),
     "val_every": (1, 10_000_000),
     "val_n": (1, 100_000),
-    "tol": (0, 1),
-    "jac_reg": (0, 1e6),
     "eval_n": (1, 100_000),
     "eval_seed": (0, 2**63 - 1),
     "threads": (0, 256),
 }
-TRAIN_OPEN = {"lr", "tol"}  # ranges open at the low end: 0 itself is refused
+TRAIN_OPEN = {"lr"}  # ranges open at the low end: 0 itself is refused
 
 
 class CostError(ValueError):

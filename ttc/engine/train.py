@@ -60,10 +60,6 @@ class TrainConfig:
     val_iters: int = 0  # validation budget (0: 2x layers)
     val_every: int = 250  # validate (and keep the best weights) every this many steps
     val_n: int = 256  # validation problems
-    solver: str = "anderson"  # DEQ forward solver
-    tol: float = 1e-4  # DEQ solver tolerance
-    grad: str = "implicit"  # DEQ backward mode
-    jac_reg: float = 0.0  # DEQ Jacobian regularisation weight
     eval_sizes: list[int] = field(default_factory=list)  # sizes of the card's accuracy table
     eval_iters: list[int] = field(default_factory=list)  # budgets of the card's accuracy table
     eval_n: int = 200  # test problems per row of the card's accuracy table
@@ -183,7 +179,7 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
         shape = (x.shape[0], cfg.width, *x.shape[2:])
         z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
     extras = cfg.family_option_values()
-    return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, jac_reg=cfg.jac_reg, settings=settings,
+    return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, settings=settings,
                      generator=gen, extras=extras)
 
 
