@@ -77,7 +77,7 @@ def memory_figure(traces: Labelled) -> go.Figure:
     """Memory per iteration; the axis says which reading it is (CUDA allocator or CPU tensor bytes)."""
     kinds = {t.memory_kind for _, t in traces} or {"cpu_tensor_bytes"}
     label = " / ".join(MEMORY_LABELS.get(k, k) for k in sorted(kinds))
-    fig = _base("Memory per iteration", "iteration", f"MiB: {label}")
+    fig = _base("Memory per iteration", "iteration", "MiB", subtitle=label)
     style = _style(traces)
     for name, t in traces:
         fig.add_trace(go.Scatter(x=t.k.tolist(), y=(t.memory_bytes / 2**20).tolist(), mode="lines", name=name,
@@ -154,7 +154,7 @@ def heatmap_figure(name: str, sizes: Sequence[int], rows: Sequence[np.ndarray | 
 def memory_modes_figure(rows: Sequence[dict], key: str = "saved_bytes") -> go.Figure:
     """Training memory vs iteration count per backward mode (rows: the memory contract's objects)."""
     label = {"saved_bytes": "bytes saved for backward", "peak_bytes": "CUDA peak above baseline"}.get(key, key)
-    fig = _base(f"Training memory: {label}", "iterations (log)", f"MiB (log): {label}")
+    fig = _base("Training memory", "iterations (log)", "MiB (log)", subtitle=label)
     for mode in dict.fromkeys(r["mode"] for r in rows):
         pts = sorted((r["iters"], r[key]) for r in rows if r["mode"] == mode and r.get(key) is not None)
         color, dash, symbol = mode_style(mode)

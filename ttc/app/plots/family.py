@@ -17,7 +17,7 @@ def series_figure(name: str, t: Trace, series: str) -> go.Figure:
     v = t.series[series].astype(np.float64)
     v = np.where(np.isfinite(v), v, np.nan)
     label = series_label(t.family, series)
-    fig = _base(f"{label} per iteration", "iteration", label, height=280)
+    fig = _base(f"{label} per iteration", "iteration", "", height=280)  # the title says it: a long y title runs into it
     k = t.k.tolist()
     color = family_color(t.family)
     with np.errstate(all="ignore"):

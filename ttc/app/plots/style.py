@@ -112,10 +112,13 @@ def add_budget_line(fig: go.Figure, x: float, label: str) -> None:
                              line={"color": "#7f7f7f", "dash": "dot", "width": 1}))
 
 
-def _base(title: str, x: str, y: str, height: int = 320) -> go.Figure:
+def _base(title: str, x: str, y: str, height: int = 320, subtitle: str = "") -> go.Figure:
+    """A figure with its title (and what its axis measures as a subtitle: a y-axis title longer than the plot is
+    tall runs into the chart's title), short axis titles, the white template."""
     fig = go.Figure()
-    fig.update_layout(title={"text": title, "x": 0.02}, xaxis_title=x, yaxis_title=y, height=height,
-                      template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 45},
+    head = {"text": title, "x": 0.02, **({"subtitle": {"text": subtitle}} if subtitle else {})}
+    fig.update_layout(title=head, xaxis_title=x, yaxis_title=y, height=height + (14 if subtitle else 0),
+                      template="plotly_white", margin={"l": 60, "r": 20, "t": 64 if subtitle else 50, "b": 45},
                       uirevision=title)
     return fig
 
