@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -40,7 +42,8 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
     os.environ[ENV_FOLDER] = str(folder)
     fulls, computes = [], []
     try:
-        at = AppTest.from_file(app, default_timeout=300)
+        with _quiet_bare_mode():
+            at = AppTest.from_file(app, default_timeout=300)
         at.query_params = {"task": ck.task, "checkpoint": ck.name, "size": str(base), "n": str(cfg.dashboard_n),
                            "budget": str(cfg.dashboard_budget), "seed": "0"}
         at.run()  # cold: imports, checkpoint validation, the first run
@@ -71,3 +74,15 @@ def bench_dashboard(cks: list[Checkpoint], folder: Path, cfg: BenchConfig) -> di
                  note="through Streamlit's public AppTest API (server side); a browser adds transfer and rendering "
                       "on top: scripts/measure_app.py measures it in Chromium")
 
+
+@contextlib.contextmanager
+def _quiet_bare_mode():
+    """Streamlit's AppTest.from_file logs "missing ScriptRunContext ... can be ignored when running in bare mode"
+    on its way to setting up the test's own context: expected here, and kept out of the bench's output."""
+    log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
