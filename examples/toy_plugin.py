@@ -1,7 +1,9 @@
-"""A plugin for TTC Lab: one family and one task, registered from outside the repository.
+"""A plugin for TTC Lab: one family and one task, registered from outside the repository. The family declares
+its own run setting (a dashboard widget), training option (a train flag), per-iteration series and map (drawn by
+the dashboard) and memory modes (python -m ttc memory, the Memory page, the bench).
 
     TTC_PLUGINS=toy_plugin python -m ttc train --task running_or --family relaxed --sizes 16 --steps 200 \
-        --out runs/running_or-relaxed.safetensors
+        --mix-train 0.8 --out runs/running_or-relaxed.safetensors
     TTC_PLUGINS=toy_plugin python -m ttc eval --checkpoint runs/running_or-relaxed.safetensors --size 64 \
         --iters 100 --option mix=0.5 --json
     TTC_PLUGINS=toy_plugin TTC_CHECKPOINTS=runs streamlit run app.py
@@ -11,13 +13,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from models import IterState, NoSettings, RecursiveModel, Widget, register_family
+from models import UNROLLED, IterState, NoSettings, RecursiveModel, Widget, register_family
 from models.base import tensor_bytes
 from tasks import SizeRange, TaskError, register_task
 from tasks.base import bits_string
@@ -42,6 +46,45 @@ class RelaxedRecursive(RecursiveModel):
     order = 25
     color = "#2ca02c"
     Settings = RelaxedSettings
+    # its own training option: the relaxation it trains with (`python -m ttc train ... --mix-train 0.8`)
+    train_option_defaults = {"mix_train": 1.0}
+    train_option_ranges = {"mix_train": (0.0, 1.0, True)}
+    # a series and a map per iteration, with how to label and draw them
+    extra_series = ("step_norm",)
+    series_labels = {"step_norm": "RMS change of the state per step"}
+    extra_maps = ("state_norm",)
+    map_views = (("answer_frames", ("state_norm",), "Norm of the state per position"),)
+    # memory modes: backprop through every step, or through the last one only
+    memory_modes = (UNROLLED, "last_step")
+    memory_mode_styles = {UNROLLED: ("#d62728", "solid", "circle"), "last_step": ("#17becf", "dash", "diamond")}
+    memory_caption = "Unrolled backprop through every step; last_step runs all but the last step without a graph."
+
+    def training_loss(self, x: torch.Tensor, loss_fn, step) -> tuple[torch.Tensor, torch.Tensor]:
+        """The progressive loss, every step relaxed by its training option mix_train (TrainStep.extras)."""
+        self._mix = float(step.extras.get("mix_train", 1.0))
+        try:
+            return super().training_loss(x, loss_fn, step)
+        finally:
+            self._mix = 1.0
+
+    def run(self, x: torch.Tensor, iters: int, z0: torch.Tensor | None = None) -> torch.Tensor:
+        mix = getattr(self, "_mix", 1.0)
+        e = self.encoder(x)
+        z = torch.zeros_like(e) if z0 is None else z0
+        for _ in range(iters):
+            z = (1 - mix) * z + mix * self.block(z, e)
+        return z
+
+    def memory_loss(self, x: torch.Tensor, loss_fn, mode: str, iters: int, **options) -> tuple[torch.Tensor, dict]:
+        e = self.encoder(x)
+        z = torch.zeros_like(e)
+        free = iters if mode == UNROLLED else iters - 1
+        with contextlib.nullcontext() if mode == UNROLLED else torch.no_grad():
+            for _ in range(free):
+                z = self.block(z, e)
+        if mode != UNROLLED:
+            z = self.block(z, e)
+        return loss_fn(self.readout(z)), {"nfe": iters, "method": mode}
 
     @classmethod
     def widgets(cls) -> tuple[Widget, ...]:
@@ -53,10 +96,15 @@ class RelaxedRecursive(RecursiveModel):
         s = self.run_settings(settings)
         e = self.encoder(x)
         z = torch.zeros_like(e) if z0 is None else z0
+        width = math.sqrt(e.shape[1])
         for k in range(1, iters + 1):
+            prev = z
             z = (1 - s.mix) * z + s.mix * self.block(z, e)
             logits = self.readout(z) if readout or k == iters else None
-            yield IterState(k=k, z=z, logits=logits, nfe=k, held_bytes=tensor_bytes(e))
+            step = (z - prev).flatten(1).pow(2).mean(1).sqrt()
+            norm = torch.tanh(z.norm(dim=1, keepdim=True) / width)  # (B, 1, L) in [0, 1): drawn like an answer
+            yield IterState(k=k, z=z, logits=logits, nfe=k, held_bytes=tensor_bytes(e), series={"step_norm": step},
+                            maps={"state_norm": norm})
 
 
 @register_task

@@ -29,7 +29,7 @@ def plugin(tmp_path_factory):
     cks = home / "checkpoints"
     r = _run(["train", "--task", "running_or", "--family", "relaxed", "--arch", "conv1d", "--width", "16",
               "--depth", "1", "--layers", "6", "--sizes", "8", "--batch", "16", "--steps", "30", "--val-every", "30",
-              "--val-n", "16", "--val-size", "16", "--threads", "1", "--quiet",
+              "--val-n", "16", "--val-size", "16", "--threads", "1", "--quiet", "--mix-train", "0.8",
               "--out", str(cks / "running_or-relaxed.safetensors")], env)
     assert r.returncode == 0, r.stderr
     return env, cks, home
@@ -39,11 +39,30 @@ def test_plugin_family_and_task_train_and_eval(plugin):
     env, cks, _ = plugin
     card = json.loads((cks / "running_or-relaxed.json").read_text())
     assert (card["task"], card["family"], card["steps_run"]) == ("running_or", "relaxed", 30)
+    assert card["family_options"] == {"mix_train": 0.8}  # its own training option, a flag of train
     r = _run(["eval", "--checkpoint", str(cks / "running_or-relaxed.safetensors"), "--size", "16", "--iters", "12",
               "--n", "32", "--option", "mix=0.5", "--json"], env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert (out["task"], out["family"], len(out["accuracy"]), out["n"]) == ("running_or", "relaxed", 12, 32)
+    assert len(out["step_norm"]) == 12 and all(v >= 0 for v in out["step_norm"])  # its own series
+
+
+def test_plugin_memory_modes_in_the_memory_command_and_the_bench(plugin):
+    env, cks, _ = plugin
+    ck = str(cks / "running_or-relaxed.safetensors")
+    r = _run(["memory", "--checkpoint", ck, "--size", "16", "--iters", "2,8", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert {(x["mode"], x["iters"]) for x in rows} == {("unrolled", 2), ("unrolled", 8), ("last_step", 2),
+                                                       ("last_step", 8)}
+    saved = {(x["mode"], x["iters"]): x["saved_bytes"] for x in rows}
+    assert saved["unrolled", 8] > saved["last_step", 8]  # backprop through one step keeps less
+    r = _run(["bench", "--quick", "--groups", "memory", "--checkpoints", str(cks), "--device", "cpu", "--json",
+              "--quiet"], env)
+    assert r.returncode == 0, r.stderr
+    names = [e["name"] for e in json.loads(r.stdout)["entries"]]
+    assert any("unrolled vs last_step" in n and "running_or-relaxed" in n for n in names), names
 
 
 def test_plugin_settings_are_validated_by_the_family(plugin):
@@ -100,6 +119,9 @@ def test_plugin_family_and_its_widget_in_the_dashboard(plugin, monkeypatch):
         assert at.selectbox(key="w_checkpoint").value == "running_or-relaxed"
         assert at.slider(key="w_mix").value == 0.5  # the family's own widget, drawn from its description
         assert not at.warning, [w.value for w in at.warning]
+        keys = {c.key for c in at.get("plotly_chart")}
+        assert "series-step_norm" in keys  # its series, labelled as it declares
+        assert "map-state_norm" in keys  # its map, drawn by the figure kind it names
     finally:  # the app imported the plugin into this process: leave the registries as the other tests expect
         from models.registry import _FAMILIES
         from tasks import TASKS
