@@ -30,19 +30,9 @@ AUTO_RUN_SECONDS = float(os.environ.get("TTC_AUTO_RUN_SECONDS", "15"))
 # and 100 iterations each; the session's own last run replaces it
 COST_PER_SECOND = 1.5e9
 DRAW_EVERY = LIVE_FRAME_SECONDS  # seconds from one live frame to the next: about 8 a second
-# A page's first run starts while the browser is still mounting its widgets: Streamlit loads each widget's code
-# on demand and shows a grey placeholder until it is there. With live frames coming, Run and Stop could stay
-# placeholders long after their code had loaded (seen with Streamlit 1.66 and 1.67: 30 s and more of a 1,024-bit
-# run, on an idle machine as on a loaded one); our reading is that React swaps a placeholder for its widget in a
-# low-priority pass that every frame's update pre-empts, and that an unchanged widget is not re-rendered by those
-# updates. Two defences:
-# - a session's first run estimated above FIRST_RUN_SETTLE seconds is started by the browser: the page is drawn
-#   without it, and a timer in the browser (a fragment's run_every, FIRST_RUN_START_AFTER s after the browser has
-#   taken the page) reruns the page, which runs. In between nothing is sent, so the widgets' code loads and the
-#   swap happens; the rerun sends the widgets again, which mount at once if their code is there;
-# - a session's first page that ran at once is drawn again the same way a second later (from the trace cache):
-#   sidebar widgets were once seen left as placeholders after a short first run had ended;
-# - a session's first run draws one frame a second for its first FIRST_RUN_SETTLE seconds.
+# A session's first run is started by the browser (a fragment's timer) once the page is drawn, and its first
+# frames come one a second: with live frames coming at once, Run and Stop stayed grey placeholders for 30 s and more
+# (docs/dashboard.md, "Why a new page's first run waits a second").
 FIRST_RUN_EVERY, FIRST_RUN_SETTLE, FIRST_RUN_START_AFTER = 1.0, 5.0, 1.0
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}  # a metric's second line as a plain note
 # family: its own widgets

@@ -24,25 +24,15 @@ from models.base import tensor_bytes
 from tasks import Task, optional
 
 MAX_ITERS = 5000
-# On the CPU a run's records are made in batches: those of the iterations computed in FLUSH_S seconds (at most
-# FLUSH_MAX iterations, FLUSH_BYTES of their logits and states) are made together and handed over together. A numpy
-# or torch call made between two of a model's iterations costs several times what it costs in a tight loop (the
-# model's kernels have evicted the caches), and a cheap explicit layer takes about a millisecond for 100 problems on
-# one core: making each record on its own cost that model 20 to 30% of its bare loop. Without early stop nothing
-# is done between iterations: the states wait for the flush and are measured there (the norms of each state and of
-# its change), back to back. With early stop, what decides the run (those norms, convergence and divergence) is
-# still done after every iteration.
+# On the CPU records are made in batches (FLUSH_S seconds of iterations, at most FLUSH_MAX of them, FLUSH_BYTES of
+# their logits and states): a host call between two iterations costs several times what it costs in a tight loop.
+# Why, and what it saved: docs/performance.md, "Instrumentation".
 FLUSH_S = 0.05
 FLUSH_MAX = 256
 FLUSH_BYTES = 16 * 2**20  # and at most this many bytes of their logits and waiting states
-# Pipelining on the CPU without early stop (opt-in): while the run computes the next batch of iterations, a worker
-# thread prepares the last one (the norms of its states and their changes, its per-cell statistics: about a tenth of
-# an explicit model's bare loop), and that batch's records come at the next flush. The work is the same, on another
-# core: a run's CPU time does not shrink, only its wall time can. Off by default: on the 2-core development machine
-# it did not shorten the explicit models' runs reliably (bench overhead, five runs each way: 1.06 to 1.30 pipelined
-# against 1.05 to 1.13 serial), and in the dashboard the other core belongs to Streamlit and the browser (the
-# bench's warm dashboard rerun: 4.4x the compute pipelined, 3.0x serial). None: $TTC_PROBE_PIPELINE=1 turns it on,
-# when torch's threads leave a core of this process spare; True/False: always/never (tests).
+# Pipelining (opt-in: $TTC_PROBE_PIPELINE=1, when torch leaves a core of this process spare; True/False: always/
+# never, for tests): a worker thread prepares a batch's records while the run computes the next. Off by default:
+# it did not pay on the 2-core machine (docs/performance.md, "Instrumentation").
 PIPELINE: bool | None = None
 _worker: ThreadPoolExecutor | None = None
 _worker_lock = threading.Lock()
