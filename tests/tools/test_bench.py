@@ -235,7 +235,7 @@ def test_scaling_fit_recovers_a_linear_law():
 # --- the probe's cheaper instrumentation -----------------------------------------------------------------------
 
 def test_probe_finiteness_from_the_norm_matches_a_full_scan():
-    from ttc.engine.probe import _finite_rows
+    from ttc.engine.records import _finite_rows
 
     z = torch.ones(4, 3, 5)
     z[1, 0, 0] = float("nan")
@@ -247,7 +247,7 @@ def test_probe_finiteness_from_the_norm_matches_a_full_scan():
 
 
 def test_probe_packed_host_copy_round_trips_every_dtype():
-    from ttc.engine.probe import _pack_to_host, _to_host
+    from ttc.engine.records import _pack_to_host, _to_host
 
     g = torch.Generator().manual_seed(0)
     fields = {"acc": torch.rand(6, generator=g).mean(), "correct": torch.rand(6, generator=g) > 0.5,
@@ -278,7 +278,7 @@ def test_probe_flags_a_blown_up_recursive_model_as_diverged():
 
 @pytest.mark.parametrize("classes, spatial, masked", [(2, (7,), False), (2, (3, 4), True), (3, (5,), True)])
 def test_cells_on_host_match_the_device_computation_for_every_iteration_of_a_batch(classes, spatial, masked):
-    from ttc.engine.probe import _cells_on_device, cells_on_host
+    from ttc.engine.records import _cells_on_device, cells_on_host
 
     g = torch.Generator().manual_seed(1)
     B = 6
