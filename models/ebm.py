@@ -118,10 +118,8 @@ class EBMModel(IterativeModel):
     extra_maps = ("answer",)  # y itself (B, Y, *spatial) per iteration: the inspector shows it forming
     series_labels = {"energy": "energy E(x, y)", "grad_norm": "||grad_y E||"}
     map_views = (("answer_frames", ("answer",), "The relaxed answer y"),)
-    # its own training options (flags of `python -m ttc train`; TrainStep.extras in its loss): the descent step
-    # eta in training (and the card's recommended descent), the contrastive term's weight and margin per wrong
-    # cell, the weight of the term making the true answer a fixed point of projected descent, the fraction of cells
-    # changed in the corrupted negatives, the fraction of problems descending from a uniform random answer
+    # its own training options (train flags; TrainStep.extras in its loss): descent step, contrastive weight and
+    # margin, stationarity weight, corrupted cells' and uniform starts' fractions (docs/families.md)
     train_option_defaults = {"step_size": 1.0, "contrast": 0.1, "margin": 1.0, "stationary": 1.0, "corrupt": 0.1,
                              "uniform_start": 0.25}
     train_option_ranges = {"step_size": (0.0, 100.0, True), "contrast": (0.0, 1e3, False), "margin": (0.0, 1e3, False),
@@ -138,7 +136,6 @@ class EBMModel(IterativeModel):
         self.head = _conv(dims, cfg.width, 1, 1, cfg.bias)
         self._init(seed)
 
-    # -- dashboard and CLI ------------------------------------------------------------------------------------
     @classmethod
     def widgets(cls) -> tuple[Widget, ...]:
         return (
@@ -276,7 +273,6 @@ class EBMModel(IterativeModel):
         _, points = self._descend(e, self.initial_coords(e, None, s), s, 0, iters)
         return self.logits_of(points[-1].u)
 
-    # -- the contract -------------------------------------------------------------------------------------------
     def stream(self, x: torch.Tensor, iters: int, z0: torch.Tensor | None = None,
                readout: bool = True, settings: EBMSettings | None = None) -> Iterator[IterState]:
         s = self.run_settings(settings)

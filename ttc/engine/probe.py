@@ -98,12 +98,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
     precision: "fp32" or "bf16" (resolved; `models.precision.resolve` turns "auto" into one), the cores' compute
     precision (None: the calling thread's, `models.precision.use`); states, residuals and solvers stay float32.
     2-D problems run channels-last in both. A bf16 run refines: it switches to float32 from the first record whose
-    median relative residual is below models.precision.REFINE_BELOW (2e-2), since a bf16 block's output is rounded
-    to 0.4% and a state's relative change cannot fall much below that (measured on the shipped recursive and memory
-    models: it stalls at 6e-3 to 1e-2). So residuals, convergence and settling below 2e-2 are float32 numbers in
-    either precision; bf16 speeds up the iterations before it (a frontier run that never settles stays in bf16).
-    A solver family refines inside its own solve too (models.precision.Refining). Each record says which precision
-    computed it.
+    median relative residual is below models.precision.REFINE_BELOW (2e-2; a bf16 state's relative change cannot
+    fall much below 0.4%: docs/precision.md), so residuals and convergence below it are float32 numbers in either
+    precision; each record says which precision computed it.
     On the CPU records come in batches (see FLUSH_S), at least every FLUSH_S seconds of computing; a record's
     `elapsed` is the time the run computed until its iteration ended, whenever the record is handed over.
     """
@@ -149,19 +146,9 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         stream = model.stream(x, iters, z0=None if z0 is None else z0.to(dev), settings=settings)
         for st in prec.scoped(stream, lambda: run_precision[0]):
             last_k = st.k
-            now = time.perf_counter()
             z, logits = st.z, st.logits
-            zf = None
-            if st.residual is None:
-                zf = z.flatten(1)
-                if zf.requires_grad:
-                    zf = zf.detach()
-            # the memory figure: on a GPU the allocator's count (no synchronisation), on the CPU the run's tensors
-            mem = torch.cuda.memory_allocated(dev) if cuda else (
-                books.fixed_bytes + z.nbytes + logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes))
-            maps = {k: v[:maps_for] for k, v in st.maps.items()} if maps_for > 0 and st.maps else None
-            w = Waiting(st.k, st.nfe, mem, spent + now - resumed, st.series or None, maps, z if keep_state else None,
-                         st, zf, z_prev)
+            w = _waiting(st, books, dev, z_prev, maps_for, keep_state, spent + time.perf_counter() - resumed)
+            zf = w.zf
             if not defer:
                 w.host, w.finite = books.measure(st, zf, z_prev)
                 # early stop decides after every iteration; otherwise the bookkeeping waits for the flush
@@ -175,16 +162,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
             done = early_stop and bool((books.conv | books.div).all())
             if (cuda or done or len(batch) >= FLUSH_MAX or batch_bytes >= FLUSH_BYTES
                     or time.perf_counter() - flushed >= FLUSH_S):
-                items, logits_of = batch, batch_logits
+                ready, in_flight = _flush(books, model, batch, batch_logits, worker, in_flight)
                 batch, batch_logits, batch_bytes = [], [], 0
-                if cuda:
-                    ready = items
-                elif worker is not None:
-                    ready = None if in_flight is None else in_flight
-                    in_flight = worker.submit(books.prepare, model, items, logits_of)
-                    ready = None if ready is None else ready.result()
-                else:
-                    ready = books.prepare(model, items, logits_of)
                 for rec in books.records(ready) if ready else ():
                     _refine_near_fixed_point(books, rec, run_precision, last_k)
                     spent += time.perf_counter() - resumed
@@ -198,6 +177,34 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         yield from books.records(in_flight.result())
     if batch:
         yield from books.records(batch if cuda else books.prepare(model, batch, batch_logits))
+
+
+def _waiting(st, books: Books, dev: torch.device, z_prev: torch.Tensor | None, maps_for: int, keep_state: bool,
+             elapsed: float) -> Waiting:
+    """An iteration as it waits for its record: its state flattened per sample (None when the family reports its
+    own residual), the memory figure (on a GPU the allocator's count, no synchronisation; on the CPU the run's
+    tensors), the shown problems' maps."""
+    zf = None
+    if st.residual is None:
+        zf = st.z.flatten(1)
+        if zf.requires_grad:
+            zf = zf.detach()
+    mem = torch.cuda.memory_allocated(dev) if books.cuda else (
+        books.fixed_bytes + st.z.nbytes + st.logits.nbytes + st.held_bytes + (0 if z_prev is None else z_prev.nbytes))
+    maps = {k: v[:maps_for] for k, v in st.maps.items()} if maps_for > 0 and st.maps else None
+    return Waiting(st.k, st.nfe, mem, elapsed, st.series or None, maps, st.z if keep_state else None, st, zf, z_prev)
+
+
+def _flush(books: Books, model: IterativeModel, items: list[Waiting], logits: list[torch.Tensor], worker,
+           in_flight) -> tuple[list[Waiting] | None, object]:
+    """(the iterations whose records can be made now, the batch now on the spare core): on a GPU the batch itself;
+    with a spare core the batch it prepared meanwhile, while it takes this one; else this one, prepared now."""
+    if books.cuda:
+        return items, in_flight
+    if worker is not None:  # this batch queued behind the one in flight, then that one's result awaited
+        queued = worker.submit(books.prepare, model, items, logits)
+        return (None if in_flight is None else in_flight.result()), queued
+    return books.prepare(model, items, logits), in_flight
 
 
 def _on(model: IterativeModel, dev: torch.device) -> IterativeModel:
