@@ -25,8 +25,8 @@ def _csv_ints(raw: str | None, allowed: list[int]) -> list[int] | None:
     return [v for v in vals if v in allowed] or None
 deqs = [e for e in entries() if e.ok and e.task == s.task and e.ck.model.memory_modes]
 if not deqs:
-    st.info(f"No DEQ or EBM checkpoint for {s.task}: the training-memory modes compared here are those of "
-            "deep-equilibrium and energy-based models.")
+    st.info(f"No checkpoint for {s.task} of a family that declares training-memory modes (the shipped DEQs and "
+            "EBMs do; a plugin family may): those modes are what this page compares.")
     st.stop()
 
 
@@ -56,7 +56,7 @@ if "mem_batch" not in st.session_state and linked.get("mem_batch"):
     except ValueError:
         st.warning(f"mem_batch={str(linked['mem_batch'])[:20]!r} is not an integer; using 8.")
 c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
-name = c1.selectbox("Checkpoint (DEQ or EBM)", names,
+name = c1.selectbox("Checkpoint (its family declares memory modes)", names,
                     index=names.index(entry.name) if entry and entry.name in names else 0,
                     key=f"mem_checkpoint_{s.task}")
 ck_entry = next(e for e in deqs if e.name == name)
@@ -67,8 +67,7 @@ if not st.session_state.get("mem_link_read") and linked.get("mem_modes"):  # a l
     st.session_state[mode_key] = [m for m in str(linked["mem_modes"]).split(",") if m in own] or own
 st.session_state["mem_link_read"] = True
 chosen = c3.multiselect("Modes", own, default=own, key=f"mem_modes_{ck_entry.ck.family}",
-                        help="DEQ: unrolled, implicit, jfb backward; EBM: unrolled through every descent step, or "
-                             "the last step only")
+                        help=ck_entry.ck.model.memory_caption or None)
 modes = [m for m in own if m in chosen]
 st.session_state.setdefault("mem_batch", 8)
 batch = c4.number_input("Batch", 1, ms.BATCH_MAX, key="mem_batch")

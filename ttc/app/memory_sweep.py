@@ -1,5 +1,5 @@
-"""The Memory page's sweep: training memory of a DEQ or EBM checkpoint per mode and iteration count,
-one (mode, iters) measurement at a time (so a page can fill its chart progressively), and the
+"""The Memory page's sweep: training memory of a checkpoint whose family declares memory modes, per mode and
+iteration count, one (mode, iters) measurement at a time (so a page can fill its chart progressively), and the
 comparison written out in words. The measurement itself is `ttc.engine.memory.measure_step`."""
 
 from __future__ import annotations
