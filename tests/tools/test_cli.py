@@ -464,3 +464,11 @@ def test_a_familys_own_training_option_is_a_train_flag(cli, tmp_path, monkeypatc
     r = cli("train", "--family", "recursive", "--temperature", "2", "--out", tmp_path / "u.safetensors")
     assert r.rc == 2 and r.err.startswith("error: --temperature is not an option of family recursive")
     assert not (tmp_path / "u.safetensors").exists()
+
+
+def test_under_torchrun_only_rank_0_prints(cli, tmp_path, monkeypatch):
+    """A second rank's progress and validation lines would repeat rank 0's: it prints nothing."""
+    monkeypatch.setenv("RANK", "1")
+    r = cli("train", "--width", 4, "--depth", 1, "--layers", 2, "--sizes", 4, "--batch", 2, "--steps", 2,
+            "--val-every", 1, "--val-n", 2, "--out", tmp_path / "r1.safetensors")
+    assert r.rc == 0 and r.out == "" and r.err == "", (r.out, r.err)

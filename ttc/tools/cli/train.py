@@ -129,8 +129,10 @@ def cmd_train(a) -> int:
         raise UsageError(f"--variants {bad} unknown for task {cfg.task}; known: {', '.join(known) or 'none'}")
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in sys.argv[1:])
 
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports (progress and validation)
+
     def show(ev: dict) -> None:
-        if a.quiet:
+        if a.quiet or not rank0:
             return
         if ev["event"] == "step":
             frac = ev["step"] / ev["steps"]
@@ -144,8 +146,8 @@ def cmd_train(a) -> int:
         sys.stderr.flush()
 
     card = train(cfg, out=a.out, on_event=show, command=command, force=a.force)
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun only rank 0 reports
+    if not rank0:
+        return 0
     if not a.quiet:
         sys.stderr.write(f"\nbest val {card['best_val']}\n")
     print(json.dumps({k: card[k] for k in ("train_seconds", "best_val", "steps_run") if k in card}))
