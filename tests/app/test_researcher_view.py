@@ -188,7 +188,9 @@ def test_legends_sit_under_the_axis_title_and_bands_have_no_entry_of_their_own(e
     height = fig.layout.height
     plots.fit_legend(fig)
     lay = fig.layout
-    assert lay.legend.orientation == "h" and lay.legend.yref == "container" and lay.legend.y == 0
+    # one entry a line from the plot's left edge, under the x-axis title
+    assert lay.legend.orientation == "v" and lay.legend.x == 0 and lay.legend.yref == "container"
+    assert lay.legend.y == 0 and lay.legend.yanchor == "bottom"
     assert lay.height == height + 5 * plots.LEGEND_ROW_PX + plots.LEGEND_PAD_PX
     assert lay.margin.b > 5 * plots.LEGEND_ROW_PX
     before = fig.to_plotly_json()["layout"]
@@ -233,3 +235,28 @@ def test_csv_and_json_exports_write_float32_numbers_in_their_shortest_form():
     assert csv.splitlines()[1:] == ["a,1,0.01", "a,2,0.3", "a,3,0.33333334"]
     assert "0.009999999776482582" not in export.to_json(fig)
     assert export._plain([0.1, 2.5]) == [0.1, 2.5]  # a float64 number stays as it is
+
+
+def test_a_legend_only_trace_adds_no_rows_to_the_csv(entries):
+    """The training depth's legend entry is a point at (None, None): the CSV keeps integer iterations (a row of it
+    once turned the x column into floats, 1.0, 2.0, ...)."""
+    fig = plots.accuracy_figure([("a", trace(entries))])
+    plots.add_budget_line(fig, 6, "trained at 6 iterations")
+    table = export.figure_table(fig)
+    assert "trained at 6 iterations" not in set(table["trace"])
+    assert export.to_csv(fig).splitlines()[1].startswith("a,1,")
+
+
+def test_the_report_figure_lists_every_curve_and_no_band(tmp_path):
+    """The findings figure once cut its legend at 11 of 18 entries: every curve is a legend entry, no band is."""
+    from ttc.tools.report import Curve
+    from ttc.tools.report.figures import accuracy_figure
+
+    curves = [Curve(checkpoint=f"prefix_sums-recursive-{i}", family="recursive", arch="conv1d", task="prefix_sums",
+                    size=32, factor=1, n=100, budget=3, accuracy=[0.1, 0.5, 0.9], residual=[1.0, 0.1, 0.01],
+                    nfe=[1, 2, 3], seconds=0.1, stop="budget", converged=0, diverged=0, note="", fixed_depth=False)
+              for i in range(18)]
+    fig = accuracy_figure("prefix_sums", curves)
+    shown = [tr.name for tr in fig.data if tr.showlegend is not False]
+    assert len(shown) == 18 and not [n for n in shown if "interval" in n]
+    assert fig.layout.legend.orientation == "h" and fig.layout.height >= 420 + 9 * plots.LEGEND_ROW_PX

@@ -168,7 +168,8 @@ def figure_data(fig: go.Figure) -> dict:
 
 
 def figure_table(fig: go.Figure) -> pd.DataFrame:
-    """The figure's data as one long table: a row per point (trace, x, y) or heat-map cell (trace, x, y, z)."""
+    """The figure's data as one long table: a row per point (trace, x, y) or heat-map cell (trace, x, y, z). A
+    legend-only trace (a point at (None, None): a colour key, the training depth's line) has no rows."""
     rows = []
     for tr in figure_data(fig)["traces"]:
         if "z" in tr:
@@ -179,7 +180,8 @@ def figure_table(fig: go.Figure) -> pd.DataFrame:
                                  "y": ys[i] if i < len(ys) else i, "z": v})
         else:
             for x, y in zip(tr.get("x", []), tr.get("y", []), strict=True):
-                rows.append({"trace": tr["name"], "x": x, "y": y})
+                if x is not None or y is not None:
+                    rows.append({"trace": tr["name"], "x": x, "y": y})
     return pd.DataFrame(rows)
 
 

@@ -88,7 +88,8 @@ def fit_legend(fig: go.Figure, per_row: int | None = None) -> go.Figure:
     entries a line (per_row, default 1) are kept in layout.meta the first time, so a later call without per_row
     (the dashboard's, an export's) keeps what the figure chose. A figure without legend entries is left as it is."""
     entries = legend_entries(fig)
-    if not entries or fig.layout.showlegend is False or fig.layout.legend.orientation == "v":
+    placed_by_us = isinstance(fig.layout.meta, dict) and "base_height" in fig.layout.meta
+    if not entries or fig.layout.showlegend is False or (fig.layout.legend.orientation == "v" and not placed_by_us):
         return fig  # nothing to list, or a legend the figure placed itself (a grid's colour key at its right)
     meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
     base_h = meta.setdefault("base_height", fig.layout.height or 320)
@@ -97,10 +98,13 @@ def fit_legend(fig: go.Figure, per_row: int | None = None) -> go.Figure:
     meta["legend_per_row"] = per_row
     lines = -(-entries // per_row)
     extra = LEGEND_ROW_PX * lines + LEGEND_PAD_PX
+    if per_row == 1:  # one entry a line from the plot's left edge, each as wide as its text (never cut)
+        legend = {"orientation": "v", "x": 0, "xanchor": "left"}
+    else:  # a fixed fraction of the plot's width per entry, so the number of lines is known
+        legend = {"orientation": "h", "x": 0, "xanchor": "left", "entrywidthmode": "fraction",
+                  "entrywidth": 0.98 / per_row}
     fig.update_layout(meta=meta, height=base_h + extra, margin={"b": base_b + extra},
-                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
-                              "xanchor": "left", "entrywidthmode": "fraction", "entrywidth": 0.98 / per_row,
-                              "tracegroupgap": 0})
+                      legend={**legend, "yref": "container", "y": 0, "yanchor": "bottom", "tracegroupgap": 0})
     return fig
 
 
