@@ -35,7 +35,7 @@ STATIC_FORMATS = ("png", "svg")
 # for this long: a server that exported one figure does not keep a browser for the rest of its life
 KALEIDO_IDLE_SECONDS = float(os.environ.get("TTC_KALEIDO_IDLE_SECONDS", "60"))
 _lock = threading.Lock()
-_server = {"started": False, "last_use": 0.0, "timer": None}
+_server = {"started": False, "last_use": 0.0, "timer": None, "atexit": False}
 
 
 def find_chromium() -> str | None:
@@ -119,7 +119,7 @@ def to_image(fig: go.Figure, fmt: str, scale: float = 2.0) -> bytes:
         if not _server["started"]:
             kaleido.start_sync_server(silence_warnings=True)
             _server["started"] = True
-            if not _server.get("atexit"):
+            if not _server["atexit"]:
                 atexit.register(_stop_server)
                 _server["atexit"] = True
         _server["last_use"] = time.monotonic()
@@ -136,8 +136,6 @@ def to_html(fig: go.Figure) -> str:
 def _plain(v):
     """Plotly's tuples/arrays as nested lists of plain numbers and strings, NaN as None (strict JSON). A number
     computed in float32 is written as its shortest float32 form (0.01, not 0.009999999776482582)."""
-    if isinstance(v, np.ndarray) and v.dtype == np.float32:
-        return [_plain(u) for u in v.tolist()] if v.ndim else _plain(v.item())
     if isinstance(v, (list, tuple, np.ndarray)):
         return [_plain(u) for u in v]
     if isinstance(v, np.generic):

@@ -81,6 +81,12 @@ class TrainConfig:
                            depth=self.depth, layers=self.layers, heads=self.heads, norm=norm, classes=task.classes,
                            bias=self.bias, slots=self.slots, window=self.window)
 
+    def training_settings(self, options: dict | None = None):
+        """The run settings the family trains with, made from this config and its own options (`options`: those
+        already read by family_option_values; a bad name or value raises)."""
+        options = self.family_option_values() if options is None else options
+        return get_family(self.family).settings_for_training({**asdict(self), **options})
+
     def family_option_values(self) -> dict:
         """The family's own options: its train_option_defaults updated by family_options (a JSON object); an unknown
         name or a value of another type than its default's is a ValueError naming it."""
@@ -168,8 +174,9 @@ def _batch(cfg: TrainConfig, step: int, rank: int, device: torch.device):
     return task.encode(torch.from_numpy(x)).to(device), torch.from_numpy(y).long().to(device)
 
 
-def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, settings) -> TrainStep:
-    """The step's progressive split (same on every rank), initial state and generator, all from the seed."""
+def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, settings, options: dict) -> TrainStep:
+    """The step's progressive split (same on every rank), initial state and generator, all from the seed; the
+    family's own options (read once a run) as its extras."""
     rng = np.random.default_rng([cfg.seed, step, 11])
     n = int(rng.integers(0, cfg.prefix_max or cfg.layers))
     k = int(rng.integers(1, max(1, cfg.layers - n) + 1))  # a prefix past the training depth: one step with grad
@@ -178,9 +185,8 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
     if cfg.init_noise > 0:
         shape = (x.shape[0], cfg.width, *x.shape[2:])
         z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
-    extras = cfg.family_option_values()
     return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, settings=settings,
-                     generator=gen, extras=extras)
+                     generator=gen, extras=dict(options))
 
 
 def validate(model, cfg: TrainConfig, size: int, iters: int, n: int, seed: int, device, settings=None) -> Summary:
@@ -314,7 +320,8 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
     if channels_last:  # 2-D convolutions channels-last, before the optimizer sees the weights
         model = model.to(memory_format=torch.channels_last)
     precision = prec.resolve(cfg.precision, device)  # bf16 autocast in the cores; weights and optimizer stay fp32
-    settings = type(model).settings_for_training({**asdict(cfg), **cfg.family_option_values()})
+    options = cfg.family_option_values()
+    settings = cfg.training_settings(options)
     init_card = _warm_start(cfg, mcfg, model)
     model.train()
     step_mod = LossModule(model, cfg)
@@ -351,7 +358,7 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
             if channels_last:  # the weights were converted once, above; the batch each step
                 x = x.contiguous(memory_format=torch.channels_last)
             with prec.use(precision):
-                loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings))
+                loss, logits = step_mod(x, y, _train_step(cfg, step, rank, x, settings, options))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))

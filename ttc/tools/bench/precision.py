@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import torch
 
-from models import get_family
 from models import precision as prec
 from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
@@ -163,7 +162,8 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
                      layers=layers, heads=ck.config.heads, norm=ck.config.norm, bias=ck.config.bias,
                      sizes=[size], batch=batch, window=ck.config.window, slots=ck.config.slots)
     steps = 1 if cfg.quick else 3
-    settings = get_family(ck.family).settings_for_training({**vars(tc), **tc.family_option_values()})
+    options = tc.family_option_values()
+    settings = tc.training_settings(options)
     xs, ys = task.generate(size, batch, SEED)
     fns = {}
     for mode in MODES:
@@ -179,7 +179,7 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
 
         def run(model=model, opt=opt, lm=lm, x=x, y=y) -> None:
             for i in range(steps):
-                loss, _ = lm(x, y, _train_step(tc, i, 0, x, settings))
+                loss, _ = lm(x, y, _train_step(tc, i, 0, x, settings, options))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -104,12 +104,7 @@ def cmd_train(a) -> int:
     a.family_options = family_options_from_flags(a, a.family)
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     check_out(a.out, a.force)
-    from dataclasses import asdict
-
-    from models import get_family
-
-    # its own options (ranges), then the run settings they make (a DEQ's solver and backward mode by name)
-    get_family(cfg.family).settings_for_training({**asdict(cfg), **cfg.family_option_values()})
+    cfg.training_settings()  # its own options (ranges), then the settings they make (a DEQ's solver by name)
     import torch
 
     prec.resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu")  # the device train() picks
