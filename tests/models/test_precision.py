@@ -129,7 +129,9 @@ def test_a_bf16_run_refines_in_fp32_near_the_fixed_point(one_thread):
     ck = load_checkpoint("checkpoints/prefix_sums-recursive.safetensors")
     task = get_task(ck.task)
     x, y = task.generate(32, 16, 3)
-    recs = list(probe(ck.model, task, x, y, 80, precision="bf16", tol=0.0))
+    # 160 iterations: where a bf16 run switches varies from run to run in one process (oneDNN's bf16 kernels: 51
+    # to 72 here), and 80 left as few as 9 float32 iterations to get below 1e-4 after a late switch
+    recs = list(probe(ck.model, task, x, y, 160, precision="bf16", tol=0.0))
     kinds = [r.precision for r in recs]
     first = kinds.index("fp32")
     assert all(k == "bf16" for k in kinds[:first]) and all(k == "fp32" for k in kinds[first:])
