@@ -47,9 +47,21 @@ def conv(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return m(h)
 
 
+class GroupNorm(nn.GroupNorm):
+    """GroupNorm that normalises a bfloat16 channels-last map in NCHW order: the CPU's group norm on a
+    channels-last bfloat16 map is 4.7x slower than on the same map in NCHW (3.0 against 0.64 ms forward and
+    backward, batch 32, width 32, 19 x 19, 2 threads), which made a bfloat16 step of a normed model slower than
+    a float32 one. Same parameters and state-dict keys as nn.GroupNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.bfloat16 and x.dim() == 4 and not x.is_contiguous():
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def _norm(cfg: ModelConfig) -> nn.Module:
     # groups must divide the width: 8 when it can, else the largest divisor of 8 that does (width 12 -> 4)
-    return nn.GroupNorm(math.gcd(8, cfg.width), cfg.width) if cfg.norm else nn.Identity()
+    return GroupNorm(math.gcd(8, cfg.width), cfg.width) if cfg.norm else nn.Identity()
 
 
 class ConvBlock(nn.Module):

@@ -7,6 +7,7 @@ from .base import SizeRange as SizeRange
 from .base import Task as Task
 from .base import TaskError as TaskError
 from .base import optional as optional
+from .base import tensors as tensors
 from .io import load_npz as load_npz
 from .io import save_npz as save_npz
 from .mazes import Mazes as Mazes

@@ -108,6 +108,15 @@ def optional(task, name: str):
     return getattr(task, name, OPTIONAL[name])
 
 
+def tensors(task, inputs: np.ndarray, targets: np.ndarray | None = None,
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch as the models take it: the task's float encoding of the inputs and the targets as class indices
+    (int64), both on `device` (targets None when none are given)."""
+    x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(device)
+    y = None if targets is None else torch.as_tensor(np.ascontiguousarray(targets)).long().to(device)
+    return x, y
+
+
 def check_count(n: int, hi: int = 100_000) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= int(n) <= hi:
         raise TaskError(f"count must be an integer in 1..{hi}, got {n!r}")

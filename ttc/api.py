@@ -24,7 +24,7 @@ import numpy as np
 
 from models import UNROLLED
 from models import precision as prec
-from tasks import get_task
+from tasks import get_task, tensors
 from tasks.difficulty import draw
 from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
@@ -206,7 +206,6 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
            batch: int = 8, seed: int = 0, precision: str = "auto", device: str = "cpu"):
     """`python -m ttc memory --json` rows as a DataFrame: mode, iters, saved_bytes, peak_bytes, seconds, nfe."""
     import pandas as pd
-    import torch
 
     from ttc.engine.memory import measure, memory_budget, unrolled_bytes_estimate
 
@@ -224,8 +223,7 @@ def memory(checkpoint: str | Path | Checkpoint, size: int | None = None, iters=(
     size = task.sizes.check(task.name, size or max(ck.train_sizes, default=task.train_size))
     dev = resolve_device(device)
     xs, ys = task.generate(size, batch, seed)
-    x = task.encode(torch.as_tensor(xs)).to(dev)
-    y = torch.as_tensor(ys).long().to(dev)
+    x, y = tensors(task, xs, ys, dev)
     model = ck.model.to(dev)
     p = _precision(ck, precision, device)
     if UNROLLED in modes:  # as the CLI does: a step that would not fit in memory is refused before it starts

@@ -174,8 +174,9 @@ def test_a_live_run_keeps_the_shown_problems_predictions_and_not_the_whole_batch
     assert run.shown < s.n
     for _ in run:
         pass
-    kept = run._cols["preds"]
+    kept = run._cols.cols["preds"]
     assert kept and all(p.base is None and p.shape[0] == run.shown for p in kept)  # copies, not views
+
 
 def synthetic(acc: list[float], family: str = "recursive") -> Trace:
     k = len(acc)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import TASKS, TaskError, get_task, load_npz, save_npz
+from tasks import TASKS, TaskError, get_task, load_npz, save_npz, tensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -372,3 +372,13 @@ def test_a_tasks_optional_attributes_are_declared_in_one_table():
     assert optional(get_task("prefix_sums"), "cell_mask") is None
     with pytest.raises(KeyError, match="not an optional task attribute"):
         optional(Bare(), "varaints")
+
+
+@pytest.mark.parametrize("name", ["prefix_sums", "addition", "mazes", "sudoku"])
+def test_tensors_is_the_batch_every_model_takes(name):
+    task = get_task(name)
+    xs, ys = task.generate(task.train_size, 3, seed=5)
+    x, y = tensors(task, xs, ys)
+    assert x.dtype == torch.float32 and x.shape == (3, task.in_channels, *task.target_shape(task.train_size))
+    assert y.dtype == torch.int64 and y.tolist() == ys.tolist()
+    assert tensors(task, xs)[1] is None

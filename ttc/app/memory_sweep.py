@@ -9,7 +9,7 @@ import copy
 import torch
 
 from models import UNROLLED
-from tasks import get_task
+from tasks import get_task, tensors
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
 
@@ -20,9 +20,7 @@ BATCH_MAX = 64
 
 def _batch(ck: Checkpoint, size: int, batch: int, seed: int, device: str):
     task = get_task(ck.task)
-    xs, ys = task.generate(size, batch, seed)
-    dev = torch.device(device)
-    return task.encode(torch.as_tensor(xs)).to(dev), torch.as_tensor(ys).long().to(dev)
+    return tensors(task, *task.generate(size, batch, seed), torch.device(device))
 
 
 def measure_one(ck: Checkpoint, size: int, batch: int, seed: int, mode: str, iters: int, device: str) -> dict:

@@ -22,6 +22,7 @@ from ttc.app.settings import RunSettings, precision_of, run_settings_of
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
 from ttc.engine.probe import probe
+from ttc.engine.records import Columns
 
 PREDS_BYTES = 16 * 1024 * 1024  # bound on the stored per-iteration predictions of one trace
 SHOWN_MAX = 16  # problems whose predictions are kept for the inspector
@@ -160,47 +161,33 @@ class LiveRun:
         # the family's maps (a memory model's position x slot weights) are copied for the shown problems; how many
         # of them a trace keeps is decided from the first record's sizes (maps_kept), within MAPS_BYTES
         self.maps_kept: int | None = None
-        self._pos_error: list | None = [] if cells * self.expected <= POS_ERROR_ENTRIES else None
         self.precision = precision_of(ck, s)[0]  # the page shows why, when the asked precision cannot run
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
-                              cell_error=self._pos_error is not None, precision=self.precision,
+                              cell_error=cells * self.expected <= POS_ERROR_ENTRIES, precision=self.precision,
                               conf_for=self.shown if optional(task, "shows_confidence") else 0)
-        self._cols: dict[str, list] = {k: [] for k in (
-            "k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "converged",
-            "diverged", "correct", "confidence", "preds", "cell_conf")}
-        self._series: dict[str, list] = {}
+        shown, keep_error = self.shown, cells * self.expected <= POS_ERROR_ENTRIES
+        self._cols = Columns({
+            **dict.fromkeys(("k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "correct")),
+            "converged": lambda r: int(r.converged.sum()), "diverged": lambda r: int(r.diverged.sum()),
+            "confidence": lambda r: r.confidence.astype(np.float32),
+            # a copy: a view of the shown problems would keep every problem's predictions alive (and, as records
+            # share arrays, those of the iterations made with it), past the bound `shown` was chosen for
+            "preds": lambda r: r.preds[:shown].numpy().copy(),
+            "cell_conf": lambda r: None if r.cell_conf is None else np.array(r.cell_conf[:shown]),
+            # the front of the computation: where the batch is still wrong
+            "pos_error": lambda r: r.cell_error.astype(np.float16) if keep_error else None}, series=True)
         self._maps: dict[str, list] = {}
         self.memory_kind = "cpu_tensor_bytes"
         self.stopped = False
 
     @property
     def done(self) -> int:
-        return len(self._cols["k"])
+        return self._cols.count
 
     def __iter__(self) -> Iterator[LiveRun]:
         for r in self._records:  # r.elapsed leaves out the time this consumer held the stream (drawing)
-            c = self._cols
-            c["k"].append(r.k)
-            c["accuracy"].append(r.accuracy)
-            c["bit_accuracy"].append(r.bit_accuracy)
-            c["residual"].append(r.residual)
-            c["nfe"].append(r.nfe)
-            c["elapsed"].append(r.elapsed)
-            c["memory_bytes"].append(r.memory_bytes)
-            c["converged"].append(int(r.converged.sum()))
-            c["diverged"].append(int(r.diverged.sum()))
-            c["correct"].append(r.correct)
-            c["confidence"].append(r.confidence.astype(np.float32))
-            # a copy: a view of the shown problems would keep every problem's predictions alive (and, as records
-            # share arrays, those of the iterations made with it), past the bound `shown` was chosen for
-            c["preds"].append(r.preds[: self.shown].numpy().copy())
-            if r.cell_conf is not None:
-                c["cell_conf"].append(np.array(r.cell_conf[: self.shown]))
-            if self._pos_error is not None:  # the front of the computation: where the batch is still wrong
-                self._pos_error.append(r.cell_error.astype(np.float16))
-            for name, v in (r.series or {}).items():
-                self._series.setdefault(name, []).append(v.astype(np.float32))
+            self._cols.add(r)
             if r.maps:
                 if self.maps_kept is None:  # bytes one problem's maps take over the whole run
                     per_problem = sum(v[0].nbytes for v in r.maps.values()) * self.expected
@@ -217,22 +204,19 @@ class LiveRun:
         return Trace(
             settings=self.settings, family=self.ck.family, arch=self.ck.arch, params=self.ck.model.num_params(),
             memory_kind=self.memory_kind, expected=self.expected,
-            k=np.asarray(c["k"], dtype=np.int64), accuracy=np.asarray(c["accuracy"], dtype=np.float64),
-            bit_accuracy=np.asarray(c["bit_accuracy"], dtype=np.float64),
-            residual=np.asarray(c["residual"], dtype=np.float64), nfe=np.asarray(c["nfe"], dtype=np.int64),
-            elapsed=np.asarray(c["elapsed"], dtype=np.float64),
-            memory_bytes=np.asarray(c["memory_bytes"], dtype=np.int64),
-            converged=np.asarray(c["converged"], dtype=np.int64), diverged=np.asarray(c["diverged"], dtype=np.int64),
-            correct=np.stack(c["correct"]) if c["correct"] else np.zeros((0, n), dtype=bool),
-            confidence=np.stack(c["confidence"]) if c["confidence"] else np.zeros((0, n), dtype=np.float32),
-            inputs=self.inputs[:m], targets=self.targets[:m],
-            preds=np.stack(c["preds"]) if c["preds"] else np.zeros((0, m, *spatial), dtype=np.uint8),
+            k=c.array("k", np.int64), accuracy=c.array("accuracy", np.float64),
+            bit_accuracy=c.array("bit_accuracy", np.float64), residual=c.array("residual", np.float64),
+            nfe=c.array("nfe", np.int64), elapsed=c.array("elapsed", np.float64),
+            memory_bytes=c.array("memory_bytes", np.int64), converged=c.array("converged", np.int64),
+            diverged=c.array("diverged", np.int64), correct=c.stack("correct", (0, n), bool),
+            confidence=c.stack("confidence", (0, n), np.float32),
+            inputs=self.inputs[:m], targets=self.targets[:m], preds=c.stack("preds", (0, m, *spatial), np.uint8),
             stopped=self.stopped, fixed_depth=self.ck.model.fixed_depth, precision=self.precision,
-            series={k: np.stack(v) for k, v in self._series.items()},
+            series={k: np.stack(v).astype(np.float32) for k, v in c.series.items()},
             maps={k: np.stack(v) for k, v in self._maps.items()} if maps else {},
-            pos_error=np.stack(self._pos_error) if maps and self._pos_error else None,
+            pos_error=c.stack("pos_error") if maps and c.cols["pos_error"] else None,
             difficulty=self.difficulty, reach=self.ck.model.reach_per_iteration,
-            cell_conf=np.stack(c["cell_conf"]) if c["cell_conf"] else None,
+            cell_conf=c.stack("cell_conf") if c.cols["cell_conf"] else None,
         )
 
 

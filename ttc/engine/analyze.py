@@ -26,6 +26,7 @@ import torch
 from models import IterativeModel
 from tasks import Task
 from ttc.engine.probe import probe
+from ttc.engine.records import Columns
 
 NOISE_SCALES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # std of a noise start, in units of the zero start's final RMS
 MAX_STARTS = 8
@@ -83,35 +84,37 @@ def _run(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, iters:
          z0: torch.Tensor | None, device, settings, keep: set[int], on_iter, precision: str | None = None) -> Run:
     solver = model.has_solver
     score_name = model.breadth_series
-    cols: dict[str, list] = {k: [] for k in ("acc", "correct", "res", "conf", "changed", "conv", "div", "nfe",
-                                             "verifier")}
+    cols = Columns({**dict.fromkeys(("accuracy", "correct", "residuals", "confidence", "converged", "diverged", "nfe")),
+                    "changed": _Changed(len(x)),
+                    "verifier": lambda r: (r.series or {}).get(score_name) if score_name else None})
     states: dict[int, torch.Tensor] = {}
-    prev = None
     # a family without a solver gets tol 0: its raw relative change is kept for every iteration (the halting
     # rules apply their own tolerances); a solver keeps its own tol and stops where it converges
-    for r in probe(model, task, x, y, iters, device=device, settings=settings, z0=z0, keep_state=bool(keep),
-                   tol=None if solver else 0.0, precision=precision):
-        preds = r.preds.reshape(len(x), -1)
-        cols["changed"].append(np.ones(len(x), bool) if prev is None else (preds != prev).any(1).numpy())
-        prev = preds
-        cols["acc"].append(r.accuracy)
-        cols["correct"].append(r.correct)
-        cols["res"].append(r.residuals)
-        cols["conf"].append(r.confidence)
-        cols["conv"].append(r.converged)
-        cols["div"].append(r.diverged)
-        cols["nfe"].append(r.nfe)
-        if score_name and r.series and score_name in r.series:
-            cols["verifier"].append(r.series[score_name])
+    for r in cols.collect(probe(model, task, x, y, iters, device=device, settings=settings, z0=z0,
+                                keep_state=bool(keep), tol=None if solver else 0.0, precision=precision)):
         if r.k in keep:
             states[r.k] = r.z.detach().float().cpu().clone()
         if on_iter is not None:
             on_iter(1)
-    return Run(start=start, accuracy=np.asarray(cols["acc"]), correct=np.stack(cols["correct"]),
-               residual=np.stack(cols["res"]).astype(np.float64), confidence=np.stack(cols["conf"]).astype(np.float64),
-               changed=np.stack(cols["changed"]), converged=np.stack(cols["conv"]), diverged=np.stack(cols["div"]),
-               nfe=np.asarray(cols["nfe"], dtype=np.int64),
-               verifier=np.stack(cols["verifier"]).astype(np.float64) if cols["verifier"] else None, states=states)
+    f64 = np.float64
+    return Run(start=start, accuracy=cols.array("accuracy"), correct=cols.stack("correct"),
+               residual=cols.stack("residuals", dtype=f64), confidence=cols.stack("confidence", dtype=f64),
+               changed=cols.stack("changed"), converged=cols.stack("converged"), diverged=cols.stack("diverged"),
+               nfe=cols.array("nfe", np.int64),
+               verifier=cols.stack("verifier", dtype=f64) if cols.cols["verifier"] else None, states=states)
+
+
+class _Changed:
+    """(B,) bool per record: whether each sample's answer differs from the previous iteration's (all, at the first)."""
+
+    def __init__(self, n: int):
+        self.n, self.prev = n, None
+
+    def __call__(self, r) -> np.ndarray:
+        preds = r.preds.reshape(self.n, -1)
+        out = np.ones(self.n, bool) if self.prev is None else (preds != self.prev).any(1).numpy()
+        self.prev = preds
+        return out
 
 
 def _flat(z: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from tasks import Task
 from tasks.difficulty import draw
 
 from .probe import probe
+from .records import Columns
 
 
 def wilson(p: float | np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
@@ -105,56 +106,63 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     (its state stopped changing: relative change below 1e-4, or its solver's tolerance) or diverged; its
     correct count is then held for the rest of the budget, and `held_from` says where the curve stopped being
     measured (the last batch to stop). precision: the cores' compute precision, resolved (fp32 or bf16)."""
-    n = len(x)
-    merged: list[dict] = []
+    n, budget = len(x), model.budget(iters)
+    totals: dict[str, np.ndarray] = {}  # per iteration over all batches: right answers, residual sum and count, NFE
+    series: dict[str, dict[int, list]] = {}  # name -> iteration -> [sum over finite samples, their count]
     conv = div = conv_right = 0
     solved_at: list[int | None] = []
     t0 = time.perf_counter()
     held_from = None
-    budget = model.budget(iters)
     for s in range(0, n, batch):
-        last, steps = None, 0
-        last_wrong = np.zeros(len(x[s:s + batch]), dtype=np.int64)  # the last iteration each sample was wrong at
-        for i, r in enumerate(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
+        cols = Columns({**dict.fromkeys(("k", "correct", "residual", "nfe")),
+                        "running": lambda r: int(np.isfinite(r.residuals).sum()),  # r.residual is the mean over these
+                        "series": lambda r: {k: (float(v[np.isfinite(v)].sum()), int(np.isfinite(v).sum()))
+                                             for k, v in (r.series or {}).items()}})
+        for _ in cols.collect(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
                                     settings=settings, early_stop=early_stop, precision=precision)):
-            if i == len(merged):
-                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
-            m = merged[i]
-            m["correct"] += int(r.correct.sum())
-            last_wrong[~r.correct] = r.k
-            for name, v in (r.series or {}).items():  # sums over finite samples, per series
-                ok = np.isfinite(v)
-                tot, cnt = m.setdefault("series", {}).get(name, (0.0, 0))
-                m["series"][name] = (tot + float(v[ok].sum()), cnt + int(ok.sum()))
-            running = int(np.isfinite(r.residuals).sum())  # r.residual is the mean over these
-            if running:
-                m["res"] += r.residual * running
-                m["res_n"] += running
-            m["nfe"] = max(m["nfe"], r.nfe)
-            last, steps = r, i + 1
             if on_iter is not None:
                 on_iter(1)
-        for i in range(steps, budget):  # stopped early: every sample's state is settled, its answer held
-            if i == len(merged):
-                merged.append({"correct": 0, "res": 0.0, "res_n": 0, "nfe": 0})
-            merged[i]["correct"] += int(last.correct.sum())
-            merged[i]["nfe"] = max(merged[i]["nfe"], last.nfe)
-        if steps < budget:
+        last = cols.last
+        steps, right, running = cols.count, cols.stack("correct"), cols.array("running", np.int64)
+        pad = max(0, budget - steps)  # stopped early: every sample's state is settled, its answer held to the end
+        part = {"correct": np.concatenate([right.sum(1), np.repeat(right[-1].sum(), pad)]),
+                "res": np.concatenate([np.where(running > 0, cols.array("residual") * running, 0.0), np.zeros(pad)]),
+                "res_n": np.concatenate([running, np.zeros(pad, np.int64)]),
+                "nfe": np.concatenate([cols.array("nfe", np.int64), np.repeat(last.nfe, pad)])}
+        for key, v in part.items():
+            totals[key] = _merge(totals.get(key), v, np.maximum if key == "nfe" else np.add)
+        for i, per in enumerate(cols.cols["series"]):
+            for name, (tot, cnt) in per.items():
+                acc = series.setdefault(name, {}).setdefault(i, [0.0, 0])
+                acc[0], acc[1] = acc[0] + tot, acc[1] + cnt
+        if pad:
             held_from = max(held_from or 0, steps + 1)
             if on_iter is not None:
-                on_iter(budget - steps)
+                on_iter(pad)
         conv += int(last.converged.sum())
         conv_right += int((last.converged & last.correct).sum())
         div += int(last.diverged.sum())
+        wrong = ~right  # the last iteration each sample was wrong at (0: never)
+        last_wrong = np.where(wrong.any(0), cols.array("k")[steps - 1 - np.argmax(wrong[::-1], axis=0)], 0)
         solved_at += [solved_from(int(w), bool(c), budget) for w, c in zip(last_wrong, last.correct, strict=True)]
-    names = sorted({k for m in merged for k in m.get("series", {})})
-    series = {k: [m["series"][k][0] / m["series"][k][1] if m.get("series", {}).get(k, (0, 0))[1] else None
-                  for m in merged] for k in names}
-    return Curve(accuracy=[m["correct"] / n for m in merged],
-                 residual=[m["res"] / m["res_n"] if m["res_n"] and math.isfinite(m["res"]) else None for m in merged],
-                 nfe=[m["nfe"] for m in merged], n=n, seconds=time.perf_counter() - t0, converged=conv, diverged=div,
+    K = len(totals["correct"])
+    means = {name: [by[i][0] / by[i][1] if i in by and by[i][1] else None for i in range(K)]
+             for name, by in sorted(series.items())}
+    residual = [float(r) / int(m) if m and math.isfinite(r) else None
+                for r, m in zip(totals["res"], totals["res_n"], strict=True)]
+    return Curve(accuracy=[int(c) / n for c in totals["correct"]], residual=residual,
+                 nfe=[int(v) for v in totals["nfe"]], n=n, seconds=time.perf_counter() - t0, converged=conv,
+                 diverged=div,
                  held_from=held_from if held_from is not None and held_from <= budget else None,
-                 series=series or None, solved_at=solved_at, converged_right=conv_right)
+                 series=means or None, solved_at=solved_at, converged_right=conv_right)
+
+
+def _merge(a: np.ndarray | None, b: np.ndarray, op) -> np.ndarray:
+    """op of two per-iteration arrays, the shorter padded with zeros."""
+    if a is None:
+        return b
+    k = max(len(a), len(b))
+    return op(np.pad(a, (0, k - len(a))), np.pad(b, (0, k - len(b))))
 
 
 def solved_from(last_wrong: int, right_at_end: bool, budget: int) -> int | None:

@@ -18,7 +18,7 @@ import torch
 from models import IterativeModel
 from models import precision as prec
 from models.base import tensor_bytes
-from tasks import Task, optional
+from tasks import Task, optional, tensors
 from ttc.engine.records import Books, IterRecord, Waiting, _grad_mode
 
 MAX_ITERS = 5000
@@ -116,9 +116,8 @@ def probe(model: IterativeModel, task: Task, inputs: np.ndarray, targets: np.nda
         precision = prec.current()
     if precision not in ("fp32", "bf16"):
         raise prec.PrecisionError(f"probe takes a resolved precision (fp32 or bf16), got {precision!r}")
-    x = task.encode(torch.as_tensor(np.ascontiguousarray(inputs))).to(dev)
+    x, y = tensors(task, inputs, targets, dev)
     model, x = prec.layout(model, x)
-    y = torch.as_tensor(np.ascontiguousarray(targets)).to(dev).long()
     mask_fn = optional(task, "cell_mask")
     mask = mask_fn(x) if mask_fn is not None else None  # cells a prediction is read at (mazes: open cells)
     cuda = dev.type == "cuda"

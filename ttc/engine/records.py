@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -36,6 +37,48 @@ class IterRecord:
     cell_conf: np.ndarray | None = None  # (conf_for, *spatial) float16 predicted class's probability per cell
     z: torch.Tensor | None = None  # (B, W, *spatial) the state, on the run's device (kept only when keep_state)
     precision: str = "fp32"  # what the cores computed this iteration in (a bf16 run refines in fp32, see probe)
+
+
+class Columns:
+    """Probe records gathered into per-iteration columns: the one way a consumer of probe() keeps what it reads.
+    fields: IterRecord attribute names, or name -> function of the record (a derived or trimmed value: a count,
+    a copy of the first samples); a value that is None is not kept (a statistic the run does not compute).
+    With series=True the family's extra series are kept too, each under its own name. Iterate `collect(records)`
+    to keep every record while acting on each."""
+
+    def __init__(self, fields: Sequence[str] | dict[str, Callable[[IterRecord], object]], series: bool = False):
+        named = fields if isinstance(fields, dict) else {}
+        self._get = {f: named.get(f) or attrgetter(f) for f in fields}
+        self.cols: dict[str, list] = {f: [] for f in self._get}
+        self.series: dict[str, list] | None = {} if series else None
+        self.count = 0  # records kept
+        self.last: IterRecord | None = None
+
+    def add(self, r: IterRecord) -> None:
+        for name, get in self._get.items():
+            v = get(r)
+            if v is not None:
+                self.cols[name].append(v)
+        if self.series is not None:
+            for name, v in (r.series or {}).items():
+                self.series.setdefault(name, []).append(v)
+        self.count += 1
+        self.last = r
+
+    def collect(self, records: Iterable[IterRecord]) -> Iterator[IterRecord]:
+        for r in records:
+            self.add(r)
+            yield r
+
+    def array(self, name: str, dtype=None) -> np.ndarray:
+        """A column of scalars as a (K,) array."""
+        return np.asarray(self.cols[name], dtype=dtype)
+
+    def stack(self, name: str, empty: tuple[int, ...] = (0,), dtype=None) -> np.ndarray:
+        """A column of per-sample arrays as (K, ...); an empty column as zeros of shape `empty`."""
+        c = self.cols[name]
+        out = np.stack(c) if c else np.zeros(empty, dtype=dtype or np.float64)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def _finite_rows(z: torch.Tensor, zn: torch.Tensor) -> torch.Tensor:

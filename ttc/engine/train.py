@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from models import ModelConfig, TrainStep, build_model, get_family
 from models import precision as prec
-from tasks import get_task, optional
+from tasks import get_task, optional, tensors
 from ttc.engine.checkpoint import save_checkpoint
 from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
 from ttc.engine.runtime import cpu_name
@@ -171,7 +171,7 @@ def _batch(cfg: TrainConfig, step: int, rank: int, device: torch.device):
     variants = [v for v in cfg.variants.split(",") if v]
     opts = {"variant": variants[int(rng.integers(len(variants)))]} if variants else {}
     x, y = task.generate(size, cfg.batch, seed=cfg.seed * 1_000_000 + step * 64 + rank, **opts)
-    return task.encode(torch.from_numpy(x)).to(device), torch.from_numpy(y).long().to(device)
+    return tensors(task, x, y, device)
 
 
 def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, settings, options: dict) -> TrainStep:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from models import IterativeModel
-from tasks import TASKS, get_task
+from tasks import TASKS, get_task, tensors
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.probe import probe
 
@@ -125,7 +125,7 @@ def _paired(a: Callable[[], object], b: Callable[[], object], repeats: int, dev:
 def _batch(task_name: str, size: int, n: int, seed: int, dev: torch.device):
     task = get_task(task_name)
     xs, ys = task.generate(size, n, seed)
-    return task, xs, ys, task.encode(torch.as_tensor(xs)).to(dev), torch.as_tensor(ys).long().to(dev)
+    return task, xs, ys, *tensors(task, xs, ys, dev)
 
 
 def _limit(items: list, cfg: BenchConfig) -> list:

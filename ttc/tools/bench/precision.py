@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from models import precision as prec
-from tasks import get_task
+from tasks import get_task, tensors
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.probe import probe
 from ttc.engine.zoo import scaled_size, training_size
@@ -172,8 +172,7 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         lm = LossModule(model, tc)
-        x = task.encode(torch.as_tensor(xs)).to(dev)
-        y = torch.as_tensor(ys).long().to(dev)
+        x, y = tensors(task, xs, ys, dev)
         if mode != "before" and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
 

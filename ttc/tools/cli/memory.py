@@ -7,7 +7,7 @@ import json
 from models import UNROLLED
 from models import precision as prec
 from models.solvers import SOLVERS
-from tasks import get_task
+from tasks import get_task, tensors
 from ttc.engine.checkpoint import load_checkpoint
 from ttc.engine.limits import check_cost, run_cost
 from ttc.engine.memory import all_modes as memory_modes
@@ -51,7 +51,6 @@ def add_memory(sub) -> None:
 
 
 def cmd_memory(a) -> int:
-    import torch
 
     from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
     from ttc.engine.probe import resolve_device
@@ -76,8 +75,7 @@ def cmd_memory(a) -> int:
     precision = precision_of(a, ck)
     model = ck.model.to(dev)
     xs, ys = task.generate(size, a.batch, a.seed)
-    x = task.encode(torch.as_tensor(xs)).to(dev)
-    y = torch.as_tensor(ys).long().to(dev)
+    x, y = tensors(task, xs, ys, dev)
     if UNROLLED in a.modes:
         need, budget = unrolled_bytes_estimate(model, x, y, max(a.iters), a.solver), memory_budget(dev)
         if need > budget:

@@ -14,6 +14,7 @@ from tasks import get_task
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.evaluate import summarize
 from ttc.engine.probe import probe
+from ttc.engine.records import Columns
 from ttc.tools.report.plan import ReportConfig, Run
 
 
@@ -64,14 +65,11 @@ def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device, precisi
     """probe() over the run's problems, until the budget, convergence, or solved for as long again."""
     task = get_task(ck.task)
     xs, ys = task.generate(run.size, run.n, seed)
-    acc, res, nfe = [], [], []
-    stop, first_solved, last = "budget", None, None
+    cols = Columns(("accuracy", "residual", "nfe"))
+    stop, first_solved = "budget", None
     t0 = time.perf_counter()
-    for r in probe(ck.model, task, xs, ys, run.budget, device=device, early_stop=True, precision=precision):
-        last = r
-        acc.append(r.accuracy)
-        res.append(None if math.isnan(r.residual) else r.residual)
-        nfe.append(r.nfe)
+    for r in cols.collect(probe(ck.model, task, xs, ys, run.budget, device=device, early_stop=True,
+                                precision=precision)):
         if r.accuracy >= 1.0:
             first_solved = r.k if first_solved is None else first_solved
             if not ck.model.fixed_depth and r.k >= 2 * first_solved + 10:
@@ -80,8 +78,8 @@ def run_curve(ck: Checkpoint, run: Run, seed: int, device: torch.device, precisi
         else:
             first_solved = None
     seconds = time.perf_counter() - t0
-    if stop == "budget" and len(acc) < ck.model.budget(run.budget):
-        stop = "converged"
+    acc, nfe, last = cols.cols["accuracy"], cols.cols["nfe"], cols.last
+    res = [None if math.isnan(v) else v for v in cols.cols["residual"]]
     return Curve(checkpoint=ck.name, family=ck.family, arch=ck.arch, task=ck.task, size=run.size, factor=run.factor,
                  n=run.n, budget=run.budget, accuracy=acc, residual=res, nfe=nfe, seconds=round(seconds, 2),
                  stop=stop, converged=int(last.converged.sum()), diverged=int(last.diverged.sum()), note=run.note,

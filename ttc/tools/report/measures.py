@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from models import UNROLLED
-from tasks import TaskError, get_task, optional
+from tasks import TaskError, get_task, optional, tensors
 from ttc.engine.analyze import ranks
 from ttc.engine.checkpoint import Checkpoint
 from ttc.engine.memory import measure_step, memory_budget, unrolled_bytes_estimate
@@ -29,7 +29,7 @@ def memory_rows(case: DEQCase, cfg: ReportConfig, device: torch.device) -> tuple
     task = get_task(case.task)
     size = min(case.size, 32)
     xs, ys = task.generate(size, 2, TEST_SEED)
-    x, y = task.encode(torch.as_tensor(xs)).to(device), torch.as_tensor(ys).long().to(device)
+    x, y = tensors(task, xs, ys, device)
     rows, notes = [], []
     budget = memory_budget(device)
     for mode in model.memory_modes:
