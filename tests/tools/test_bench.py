@@ -180,6 +180,31 @@ def test_report_quick_on_tiny_checkpoints_writes_summary_results_and_figures(cli
     assert (again / "figures" / "prefix_sums-accuracy.html").is_file()
 
 
+def test_report_update_reruns_the_tasks_asked_and_keeps_the_others(cli, make_checkpoint, tmp_path, one_thread):
+    make_checkpoint("prefix_sums", "recursive", "conv1d")
+    folder = make_checkpoint("addition", "recursive", "conv1d").parent
+    out = tmp_path / "out"
+    base = ("report", "--quick", "--checkpoints", folder, "--out", out, "--formats", "html", "--device", "cpu",
+            "--quiet")
+    r = cli("report", "--update", "--out", tmp_path / "none")
+    assert r.rc == 2 and r.err.startswith("error: ") and "--update merges into the report in --out" in r.err
+    assert cli(*base, "--tasks", "prefix_sums,addition").rc == 0
+    first = json.loads((out / "results.json").read_text())
+    r = cli(*base, "--tasks", "addition", "--update")
+    assert r.rc == 0, r.err
+    second = json.loads((out / "results.json").read_text())
+    assert [t["task"] for t in second["tasks"]] == ["prefix_sums", "addition"]
+    assert second["tasks"][0] == first["tasks"][0]  # kept as the first run made it
+    assert [s["tasks"] for s in second["sections"]] == [["prefix_sums", "addition"], ["addition"]]
+    assert "--update" in second["sections"][1]["command"]
+    assert {r["task"] for r in second["analysis"]["rows"]} == {"prefix_sums", "addition"}
+    assert len(second["analysis"]["rows"]) == len(first["analysis"]["rows"])
+    summary = (out / "summary.md").read_text()
+    assert "Made task by task" in summary and "## prefix_sums" in summary and "## addition" in summary
+    r = cli("report", "--update", "--out", out, "--from-results", out / "results.json")
+    assert r.rc == 2 and "pass one of them" in r.err
+
+
 def test_report_on_sudoku_runs_its_blank_counts_and_groups_by_propagation_rounds(cli, make_checkpoint, tmp_path,
                                                                                    one_thread):
     folder = make_checkpoint("sudoku", "recursive", "relational").parent

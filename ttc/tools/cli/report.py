@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 
@@ -33,6 +32,9 @@ def add_report(sub) -> None:
     add_threads_arg(p)
     p.add_argument("--from-results", default=None, metavar="RESULTS_JSON",
                    help="run nothing: draw the figures and summary again from an earlier run's results.json")
+    p.add_argument("--update", action="store_true",
+                   help="run only --tasks and keep every other task's results from the report already in --out "
+                        "(its results.json); the summary says which command made which tasks")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_report)
 
@@ -40,15 +42,16 @@ def add_report(sub) -> None:
 def cmd_report(a) -> int:
 
     from ttc.app.catalog import checkpoint_folder
-    from ttc.tools.report import FORMATS, render, run_report
+    from ttc.tools.report import FORMATS, read_results, render, run_report
 
-    if a.from_results:
+    if a.from_results and a.update:
+        raise UsageError("--update reruns tasks; --from-results runs nothing: pass one of them")
+    if a.from_results or a.update:
         try:
-            results = json.loads(open(a.from_results).read())
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read results {a.from_results!r}: {e}") from None
-        if not isinstance(results, dict) or not {"tasks", "memory", "config"} <= set(results):
-            raise UsageError(f"{a.from_results!r} is not a results.json written by python -m ttc report")
+            results = read_results(a.from_results or os.path.join(a.out, "results.json"))
+        except ValueError as e:
+            raise UsageError(f"{e}{'' if a.from_results else ' (--update merges into the report in --out)'}") from None
+    if a.from_results:
         fmts = "" if list(a.formats) == list(FORMATS) else f" --formats {','.join(a.formats)}"
         results["rendered_by"] = f"python -m ttc report --out {a.out} --from-results {a.from_results}{fmts}"
         try:
@@ -63,12 +66,13 @@ def cmd_report(a) -> int:
     args += (["--tasks", ",".join(a.tasks)] if a.tasks else []) + (["--quick"] if a.quick else [])
     args += [] if list(a.formats) == list(FORMATS) else ["--formats", ",".join(a.formats)]
     args += ["--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
-    args += ["--precision", a.precision]
+    args += ["--precision", a.precision] + (["--update"] if a.update else [])
     precision_of(a)  # bf16 on a device without it: refused before any work
     command = "python -m ttc " + " ".join(shlex.quote(s) for s in args)
     try:
         res = run_report(a.out, folder=folder, tasks=a.tasks, quick=a.quick, formats=tuple(a.formats),
-                         device=a.device, on_event=_progress(a.quiet), command=command, precision=a.precision)
+                         device=a.device, on_event=_progress(a.quiet), command=command, precision=a.precision,
+                         update=a.update)
     except OSError as e:
         raise UsageError(f"cannot write the report to {a.out!r}: {e.strerror or e}") from None
     print(f"report: {os.path.join(a.out, 'summary.md')} ({len(res['tasks'])} tasks, {res['seconds'] / 60:.1f} min)")

@@ -29,6 +29,8 @@ from ttc.tools.report.plan import looped_budget as looped_budget
 from ttc.tools.report.plan import plan_run as plan_run
 from ttc.tools.report.plan import report_config as report_config
 from ttc.tools.report.plan import report_sizes as report_sizes
+from ttc.tools.report.run import merge_results as merge_results
+from ttc.tools.report.run import read_results as read_results
 from ttc.tools.report.run import render as render
 from ttc.tools.report.run import run_report as run_report
 from ttc.tools.report.summary import longer_lines as longer_lines

@@ -196,6 +196,11 @@ def analysis_rows(cks: list[Checkpoint], per_task: list[dict], cfg: ReportConfig
             "verifier": out["breadth"]["verifier"], "verifier_auroc": out["breadth"]["verifier_auroc"],
             "seconds": round(time.perf_counter() - t0, 1),
         })
+    return analysis_of(rows)
+
+
+def analysis_of(rows: list[dict]) -> dict:
+    """The analysis section of the results: its rows and the rank correlation of AA score with accuracy at 4x."""
     pairs = [(r["aa_score"], r["accuracy_4x"]) for r in rows if r["accuracy_4x"] is not None
              and math.isfinite(r["aa_score"])]
     rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None

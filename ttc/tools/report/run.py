@@ -20,7 +20,7 @@ from ttc.engine.probe import resolve_device
 from ttc.engine.zoo import TEST_SEED, deq_cases, load_zoo, machine, training_size
 from ttc.tools.report.curves import Curve, ck_precision, run_curve, scaling_fit
 from ttc.tools.report.figures import accuracy_figure, difficulty_figure, residual_figure, scaling_figure, write_figure
-from ttc.tools.report.measures import analysis_rows, difficulty_rows, memory_rows
+from ttc.tools.report.measures import analysis_of, analysis_rows, difficulty_rows, memory_rows
 from ttc.tools.report.plan import FORMATS, ReportConfig, looped, looped_budget, plan_run, report_config, report_sizes
 from ttc.tools.report.summary import summary_markdown
 
@@ -80,8 +80,10 @@ def _check(formats: tuple[str, ...], tasks: list[str] | None) -> None:
 
 def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[str] | None = None,
                quick: bool = False, formats: tuple[str, ...] = FORMATS, device: str | None = "cpu",
-               on_event: Callable[[str], None] | None = None, command: str = "", precision: str = "auto") -> dict:
-    """Run everything, then `render` the figures, results.json and summary.md under out; return the results."""
+               on_event: Callable[[str], None] | None = None, command: str = "", precision: str = "auto",
+               update: bool = False) -> dict:
+    """Run everything, then `render` the figures, results.json and summary.md under out; return the results.
+    update: keep the tasks this run does not run from the results.json already in out (merge_results)."""
     say = on_event or (lambda msg: None)
     _check(formats, tasks)
     dev = resolve_device(device)
@@ -117,7 +119,47 @@ def run_report(out: str | Path, folder: str | Path = "checkpoints", tasks: list[
                    "scaling": {k: v for k, v in tr["fits"].items()}} for tr in per_task],
         "memory": mem_rows, "analysis": analysis, "notes": notes, "difficulty": difficulty,
     }
+    if update:
+        results = merge_results(read_results(Path(out) / "results.json"), results)
     return render(results, out, formats)
+
+
+def read_results(path: str | Path) -> dict:
+    """An earlier run's results.json; ValueError when it cannot be read or is not one."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read results {str(path)!r}: {e}") from None
+    if not isinstance(results, dict) or not {"tasks", "memory", "config", "command", "checkpoints"} <= set(results):
+        raise ValueError(f"{str(path)!r} is not a results.json written by python -m ttc report")
+    return results
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """`report --update`: new's results for the tasks it ran in place of old's, old's other tasks kept (their curves,
+    memory, difficulty and analysis rows); the AA correlation is taken again over the merged rows, and `sections`
+    says which command made which tasks."""
+    ran = {t["task"] for t in new["tasks"]} | {r["task"] for r in new.get("difficulty") or []}
+    task_of = {m["checkpoint"]: t["task"] for res in (old, new) for t in res["tasks"] for m in t["models"]}
+    keep = lambda task: task not in ran  # noqa: E731
+    order = list(TASKS)
+    out = dict(new)
+    out["tasks"] = sorted([t for t in old["tasks"] if keep(t["task"])] + new["tasks"],
+                          key=lambda t: order.index(t["task"]) if t["task"] in order else len(order))
+    out["memory"] = [r for r in old["memory"] if keep(task_of.get(r["model"], ""))] + new["memory"]
+    out["difficulty"] = [r for r in old.get("difficulty") or [] if keep(r["task"])] + (new.get("difficulty") or [])
+    out["analysis"] = analysis_of([r for r in (old.get("analysis") or {}).get("rows", []) if keep(r["task"])]
+                                  + new["analysis"]["rows"])
+    out["checkpoints"] = sorted(set(old["checkpoints"]) | set(new["checkpoints"]))
+    out["notes"] = [n for n in old["notes"] if keep(task_of.get(n.split(":")[0], n.split(":")[0]))] + new["notes"]
+    out["sections"] = (old.get("sections") or [_section(old)]) + [_section(new)]
+    out["seconds"] = round(old["seconds"] + new["seconds"], 1)
+    return out
+
+
+def _section(res: dict) -> dict:
+    tasks = sorted({t["task"] for t in res["tasks"]}, key=lambda t: list(TASKS).index(t) if t in TASKS else 99)
+    return {"command": res["command"], "tasks": tasks, "seconds": res["seconds"], "machine": res["machine"]}
 
 
 def _curve(d: dict) -> Curve:

@@ -69,10 +69,15 @@ def _figure_lines(figs: dict):
 def _how_made(res: dict) -> list[str]:
     m = res["machine"]
     cfg = res["config"]
-    lines = ["# TTC Lab findings", "",
-             f"Made by `{res['command'] or 'python -m ttc report'}` in {res['seconds'] / 60:.1f} min on {m['cpu']} "
-             f"({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads, device {m['device']}, "
-             f"load average {m['load_average']}).", "",
+    made = [f"Made by `{res['command'] or 'python -m ttc report'}` in {res['seconds'] / 60:.1f} min on {m['cpu']} "
+            f"({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads, device {m['device']}, "
+            f"load average {m['load_average']}).", ""]
+    if res.get("sections"):  # a report updated task by task (report --update)
+        made = ["Made task by task:"] + [
+            f"- {', '.join(sec['tasks'])}: `{sec['command']}`, {sec['seconds'] / 60:.1f} min on {sm['cpu']} "
+            f"({sm['torch_threads']} threads, device {sm['device']})"
+            for sec in res["sections"] for sm in [sec["machine"]]] + [""]
+    lines = ["# TTC Lab findings", "", *made,
              f"Test problems from seed {res['seed']} (never used in training). Exact-match accuracy: a problem "
              f"counts only if every output cell is right. Up to {cfg['n_base']} problems per run; where a run "
              f"would cost more than {cfg['cost_cap']:.2g} (problems x cells x iterations x width^2) the problems are "
