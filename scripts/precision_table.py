@@ -2,6 +2,7 @@
 
     python scripts/precision_table.py --threads 2 --out docs/precision/zoo.json      # the README's table
     python scripts/precision_table.py --only prefix_sums-recursive --n 50            # one checkpoint, quickly
+    python scripts/precision_table.py --only mazes-recursive --max-size 33 --max-iters 400 --write-cards
 
 Per checkpoint: its training size and the largest size on its card, n fresh problems (the zoo's test seed), the
 card's largest budget (at most --max-iters); fp32 and bf16 run one after the other on the same problems and the
@@ -46,9 +47,10 @@ def auto_choice(entries: list[dict], n: int) -> dict:
     return {"precision_auto": choice, "precision_note": f"{why}: auto runs it in {choice}"}
 
 
-def rows_for(ck, n: int, max_iters: int) -> list[tuple[int, int]]:
+def rows_for(ck, n: int, max_iters: int, max_size: int = 0) -> list[tuple[int, int]]:
     table = ck.card.get("accuracy_table") or []
-    sizes = sorted({int(r["size"]) for r in table if not r.get("generator")})
+    sizes = sorted({int(r["size"]) for r in table
+                    if not r.get("generator") and (not max_size or int(r["size"]) <= max_size)})
     task = get_task(ck.task)
     train = max(ck.train_sizes, default=task.train_size)
     picks = sorted({train, *(sizes[-1:] if sizes else [])})
@@ -62,6 +64,8 @@ def main() -> int:
     p.add_argument("--only", default="", help="comma-separated checkpoint names")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--max-iters", type=int, default=800)
+    p.add_argument("--max-size", type=int, default=0,
+                   help="the largest row: the card's largest size up to this one (0: the card's largest)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="")
     p.add_argument("--write-cards", action="store_true",
@@ -78,7 +82,7 @@ def main() -> int:
         ck = load_checkpoint(path)
         task = get_task(ck.task)
         entries = []
-        for size, iters in rows_for(ck, a.n, a.max_iters):
+        for size, iters in rows_for(ck, a.n, a.max_iters, a.max_size):
             x, y = task.generate(size, a.n, TEST_SEED)
             res = {}
             for prec in ("fp32", "bf16"):
