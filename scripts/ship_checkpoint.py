@@ -40,6 +40,9 @@ def main() -> None:
         card["note"] = a.note
     save_checkpoint(dst, ck.model, ck.task, card)
     print(f"{dst}: {card['train_seconds'] / 60:.1f} min over all stages")
+    # a new model's card has no precision table yet: until it has one, `auto` runs it in bf16 wherever bf16 is fast
+    print(f"next: python -m ttc measure --checkpoint {dst} ... --write (its accuracy rows), then python "
+          f"scripts/precision_table.py --only {a.name} --write-cards (its rows in both precisions and precision_auto)")
 
 
 if __name__ == "__main__":
