@@ -181,10 +181,8 @@ def _train_step(cfg: TrainConfig, step: int, rank: int, x: torch.Tensor, setting
     n = int(rng.integers(0, cfg.prefix_max or cfg.layers))
     k = int(rng.integers(1, max(1, cfg.layers - n) + 1))  # a prefix past the training depth: one step with grad
     gen = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + step * 64 + rank)
-    z0 = None
-    if cfg.init_noise > 0:
-        shape = (x.shape[0], cfg.width, *x.shape[2:])
-        z0 = cfg.init_noise * torch.randn(shape, generator=gen, device=x.device)
+    z0 = (cfg.init_noise * torch.randn((x.shape[0], cfg.width, *x.shape[2:]), generator=gen, device=x.device)
+          if cfg.init_noise > 0 else None)
     return TrainStep(layers=cfg.layers, n=n, k=k, alpha=cfg.alpha, z0=z0, settings=settings,
                      generator=gen, extras=dict(options))
 
@@ -216,12 +214,8 @@ def interrupted_path(out: str | Path) -> Path:
 
 def check_out(out: str | Path | None, force: bool) -> None:
     """Refuse to train over an existing checkpoint (a shipped one above all) unless asked to."""
-    if out is None:
-        return
-    p = Path(out)
-    if p.suffix != ".safetensors":
-        p = p.with_suffix(".safetensors")
-    if p.exists() and not force:
+    p = None if out is None else Path(out).with_suffix(".safetensors")
+    if p is not None and p.exists() and not force:
         raise FileExistsError(f"{p} exists; training never overwrites a checkpoint unless asked: pass --force to "
                               f"replace it, or --out a new path")
 
