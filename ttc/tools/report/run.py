@@ -152,7 +152,8 @@ def merge_results(old: dict, new: dict) -> dict:
                                   + new["analysis"]["rows"])
     out["checkpoints"] = sorted(set(old["checkpoints"]) | set(new["checkpoints"]))
     out["notes"] = [n for n in old["notes"] if keep(task_of.get(n.split(":")[0], n.split(":")[0]))] + new["notes"]
-    out["sections"] = (old.get("sections") or [_section(old)]) + [_section(new)]
+    kept = [{**sec, "tasks": [t for t in sec["tasks"] if keep(t)]} for sec in old.get("sections") or [_section(old)]]
+    out["sections"] = [sec for sec in kept if sec["tasks"]] + [_section(new)]
     out["seconds"] = round(old["seconds"] + new["seconds"], 1)
     return out
 
