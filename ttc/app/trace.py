@@ -162,11 +162,11 @@ class LiveRun:
         # of them a trace keeps is decided from the first record's sizes (maps_kept), within MAPS_BYTES
         self.maps_kept: int | None = None
         self.precision = precision_of(ck, s)[0]  # the page shows why, when the asked precision cannot run
+        shown, keep_error = self.shown, cells * self.expected <= POS_ERROR_ENTRIES
         self._records = probe(ck.model, task, self.inputs, self.targets, s.budget, device=s.device,
                               settings=run_settings_of(ck, s), maps_for=self.shown if ck.model.extra_maps else 0,
-                              cell_error=cells * self.expected <= POS_ERROR_ENTRIES, precision=self.precision,
+                              cell_error=keep_error, precision=self.precision,
                               conf_for=self.shown if optional(task, "shows_confidence") else 0)
-        shown, keep_error = self.shown, cells * self.expected <= POS_ERROR_ENTRIES
         self._cols = Columns({
             **dict.fromkeys(("k", "accuracy", "bit_accuracy", "residual", "nfe", "elapsed", "memory_bytes", "correct")),
             "converged": lambda r: int(r.converged.sum()), "diverged": lambda r: int(r.diverged.sum()),

@@ -116,8 +116,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     for s in range(0, n, batch):
         cols = Columns({**dict.fromkeys(("k", "correct", "residual", "nfe")),
                         "running": lambda r: int(np.isfinite(r.residuals).sum()),  # r.residual is the mean over these
-                        "series": lambda r: {k: (float(v[np.isfinite(v)].sum()), int(np.isfinite(v).sum()))
-                                             for k, v in (r.series or {}).items()}})
+                        "series": lambda r: {k: _finite_sum(v) for k, v in (r.series or {}).items()}})
         for _ in cols.collect(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
                                     settings=settings, early_stop=early_stop, precision=precision)):
             if on_iter is not None:
@@ -155,6 +154,12 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                  diverged=div,
                  held_from=held_from if held_from is not None and held_from <= budget else None,
                  series=means or None, solved_at=solved_at, converged_right=conv_right)
+
+
+def _finite_sum(v: np.ndarray) -> tuple[float, int]:
+    """The sum of the finite entries and their count."""
+    ok = np.isfinite(v)
+    return float(v[ok].sum()), int(ok.sum())
 
 
 def _merge(a: np.ndarray | None, b: np.ndarray, op) -> np.ndarray:
