@@ -384,6 +384,23 @@ def test_a_run_over_the_cap_is_refused_before_any_work(cli, make_checkpoint, mon
     assert_refused(r, "exceeds the cap 2e+12", "lower --batch, --size, --iters or --modes")
 
 
+def test_the_cost_cap_is_the_max_cost_option(cli, make_checkpoint):
+    # a long run (a maze of side 201 at thousands of iterations) is allowed on purpose by raising --max-cost; a
+    # lower one refuses a run the default would take; the cap the refusal names is the one in force
+    ckpt = make_checkpoint("prefix_sums", "recursive", "conv1d", width=8)
+    cost = limits.run_cost(get_task("prefix_sums"), 32, 10, 5, 8)
+    args = ("--checkpoint", ckpt, "--size", 32, "--n", 10, "--iters", 5)
+    r = cli("eval", *args, "--max-cost", f"{cost / 2:g}")
+    assert_refused(r, f"exceeds the cap {cost / 2:.2g}", "raise --max-cost")
+    r = cli("measure", "--checkpoint", ckpt, "--sizes", 32, "--iters", 5, "--n", 10, "--max-cost", f"{cost / 2:g}")
+    assert_refused(r, "exceeds the cap", "raise --max-cost")
+    r = cli("eval", *args, "--max-cost", f"{cost:g}", "--json", "--quiet")
+    assert r.rc == 0, r.err
+    assert len(json.loads(r.out)["accuracy"]) == 5
+    for bad in ("0", "-1", "nan", "inf", "lots"):
+        assert_refused(cli("eval", *args, "--max-cost", bad), "--max-cost")
+
+
 @pytest.mark.slow
 def test_a_link_asking_for_too_costly_a_run_is_clamped_with_a_message(ckpt_dir):
     at = app({"size": "4096", "n": "1000", "budget": "2"})

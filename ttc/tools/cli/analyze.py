@@ -9,7 +9,7 @@ import sys
 from tasks import get_task, optional
 from tasks.difficulty import draw
 from ttc.engine.checkpoint import load_checkpoint
-from ttc.engine.limits import MAX_COST, check_cost, run_cost
+from ttc.engine.limits import MAX_COST
 from ttc.engine.probe import MAX_ITERS
 from ttc.engine.runtime import set_threads
 from ttc.tools.cli.common import (
@@ -22,6 +22,7 @@ from ttc.tools.cli.common import (
     add_run_options,
     add_settings_args,
     check_data_bytes,
+    check_run_cost,
     precision_of,
     progress_bar,
     run_settings,
@@ -39,7 +40,8 @@ def add_analyze(sub) -> None:
                     "iterate), halting (per-sample stopping rules: accuracy against mean iterations and NFE) and "
                     "breadth (best of N starts by final residual, or by an EBM's energy, against one run with the "
                     "same NFE; the verifier's AUROC separating right from wrong final answers). Runs "
-                    f"(2 x starts - 1) x iters iterations in all; the cost cap ({MAX_COST:.0e}) applies to that total.")
+                    f"(2 x starts - 1) x iters iterations in all; the cost cap (--max-cost, default {MAX_COST:.0e}) "
+                    "applies to that total.")
     p.add_argument("--checkpoint", required=True, help="a looped (not fixed-depth) .safetensors checkpoint")
     p.add_argument("--size", type=int, default=None,
                    help=f"problem size ({_size_help()}); required unless --frontier")
@@ -80,7 +82,7 @@ def cmd_analyze(a) -> int:
     total = (2 * a.starts - 1) * a.iters
     if a.starts * a.iters > MAX_ITERS:
         raise UsageError(f"--starts x --iters is {a.starts * a.iters}, the depth run's budget; at most {MAX_ITERS}")
-    check_cost(run_cost(task, size, a.n, total, ck.config.width), "--n, --size, --iters or --starts")
+    check_run_cost(a, task, size, a.n, total, ck.config.width, "--n, --size, --iters or --starts")
     settings = run_settings(ck, a)
     precision = precision_of(a, ck)
     set_threads(a.threads)
@@ -99,7 +101,7 @@ def cmd_analyze(a) -> int:
         if knob == "size":
             size = frontier["value"]
             check_data_bytes(task, size, a.n)
-            check_cost(run_cost(task, size, a.n, total, ck.config.width), "--n, --iters or --starts")
+            check_run_cost(a, task, size, a.n, total, ck.config.width, "--n, --iters or --starts")
         else:
             a.difficulty = frontier["value"]
     x, y = draw(task, size, a.n, a.seed, a.difficulty)

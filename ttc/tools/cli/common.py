@@ -17,6 +17,7 @@ from models.solvers import SOLVERS, SolverError
 from tasks import TASKS, TaskError, optional
 from tasks.io import MAX_NPZ_BYTES
 from ttc.engine.checkpoint import CheckpointError
+from ttc.engine.limits import MAX_COST, check_cost, run_cost
 from ttc.engine.runtime import PluginError
 
 MAX_N = 100_000
@@ -126,9 +127,23 @@ def add_threads_arg(p) -> None:
                    help="torch threads (0: $TTC_THREADS, else half the CPUs, at most 4: no oversubscription)")
 
 
+def add_cost_arg(p) -> None:
+    p.add_argument("--max-cost", type=_float_in("--max-cost", 0, 1e18), default=MAX_COST, metavar="COST",
+                   help=f"refuse a run whose estimated cost (problems x cells x iterations x width^2) is above COST "
+                        f"(default {MAX_COST:.0e}: minutes on a laptop CPU); raise it on purpose for a long run, such "
+                        f"as a maze of side 201 at thousands of iterations")
+
+
+def check_run_cost(a, task, size: int, n: int, iters: int, width: int, lower: str) -> float:
+    """check_cost against the command's --max-cost; the refusal names the options that lower the cost and the cap."""
+    return check_cost(run_cost(task, size, n, iters, width), f"{lower}, or raise --max-cost", cap=a.max_cost)
+
+
 def add_run_options(p, json_help: str, run) -> None:
-    """The options every computing command ends with: --device, --threads, --json, --quiet, and its handler."""
+    """The options every computing command ends with: --device, --max-cost, --threads, --json, --quiet, and its
+    handler."""
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_cost_arg(p)
     add_precision_arg(p)
     add_threads_arg(p)
     p.add_argument("--json", action="store_true", help=json_help)

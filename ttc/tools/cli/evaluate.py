@@ -10,7 +10,7 @@ from tasks.difficulty import main_name as difficulty_main
 from tasks.difficulty import measure as difficulty_measures
 from ttc.engine.checkpoint import checkpoint_task, load_checkpoint
 from ttc.engine.evaluate import evaluate
-from ttc.engine.limits import MAX_COST, check_cost, run_cost
+from ttc.engine.limits import MAX_COST
 from ttc.engine.probe import MAX_ITERS
 from ttc.engine.runtime import set_threads
 from ttc.tools.cli.common import (
@@ -19,11 +19,13 @@ from ttc.tools.cli.common import (
     UsageError,
     _int_in,
     _size_help,
+    add_cost_arg,
     add_difficulty_arg,
     add_precision_arg,
     add_settings_args,
     add_threads_arg,
     check_data_bytes,
+    check_run_cost,
     precision_of,
     progress_bar,
     run_settings,
@@ -35,7 +37,7 @@ def add_eval(sub) -> None:
         "eval", help="evaluate a checkpoint, accuracy and residual per iteration",
         description=f"Ranges: --size per task ({_size_help()}); --n 1..{MAX_N}; --iters 1..{MAX_ITERS}; "
                     f"--tol in (0, 1); the problems' inputs and targets at most {MAX_DATA_BYTES} bytes; the run cost "
-                    f"problems x cells x iterations x width^2 at most {MAX_COST:.0e}.")
+                    f"problems x cells x iterations x width^2 at most --max-cost (default {MAX_COST:.0e}).")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
     p.add_argument("--size", type=int, help="problem size (ignored with --data)")
     p.add_argument("--iters", type=_int_in("--iters", 1, MAX_ITERS), required=True,
@@ -48,6 +50,7 @@ def add_eval(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=_int_in("--batch", 1, MAX_N), default=256, help="problems per forward batch")
     add_precision_arg(p)
+    add_cost_arg(p)
     add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the eval contract)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -70,10 +73,10 @@ def cmd_eval(a) -> int:
             raise UsageError(f"--size is required without --data ({_size_help()})")
         size = task.sizes.check(task.name, a.size)
         check_data_bytes(task, size, a.n)
-        check_cost(run_cost(task, size, a.n, a.iters, ck.config.width), "--n, --size or --iters")  # before generating
+        check_run_cost(a, task, size, a.n, a.iters, ck.config.width, "--n, --size or --iters")  # before generating
         x, y = draw(task, size, a.n, a.seed, a.difficulty)
     settings = run_settings(ck, a)
-    check_cost(run_cost(task, size, len(x), a.iters, ck.config.width), "--n (or the --data file), --size or --iters")
+    check_run_cost(a, task, size, len(x), a.iters, ck.config.width, "--n (or the --data file), --size or --iters")
     precision = precision_of(a, ck)
     set_threads(a.threads)
     batches = -(-len(x) // a.batch)

@@ -7,7 +7,6 @@ import json
 from tasks import get_task, optional
 from tasks.difficulty import check_difficulty
 from ttc.engine.checkpoint import load_checkpoint
-from ttc.engine.limits import check_cost, run_cost
 from ttc.engine.probe import MAX_ITERS
 from ttc.engine.runtime import set_threads
 from ttc.tools.cli.common import (
@@ -16,10 +15,12 @@ from ttc.tools.cli.common import (
     _int_in,
     _int_list,
     _size_help,
+    add_cost_arg,
     add_difficulty_arg,
     add_precision_arg,
     add_settings_args,
     add_threads_arg,
+    check_run_cost,
     precision_of,
     progress_bar,
     run_settings,
@@ -47,6 +48,7 @@ def add_measure(sub) -> None:
     add_difficulty_arg(p)
     add_settings_args(p)
     add_precision_arg(p)
+    add_cost_arg(p)
     add_threads_arg(p)
     p.add_argument("--write", action="store_true", help="write the rows into the card (.safetensors and .json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -61,7 +63,7 @@ def cmd_measure(a) -> int:
     for s in a.sizes:
         task.sizes.check(task.name, s)
     for s in a.sizes:
-        check_cost(run_cost(task, s, a.n, max(a.iters), ck.config.width), "--n, --sizes or --iters")
+        check_run_cost(a, task, s, a.n, max(a.iters), ck.config.width, "--n, --sizes or --iters")
     known = optional(task, "variants")
     if a.generator is not None and a.generator not in known:
         raise UsageError(f"--generator {a.generator[:40]!r} unknown for task {task.name}; known: "

@@ -9,7 +9,6 @@ from models import precision as prec
 from models.solvers import SOLVERS
 from tasks import get_task, tensors
 from ttc.engine.checkpoint import load_checkpoint
-from ttc.engine.limits import check_cost, run_cost
 from ttc.engine.memory import all_modes as memory_modes
 from ttc.engine.probe import MAX_ITERS
 from ttc.engine.runtime import set_threads
@@ -21,6 +20,7 @@ from ttc.tools.cli.common import (
     _int_list,
     _size_help,
     add_run_options,
+    check_run_cost,
     precision_of,
     progress_bar,
 )
@@ -69,8 +69,8 @@ def cmd_memory(a) -> int:
     set_threads(a.threads)
     task = get_task(ck.task)
     size = task.sizes.check(task.name, a.size)
-    check_cost(run_cost(task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width),
-               "--batch, --size, --iters or --modes")
+    check_run_cost(a, task, size, a.batch, sum(a.iters) * len(a.modes), ck.config.width,
+                   "--batch, --size, --iters or --modes")
     dev = resolve_device(a.device)
     precision = precision_of(a, ck)
     model = ck.model.to(dev)
