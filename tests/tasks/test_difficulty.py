@@ -168,6 +168,21 @@ def test_find_frontier_lands_in_the_band_on_a_trained_maze_model(one_thread):
         assert all(not 0.2 <= acc <= 0.9 for _, acc in out["scanned"])
 
 
+def test_find_frontier_stops_at_the_cost_cap_it_is_given(one_thread):
+    # `analyze --frontier --max-cost C` scans only what C allows: a cap between the cost at 9 and at 17 stops the
+    # doubling after 9 (the same scan with the default cap goes on)
+    from ttc.engine import limits
+    from ttc.engine.checkpoint import load_checkpoint
+    from ttc.engine.frontier import find_frontier
+
+    ck = load_checkpoint("checkpoints/mazes-recursive.safetensors")
+    task = get_task("mazes")
+    cap = limits.run_cost(task, 9, 10, 60, ck.config.width) * 1.5
+    assert cap < limits.run_cost(task, 17, 10, 60, ck.config.width)
+    out = find_frontier(ck.model, task, 9, 60, n=10, seed=4, max_cost=cap)
+    assert [v for v, _ in out["scanned"]] == [9] and not out["in_band"]
+
+
 def test_analyze_frontier_needs_a_size_or_scans_sizes(cli):
     r = cli("analyze", "--checkpoint", "checkpoints/addition-recursive.safetensors", "--iters", "5", "--n", "4")
     assert r.rc == 2 and "--size is required without --frontier" in r.err

@@ -34,9 +34,10 @@ def _snap(task: Task, size: int) -> int:
 def find_frontier(model: IterativeModel, task: Task, start: int, iters: int, n: int = 50, seed: int = 0,
                   precision: str | None = None, settings=None, band: tuple[float, float] = BAND,
                   on_size: Callable[[int, float], None] | None = None, max_steps: int = 12,
-                  difficulty_at: int | None = None) -> dict:
+                  difficulty_at: int | None = None, max_cost: float = MAX_COST) -> dict:
     """{"size" (or "difficulty"), "best_accuracy", "in_band", "scanned": [(value, best accuracy)]}. With
-    difficulty_at=S the knob is the difficulty of problems of size S (from 1, doubling), not the size."""
+    difficulty_at=S the knob is the difficulty of problems of size S (from 1, doubling), not the size. The scan
+    stops before a value whose run would cost more than max_cost (the caller's cap, e.g. `--max-cost`)."""
     lo_acc, hi_acc = band
     scanned: list[tuple[int, float]] = []
 
@@ -50,7 +51,7 @@ def find_frontier(model: IterativeModel, task: Task, start: int, iters: int, n: 
 
     def fits(v: int) -> bool:
         size = v if difficulty_at is None else difficulty_at
-        return run_cost(task, size, n, iters, model.config.width) <= MAX_COST
+        return run_cost(task, size, n, iters, model.config.width) <= max_cost
 
     if difficulty_at is None:
         top = task.sizes.hi

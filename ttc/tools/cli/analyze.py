@@ -96,7 +96,8 @@ def cmd_analyze(a) -> int:
         say = _progress(a.quiet)
         frontier = find_frontier(ck.model, task, 1 if knob == "difficulty" else size, a.iters, n=a.n, seed=a.seed,
                                  precision=precision, settings=settings, difficulty_at=size if knob == "difficulty"
-                                 else None, on_size=lambda v, acc: say(f"frontier: {knob} {v}: best {acc:.1%}"))
+                                 else None, on_size=lambda v, acc: say(f"frontier: {knob} {v}: best {acc:.1%}"),
+                                 max_cost=a.max_cost)
         frontier["knob"] = knob
         if knob == "size":
             size = frontier["value"]
