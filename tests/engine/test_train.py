@@ -218,3 +218,31 @@ def test_training_leaves_no_process_state_behind(tmp_path):
                       steps=1, val_every=1, val_n=2), out=str(tmp_path / "t.safetensors"))
     tiny = sys.float_info.min / 2  # a subnormal double
     assert tiny > 0 and torch.tensor(tiny, dtype=torch.float64).item() > 0
+
+
+def test_ema_validates_and_keeps_the_average_of_the_weights(tmp_path):
+    """--ema: the run validates the moving average and ships it (not the last raw weights); the average starts at
+    the initialisation and lags the raw weights; a decay outside (0, 1) is refused."""
+    from ttc.engine.averaging import WeightAverage
+    from ttc.engine.limits import check_train
+
+    common = dict(task="prefix_sums", family="recursive", arch="conv1d", width=8, depth=1, layers=4, norm=False,
+                  sizes=[8], batch=8, steps=6, val_every=3, val_n=8, val_size=8, val_iters=4, threads=1, lr=1e-2)
+    raw = train(TrainConfig(**common), out=str(tmp_path / "raw.safetensors"))
+    ema = train(TrainConfig(ema=0.9, **common), out=str(tmp_path / "ema.safetensors"))
+    assert ema["train_config"]["ema"] == 0.9 and raw["steps_run"] == ema["steps_run"] == 6
+    a = load_checkpoint(tmp_path / "raw.safetensors").model.state_dict()
+    b = load_checkpoint(tmp_path / "ema.safetensors").model.state_dict()
+    assert any(not torch.allclose(a[k], b[k]) for k in a)  # same seed and steps: only the averaging differs
+    model = torch.nn.Linear(2, 1)
+    avg = WeightAverage(model, 0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = model.weight.detach().clone()
+    avg.update(model)  # first update: d = min(0.5, 1/10) = 0.1, the average moves 90% of the way
+    with avg.applied(model):
+        assert torch.allclose(model.weight, before - 0.1)
+    assert torch.equal(model.weight, before)
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="--ema"):
+            check_train({"ema": bad})

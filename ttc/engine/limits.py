@@ -40,6 +40,7 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "alpha": (0, 1),
     "prefix_max": (0, 5000),
     "init_noise": (0, 100),
+    "ema": (0, 0.99999),
     "seed": (0, 2**63 - 1),
     "val_size": (0, 1_000_000),
     "val_iters": (0, 5000),

@@ -129,3 +129,14 @@ def tune_allocator(env: dict[str, str] | None = None) -> str:
         allocator = (f"glibc tuned: blocks under {MMAP_THRESHOLD >> 20} MiB from the heap, {TRIM_THRESHOLD >> 20} "
                      f"MiB of freed memory kept" if ok else "default (mallopt refused)")
     return allocator
+
+
+def process_group() -> tuple[int, int, torch.device]:
+    """(world size, rank, device) of this process; under torchrun, the process group joined."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, rank, device

@@ -9,9 +9,9 @@ DistributedDataParallel (gloo on the CPU, nccl on CUDA) on the same code path.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -26,9 +26,10 @@ from torch.nn import functional as F
 from models import ModelConfig, TrainStep, build_model, get_family
 from models import precision as prec
 from tasks import get_task, optional, tensors
+from ttc.engine.averaging import WeightAverage
 from ttc.engine.checkpoint import save_checkpoint
 from ttc.engine.evaluate import Summary, accuracy_rows, evaluate
-from ttc.engine.runtime import cpu_name
+from ttc.engine.runtime import cpu_name, process_group
 
 
 @dataclass
@@ -65,6 +66,7 @@ class TrainConfig:
     eval_n: int = 200  # test problems per row of the card's accuracy table
     eval_seed: int = 10**12  # seed of test problems, never used in training (those are seed*1e6 + step*64 + rank)
     threads: int = 0  # torch threads (0: leave as is)
+    ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay (0: off)
     init_noise: float = 0.0  # std of a Gaussian initial state in training, for families using one (Anil et al. 2022)
     variants: str = ""  # comma-separated problem generators drawn per step (mazes: dfs,prim,...); "": the default
     masked_loss: bool = True  # count the loss only where the task's cell_mask allows (mazes: open cells)
@@ -220,17 +222,6 @@ def check_out(out: str | Path | None, force: bool) -> None:
                               f"replace it, or --out a new path")
 
 
-def _process_group() -> tuple[int, int, torch.device]:
-    """(world size, rank, device) of this process; under torchrun, the process group joined."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return world, rank, device
-
-
 def _warm_start(cfg: TrainConfig, mcfg, model) -> dict | None:
     """With --init: the start checkpoint's weights loaded into `model` (refused unless they fit), and what its card
     says about it; else None."""
@@ -307,7 +298,7 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
     emit = on_event or (lambda ev: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    world, rank, device = _process_group()
+    world, rank, device = process_group()
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed).to(device)
     channels_last = get_task(cfg.task).spatial_dims == 2 and prec.CHANNELS_LAST
@@ -325,17 +316,19 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
     val_size, val_iters = cfg.validation_size(), cfg.validation_budget()
     best = {"acc": -1.0, "iter": 0, "step": 0, "state": copy.deepcopy(model.state_dict())}
     history: list[dict] = []
+    avg = WeightAverage(model, cfg.ema) if cfg.ema else None  # with --ema the average is validated and kept
 
     def validate_and_keep(step_done: int, loss_value: float) -> None:
         nonlocal best
-        v = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device,
-                     settings=settings)
+        with avg.applied(model) if avg else contextlib.nullcontext():
+            v = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device,
+                         settings=settings)
+            state = copy.deepcopy(model.state_dict())
         history.append({"step": step_done, "loss": loss_value, "val_acc": v.best_accuracy, "val_iter": v.best_iter})
         emit({"event": "val", "step": step_done, "val_size": val_size, "val_acc": v.best_accuracy,
               "val_iter": v.best_iter})
         if v.best_accuracy >= best["acc"]:
-            best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done,
-                    "state": copy.deepcopy(model.state_dict())}
+            best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done, "state": state}
 
     mask_fn = optional(get_task(cfg.task), "cell_mask")
     t0 = time.perf_counter()
@@ -357,6 +350,8 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
                 loss.backward()
             gn = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
             opt.step()
+            if avg:
+                avg.update(model)
             done = step + 1
             seen += x.shape[0] * world
             lv = float(loss.detach())
