@@ -139,6 +139,24 @@ def test_a_bf16_run_refines_in_fp32_near_the_fixed_point(one_thread):
     assert np.nanmedian(recs[-1].residuals) < 1e-4  # below bf16's resolution: computed in float32
 
 
+def test_eval_and_rows_say_where_a_bf16_run_refined(one_thread):
+    """The switch costs float32's speed for the rest of the run (a model whose samples settle runs most of a long
+    budget in float32), so the curve, its JSON and a card row say where it came; fp32 runs and a budget that ends
+    before the switch say nothing."""
+    from ttc.engine.evaluate import accuracy_rows, evaluate
+
+    ck = load_checkpoint("checkpoints/prefix_sums-recursive.safetensors")
+    task = get_task(ck.task)
+    x, y = task.generate(32, 16, 3)
+    c16 = evaluate(ck.model, task, x, y, 160, precision="bf16")
+    recs = list(probe(ck.model, task, x, y, 160, precision="bf16"))
+    assert c16.refined_at is not None and 1 < c16.refined_at < 160 and c16.to_dict()["refined_at"] == c16.refined_at
+    assert evaluate(ck.model, task, x, y, 160, precision="fp32").refined_at is None
+    assert any(r.precision == "fp32" for r in recs)
+    rows = accuracy_rows(ck.model, task, [32], [1, 160], 16, 3, precision="bf16")
+    assert "refined_at" not in rows[0] and 1 < rows[1]["refined_at"] <= 160
+
+
 def test_refining_switches_once_below_the_threshold():
     calls = []
 

@@ -76,6 +76,8 @@ class Curve:
     series: dict[str, list[float | None]] | None = None  # the family's extra series, mean over finite samples
     solved_at: list[int | None] | None = None  # per problem: the iteration from which it stays right (None: never)
     converged_right: int = 0  # samples converged at the end with a right answer (a DEQ's certified solutions)
+    # a bf16 run: the first iteration a batch computed in float32, refining near the fixed point (None: never)
+    refined_at: int | None = None
 
     def summary(self) -> Summary:
         return summarize(self.accuracy)
@@ -89,7 +91,7 @@ class Curve:
         solver_residual, a memory model's memory_norm ...) as a per-iteration list beside the residual."""
         out = {"accuracy": self.accuracy, **self.summary().to_dict(), "residual": self.residual,
                "nfe": self.nfe[-1] if self.nfe else 0, "converged": self.converged, "diverged": self.diverged,
-               "converged_right": self.converged_right}
+               "converged_right": self.converged_right, "refined_at": self.refined_at}
         for name, values in (self.series or {}).items():
             out[name if name not in out else f"series_{name}"] = values
         return out
@@ -112,9 +114,9 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
     conv = div = conv_right = 0
     solved_at: list[int | None] = []
     t0 = time.perf_counter()
-    held_from = None
+    held_from = refined_at = None
     for s in range(0, n, batch):
-        cols = Columns({**dict.fromkeys(("k", "correct", "residual", "nfe")),
+        cols = Columns({**dict.fromkeys(("k", "correct", "residual", "nfe", "precision")),
                         "running": lambda r: int(np.isfinite(r.residuals).sum()),  # r.residual is the mean over these
                         "series": lambda r: {k: _finite_sum(v) for k, v in (r.series or {}).items()}})
         for _ in cols.collect(probe(model, task, x[s:s + batch], y[s:s + batch], iters, device=device,
@@ -134,6 +136,9 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
             for name, (tot, cnt) in per.items():
                 acc = series.setdefault(name, {}).setdefault(i, [0.0, 0])
                 acc[0], acc[1] = acc[0] + tot, acc[1] + cnt
+        ks32 = [k for k, p in zip(cols.cols["k"], cols.cols["precision"], strict=True) if p == "fp32"]
+        if (precision or prec.current()) == "bf16" and ks32:  # a bf16 batch refined in float32 from here (see probe)
+            refined_at = min(refined_at or ks32[0], ks32[0])
         if pad:
             held_from = max(held_from or 0, steps + 1)
             if on_iter is not None:
@@ -153,7 +158,7 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
                  nfe=[int(v) for v in totals["nfe"]], n=n, seconds=time.perf_counter() - t0, converged=conv,
                  diverged=div,
                  held_from=held_from if held_from is not None and held_from <= budget else None,
-                 series=means or None, solved_at=solved_at, converged_right=conv_right)
+                 series=means or None, solved_at=solved_at, converged_right=conv_right, refined_at=refined_at)
 
 
 def _finite_sum(v: np.ndarray) -> tuple[float, int]:
@@ -201,6 +206,8 @@ def accuracy_rows(model: IterativeModel, task: Task, sizes: Sequence[int], budge
             if difficulty is not None:
                 row["difficulty"] = difficulty
             row["precision"] = precision or prec.current()
+            if curve.refined_at is not None and curve.refined_at <= b:
+                row["refined_at"] = curve.refined_at  # bf16 until here, float32 after (near the fixed point)
             if curve.held_from is not None:
                 row["settled_at"] = curve.held_from  # every state had stopped changing: the rest is held
             if not model.fixed_depth and 3 * m.best_iter <= len(curve.accuracy):
