@@ -136,9 +136,10 @@ def evaluate(model: IterativeModel, task: Task, x: np.ndarray, y: np.ndarray, it
             for name, (tot, cnt) in per.items():
                 acc = series.setdefault(name, {}).setdefault(i, [0.0, 0])
                 acc[0], acc[1] = acc[0] + tot, acc[1] + cnt
-        ks32 = [k for k, p in zip(cols.cols["k"], cols.cols["precision"], strict=True) if p == "fp32"]
-        if (precision or prec.current()) == "bf16" and ks32:  # a bf16 batch refined in float32 from here (see probe)
-            refined_at = min(refined_at or ks32[0], ks32[0])
+        if (precision or prec.current()) == "bf16":  # where this batch refined in float32, if it did (see probe)
+            k32 = next((k for k, p in zip(cols.cols["k"], cols.cols["precision"], strict=True) if p == "fp32"), None)
+            if k32 is not None:
+                refined_at = k32 if refined_at is None else min(refined_at, k32)
         if pad:
             held_from = max(held_from or 0, steps + 1)
             if on_iter is not None:

@@ -320,15 +320,15 @@ def _train(cfg: TrainConfig, out: str | None, on_event: Callable[[dict], None] |
 
     def validate_and_keep(step_done: int, loss_value: float) -> None:
         nonlocal best
-        with avg.applied(model) if avg else contextlib.nullcontext():
+        with avg.applied(model) if avg else contextlib.nullcontext():  # the weights validated are the ones kept
             v = validate(model, cfg, val_size, val_iters, cfg.val_n, seed=cfg.eval_seed + 1, device=device,
                          settings=settings)
-            state = copy.deepcopy(model.state_dict())
+            if v.best_accuracy >= best["acc"]:
+                best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done,
+                        "state": copy.deepcopy(model.state_dict())}
         history.append({"step": step_done, "loss": loss_value, "val_acc": v.best_accuracy, "val_iter": v.best_iter})
         emit({"event": "val", "step": step_done, "val_size": val_size, "val_acc": v.best_accuracy,
               "val_iter": v.best_iter})
-        if v.best_accuracy >= best["acc"]:
-            best = {"acc": v.best_accuracy, "iter": v.best_iter, "step": step_done, "state": state}
 
     mask_fn = optional(get_task(cfg.task), "cell_mask")
     t0 = time.perf_counter()
