@@ -12,7 +12,7 @@ from models import precision as prec
 from models.cores import local_attention
 
 
-@pytest.mark.parametrize("length,window", [(5, 8), (64, 8), (100, 8), (130, 3), (200, 1), (65, 64)])
+@pytest.mark.parametrize("length,window", [(5, 8), (64, 8), (100, 8), (130, 3), (200, 1), (65, 64), (130, 70), (33, 8)])
 def test_local_attention_is_masked_full_attention(length, window):
     gen = torch.Generator().manual_seed(length * 31 + window)
     q, k, v = (torch.randn(2, 3, length, 4, generator=gen, dtype=torch.float64) for _ in range(3))
@@ -21,6 +21,28 @@ def test_local_attention_is_masked_full_attention(length, window):
     scores = (q @ k.transpose(-1, -2) / math.sqrt(4)).masked_fill(~band, float("-inf"))
     want = torch.softmax(scores, dim=-1) @ v
     assert torch.allclose(local_attention(q, k, v, window), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("length,window,block", [(20, 4, 8), (20, 12, 8), (6, 4, 8)])
+def test_local_attention_is_twice_differentiable(monkeypatch, length, window, block):
+    # the blocked path (window - 1 <= block) and the unfold one (longer windows); an energy-based model in training
+    # differentiates the block's gradient
+    monkeypatch.setattr("models.cores.LOCAL_BLOCK", block)
+    gen = torch.Generator().manual_seed(length + window)
+    q, k, v = (torch.randn(1, 2, length, 3, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradgradcheck(lambda *t: local_attention(*t, window), (q, k, v))
+
+
+def test_local_attention_trains_after_an_inference_run_of_the_same_shape():
+    # the band's mask is cached per shape: one first made under inference mode must not break a later backward
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, 70, 4, generator=gen) for _ in range(3))
+    with torch.inference_mode():
+        want = local_attention(q, k, v, 5)
+    q.requires_grad_(True)
+    out = local_attention(q, k, v, 5)
+    out.square().sum().backward()
+    assert torch.allclose(out.detach(), want) and q.grad is not None and torch.isfinite(q.grad).all()
 
 
 def test_a_windowed_transformer_sees_no_further_than_its_reach():

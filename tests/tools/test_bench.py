@@ -479,8 +479,15 @@ def test_bench_precision_group_reports_ratios_gflops_and_training(make_checkpoin
     assert all(set(e["seconds"]) == {"before", "fp32", "bf16"} for e in entries if "seconds" in e)
     train = [e for e in entries if "steps_per_second" in e]
     assert train and all(e["steps_per_second"]["bf16"]["median"] > 0 for e in train)
+    for e in train:  # the step's roofline: its counted products at the bf16 matmul figure bound its steps per second
+        assert e["flop_per_step"] > 0 and e["step_gflops"]["bf16"] > 0
+        bound = figure["gflops"]["bf16"] * 1e9 / e["flop_per_step"]
+        assert e["ceiling_steps_per_second"] == pytest.approx(bound, rel=0.02, abs=0.1)
+        before = e["steps_per_second"]["before"]["median"]
+        assert e["ceiling_vs_before"] == pytest.approx(bound / before, rel=0.3)  # the median of times, not of rates
     lines = bench.format_table(result)
     assert any("GFLOP/s" in line for line in lines)
+    assert any("GFLOP a step" in line for line in lines)
 
 
 def test_the_dashboard_group_does_not_print_streamlits_bare_mode_warning(capfd):

@@ -149,9 +149,12 @@ def bench_precision_runs(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, fi
     return out
 
 
-def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device) -> dict:
+def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, figure: dict[str, float]
+                             ) -> dict:
     """Optimizer steps per second of training ck's config (fresh weights from its seed) at its training size:
-    before / fp32 / bf16."""
+    before / fp32 / bf16; and the roofline of a step: its floating-point operations (forward and backward, counted
+    by torch.utils.flop_counter), the GFLOP/s each mode achieved, and the steps per second the matmul figure would
+    allow (no step can run faster than its products at the machine's matmul rate)."""
     from ttc.engine.train import LossModule, TrainConfig, _train_step
 
     task = get_task(ck.task)
@@ -185,12 +188,23 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
         fns[mode] = _in_mode(mode, model, run)
     t = _rounds(fns, 2 if cfg.quick else 3, dev)
     sps = {m: spread([steps / v for v in vs]) for m, vs in t.items()}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fns["fp32"]()  # the same steps (the step index draws the same training iterations)
+    step_flops = fc.get_total_flops() / steps
+    achieved = {m: step_flops * steps / statistics.median(vs) / 1e9 for m, vs in t.items()}
+    ceiling = figure["bf16"] * 1e9 / step_flops  # steps/s at the bf16 matmul figure
     return entry("precision", f"training steps/s, bf16 vs before: {ck.task} ({ck.name})",
                  f"optimizer steps per second in bf16 / in float32 as before; batch {batch} of size {size}, "
                  f"{layers} training iterations, the family's loss", [a / b for a, b in
                                                                       zip(t["before"], t["bf16"], strict=True)],
                  timed=True, steps_per_second=sps,
                  bf16_vs_fp32=spread([a / b for a, b in zip(t["fp32"], t["bf16"], strict=True)]),
+                 flop_per_step=step_flops, step_gflops={m: float(f"{v:.4g}") for m, v in achieved.items()},
+                 fraction_of_bf16_matmul={m: round(v / figure["bf16"], 3) for m, v in achieved.items()},
+                 ceiling_steps_per_second=round(ceiling, 1),
+                 ceiling_vs_before=round(ceiling * statistics.median(t["before"]) / steps, 2),
                  setup={"checkpoint": ck.name, "task": ck.task, "size": size, "batch": batch, "layers": layers,
                         "device": dev.type})
 
@@ -216,5 +230,5 @@ def bench_precision(cks: list[Checkpoint], cfg: BenchConfig, dev: torch.device, 
             looped[ck.task] = ck
     for ck in limit(list(looped.values())):
         say(f"precision training {ck.task}")
-        out.append(bench_precision_training(ck, cfg, dev))
+        out.append(bench_precision_training(ck, cfg, dev, figure))
     return out

@@ -141,9 +141,12 @@ def headline(e: dict) -> str:
                f"({e['fraction_of_matmul']['bf16']:.0%} of its matmul, {e['bf16_fraction_of_fp32_matmul']:.0%} " \
                f"of fp32's)"
     if e["group"] == "precision" and "steps_per_second" in e:
-        sp = e["steps_per_second"]
+        sp, g = e["steps_per_second"], e["step_gflops"]["bf16"]
         return f"bf16/fp32 {fmt_ratio(e['bf16_vs_fp32'])}; steps/s before {sp['before']['median']:.2f}, fp32 " \
-               f"{sp['fp32']['median']:.2f}, bf16 {sp['bf16']['median']:.2f}"
+               f"{sp['fp32']['median']:.2f}, bf16 {sp['bf16']['median']:.2f}; {e['flop_per_step'] / 1e9:.3g} GFLOP " \
+               f"a step, bf16 at {g} GFLOP/s ({e['fraction_of_bf16_matmul']['bf16']:.0%} of the bf16 matmul); at " \
+               f"that matmul figure a step could run {e['ceiling_steps_per_second']}/s, {e['ceiling_vs_before']}x " \
+               "before"
     if e["group"] == "precision":
         return f"bf16/fp32 {fmt_ratio(e['bf16_vs_fp32'])}; seconds before {e['seconds']['before']['median']:.3f}, " \
                f"fp32 {e['seconds']['fp32']['median']:.3f}, bf16 {e['seconds']['bf16']['median']:.3f}"
