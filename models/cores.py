@@ -91,7 +91,7 @@ class ConvBlock(nn.Module):
         return precision.back(from_2d(h, z), z)
 
 
-LOCAL_BLOCK = 32  # query positions per block of the banded attention (runs/tf timings: 32 fastest in bf16)
+LOCAL_BLOCK = 32  # most query positions per block of the banded attention (docs/precision.md: 32 was fastest in bf16)
 
 
 @functools.lru_cache(maxsize=16)
