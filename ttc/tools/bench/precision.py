@@ -80,15 +80,24 @@ def matmul_figure(dev: torch.device, quick: bool) -> dict[str, float]:
     return out
 
 
-def _flops(model, x: torch.Tensor, iters: int, settings) -> float:
-    """Floating-point operations of the timed loop itself (iters iterations of model.stream on x; an explicit model
-    streams its whole depth), counted by torch.utils.flop_counter."""
+def _counted_flops(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call of fn (forward and any backward it runs), counted by
+    torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc, torch.inference_mode(not model.needs_grad):
-        for _ in model.stream(x, iters, settings=settings):
-            pass
+    with FlopCounterMode(display=False) as fc:
+        fn()
     return float(fc.get_total_flops())
+
+
+def _flops(model, x: torch.Tensor, iters: int, settings) -> float:
+    """Floating-point operations of the timed loop itself (iters iterations of model.stream on x; an explicit model
+    streams its whole depth)."""
+    def loop() -> None:
+        with torch.inference_mode(not model.needs_grad):
+            for _ in model.stream(x, iters, settings=settings):
+                pass
+    return _counted_flops(loop)
 
 
 def bench_precision_runs(ck: Checkpoint, cfg: BenchConfig, dev: torch.device, figure: dict[str, float]
@@ -188,12 +197,9 @@ def bench_precision_training(ck: Checkpoint, cfg: BenchConfig, dev: torch.device
         fns[mode] = _in_mode(mode, model, run)
     t = _rounds(fns, 2 if cfg.quick else 3, dev)
     sps = {m: spread([steps / v for v in vs]) for m, vs in t.items()}
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        fns["fp32"]()  # the same steps (the step index draws the same training iterations)
-    step_flops = fc.get_total_flops() / steps
-    achieved = {m: step_flops * steps / statistics.median(vs) / 1e9 for m, vs in t.items()}
+    flops = _counted_flops(fns["fp32"])  # the timed steps again (the step index draws the same training iterations)
+    step_flops = flops / steps
+    achieved = {m: flops / statistics.median(vs) / 1e9 for m, vs in t.items()}
     ceiling = figure["bf16"] * 1e9 / step_flops  # steps/s at the bf16 matmul figure
     return entry("precision", f"training steps/s, bf16 vs before: {ck.task} ({ck.name})",
                  f"optimizer steps per second in bf16 / in float32 as before; batch {batch} of size {size}, "
